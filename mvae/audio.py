@@ -1,0 +1,243 @@
+"""Speech front end shared by data preparation, training and the app.
+
+Every recording, whether an FSDD file or a browser microphone take, goes through `AudioFrontEnd.prepare`:
+mix to mono, resample to 8 kHz, trim the silence around the voice, normalise the peak, centre it in a
+fixed-length window and take the log-mel spectrogram. `waveform_from_log_mel` goes back the other way
+(inverse mel filterbank, then Griffin-Lim) so that a decoded log-mel can be heard.
+"""
+
+from __future__ import annotations
+
+import io
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from .config import AudioConfig
+from .errors import InputError
+
+MAX_CHANNELS = 8
+MIN_INPUT_RATE = 4000  # below this even the first formants of speech are gone
+MAX_LOG_MEL = 30.0  # exp() of a wild decoder output must stay finite
+FORMATS = "WAV, FLAC or OGG"
+# Phase-vocoder STFT for pitch shifting: 32 ms windows at 8 kHz resolve the pitch harmonics of speech.
+STRETCH_FFT = 256
+STRETCH_HOP = 64
+# Resampling ratios are rounded to a fraction with a small denominator: torchaudio builds one filter
+# per output phase, so 8979/8000 takes seconds where 9/8 takes a millisecond.
+MAX_RATIO_DENOMINATOR = 100
+
+
+@dataclass
+class PreparedSpeech:
+    log_mel: torch.Tensor  # (n_mels, n_frames) float32: natural log of mel power + log_floor
+    waveform: np.ndarray  # the whole input, mono at sample_rate
+    voiced: np.ndarray  # the trimmed, level-normalised segment the log-mel was taken from
+    span: tuple[int, int]  # start/end sample of the voiced segment within `waveform`
+    sample_rate: int
+
+
+def _silent_error() -> InputError:
+    return InputError("The recording is silent: check that the microphone is on and not muted, then speak a digit.")
+
+
+def _check_rate(rate) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not float(rate).is_integer():
+        raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r}.")
+    rate = int(rate)
+    if rate < MIN_INPUT_RATE:
+        raise InputError(f"The sample rate is {rate} Hz; please record at {MIN_INPUT_RATE} Hz or more (8000 Hz or 16000 Hz are typical).")
+    return rate
+
+
+def _as_float(samples) -> np.ndarray:
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    samples = np.asarray(samples)
+    if samples.dtype.kind == "u":  # unsigned PCM is centred on half its range
+        half = 2.0 ** (8 * samples.dtype.itemsize - 1)
+        return ((samples.astype(np.float64) - half) / half).astype(np.float32)
+    if samples.dtype.kind == "i":
+        return (samples / float(np.iinfo(samples.dtype).max + 1)).astype(np.float32)
+    if samples.dtype.kind != "f":
+        raise InputError(f"Audio samples must be numbers (integer or float PCM), not {samples.dtype}.")
+    return samples.astype(np.float32, copy=False)
+
+
+def _resample(wave: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Stretch `wave` to about `ratio` times its length (within 0.5%)."""
+    frac = Fraction(ratio).limit_denominator(MAX_RATIO_DENOMINATOR)
+    if frac == 1:
+        return wave
+    return torchaudio.functional.resample(wave, frac.denominator, frac.numerator)
+
+
+class AudioFrontEnd:
+    def __init__(self, cfg: AudioConfig):
+        self.cfg = cfg
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+            n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, power=2.0,
+        )
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=cfg.n_fft // 2 + 1, n_mels=cfg.n_mels, sample_rate=cfg.sample_rate,
+            f_min=cfg.f_min, f_max=cfg.f_max, driver="gelsd",
+        )
+        # rand_init=False starts from zero phase, so the same log-mel always sounds the same.
+        self.griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=cfg.n_fft, hop_length=cfg.hop_length, power=2.0, n_iter=cfg.griffin_lim_iters, rand_init=False,
+        )
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InputError(f"Audio must be given as file bytes ({FORMATS}), not {type(data).__name__}.")
+        if len(data) == 0:
+            raise InputError("There is no recording: the audio is empty. Record or upload a spoken digit.")
+        try:
+            info = sf.info(io.BytesIO(data))
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.") from exc
+        if info.frames <= 0:
+            raise InputError("There is no recording: the audio file holds no samples. Record or upload a spoken digit.")
+        self._check_size(info.frames, info.samplerate, info.channels)
+        try:
+            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(f"The audio file is damaged or truncated; please give a complete {FORMATS} file.") from exc
+        return samples, rate
+
+    def _check_size(self, n: int, rate: int, channels: int) -> None:
+        cfg = self.cfg
+        if rate > cfg.max_input_rate:
+            raise InputError(f"The sample rate is {rate} Hz; please use {cfg.max_input_rate} Hz or less.")
+        if channels > MAX_CHANNELS:
+            raise InputError(f"The recording has {channels} channels; please use mono or stereo audio (at most {MAX_CHANNELS}).")
+        if n > cfg.max_input_s * rate:
+            raise InputError(f"The recording is {n / rate:.1f} s long; please keep it under {cfg.max_input_s:g} s (one spoken digit).")
+        if n < cfg.min_input_s * rate:
+            raise InputError(f"The recording is only {1000 * n / rate:.0f} ms long; please record at least {cfg.min_input_s:g} s.")
+
+    def to_mono(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        rate = _check_rate(rate)
+        samples = _as_float(samples)
+        if not np.isfinite(samples).all():
+            raise InputError("The audio contains NaN or infinite samples; please give a valid recording.")
+        wave = samples.mean(axis=1) if samples.ndim == 2 else samples
+        wave = torch.from_numpy(wave - wave.mean())
+        if rate != self.cfg.sample_rate:
+            wave = torchaudio.functional.resample(wave, rate, self.cfg.sample_rate)
+        return wave.numpy().astype(np.float32, copy=False)
+
+    def trim(self, wave: np.ndarray) -> tuple[int, int]:
+        cfg = self.cfg
+        if len(wave) == 0 or np.abs(wave).max() < cfg.silence_peak:
+            raise _silent_error()
+        frame, hop = cfg.trim_frame, cfg.trim_frame // 4
+        n_windows = 1 + -(-max(len(wave) - frame, 0) // hop)
+        padded = np.pad(wave, (0, frame + (n_windows - 1) * hop - len(wave)))
+        frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
+        # Variance, not mean square: clipping makes a DC offset differ between silence and voice.
+        db = 10 * np.log10(frames.astype(np.float64).var(axis=1) + 1e-20)
+        voiced = np.flatnonzero(db > db.max() - cfg.trim_top_db)
+        # Each loud frame vouches for the hop around its centre only, so a click stays a few ms long.
+        start = max(int(voiced[0] * hop + (frame - hop) // 2), 0)
+        end = min(int(voiced[-1] * hop + (frame + hop) // 2), len(wave))
+        if end - start < cfg.min_voiced_s * cfg.sample_rate:
+            raise InputError(
+                f"Only {1000 * (end - start) / cfg.sample_rate:.0f} ms of the recording is louder than the background; "
+                "please speak the digit clearly and closer to the microphone."
+            )
+        return start, end
+
+    def normalise(self, wave: np.ndarray) -> np.ndarray:
+        """Remove the segment's own DC offset and scale its peak to cfg.target_peak."""
+        wave = wave - wave.mean() if len(wave) else wave
+        peak = np.abs(wave).max(initial=0.0)
+        if peak < self.cfg.silence_peak:
+            raise _silent_error()
+        return (wave * (self.cfg.target_peak / peak)).astype(np.float32)
+
+    def fix_length(self, wave: np.ndarray, offset: int = 0) -> np.ndarray:
+        """Centre `wave` in cfg.num_samples; a positive offset moves it later, never past either edge."""
+        n, size = len(wave), self.cfg.num_samples
+        out = np.zeros(size, np.float32)
+        if n <= size:
+            start = int(np.clip((size - n) // 2 + offset, 0, size - n))
+            out[start:start + n] = wave
+        else:
+            start = int(np.clip((n - size) // 2 - offset, 0, n - size))
+            out[:] = wave[start:start + size]
+        return out
+
+    def log_mel(self, wave) -> torch.Tensor:
+        x = torch.as_tensor(wave, dtype=torch.float32)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.cfg.num_samples:
+            raise InputError(f"log_mel wants (N,) or (B, N) samples with N = {self.cfg.num_samples}; got {tuple(x.shape)}. Use fix_length first.")
+        return torch.log(self.mel.to(x.device)(x) + self.cfg.log_floor)
+
+    def prepare(self, waveform: np.ndarray, sample_rate: int) -> PreparedSpeech:
+        samples = _as_float(waveform)
+        if samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS and samples.shape[0] <= MAX_CHANNELS:
+            samples = samples.T  # (channels, samples), as torch code tends to hold it
+        if samples.ndim not in (1, 2) or (samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS):
+            raise InputError(f"A waveform must be (samples,) or (samples, channels) with at most {MAX_CHANNELS} channels; got shape {samples.shape}.")
+        rate = _check_rate(sample_rate)
+        self._check_size(len(samples), rate, samples.shape[1] if samples.ndim == 2 else 1)
+        wave = self.to_mono(samples, rate)
+        start, end = self.trim(wave)
+        voiced = self.normalise(wave[start:end])
+        return PreparedSpeech(self.log_mel(self.fix_length(voiced)), wave, voiced, (start, end), self.cfg.sample_rate)
+
+    def prepare_bytes(self, data: bytes) -> PreparedSpeech:
+        return self.prepare(*self.decode(data))
+
+    def waveform_from_log_mel(self, log_mel) -> np.ndarray:
+        m = torch.as_tensor(log_mel, dtype=torch.float32).detach().cpu()  # the gelsd driver is CPU-only
+        if m.ndim not in (2, 3) or m.shape[-2] != self.cfg.n_mels:
+            raise InputError(f"A log-mel must be (n_mels, frames) or (B, n_mels, frames) with n_mels = {self.cfg.n_mels}; got {tuple(m.shape)}.")
+        if not torch.isfinite(m).all():
+            raise InputError("The log-mel contains NaN or infinite values.")
+        power = (torch.exp(m.clamp(max=MAX_LOG_MEL)) - self.cfg.log_floor).clamp(min=0)
+        with torch.no_grad():
+            wave = self.griffin_lim(self.inverse_mel(power))
+        peak = wave.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8)
+        return (wave * (self.cfg.target_peak / peak)).numpy().astype(np.float32)
+
+    def change_speed_pitch(self, wave: np.ndarray, speed: float = 1.0, semitones: float = 0.0) -> np.ndarray:
+        """Play `wave` `speed` times faster (shorter and higher, like tape) and shift its pitch by `semitones`.
+
+        The pitch shift is a phase-vocoder time stretch by the pitch factor; one resampling then undoes that
+        stretch and applies the speed change together.
+        """
+        pitch = 2.0 ** (semitones / 12)
+        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+        if pitch != 1.0:
+            window = torch.hann_window(STRETCH_FFT)
+            spec = torch.stft(x, STRETCH_FFT, STRETCH_HOP, window=window, return_complex=True)
+            advance = torch.linspace(0, torch.pi * STRETCH_HOP, spec.shape[-2])[:, None]
+            spec = torchaudio.functional.phase_vocoder(spec, 1 / pitch, advance)
+            x = torch.istft(spec, STRETCH_FFT, STRETCH_HOP, window=window, length=round(len(x) * pitch))
+        return _resample(x, 1 / (pitch * speed)).numpy()
+
+    def augment(self, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+        """A plausible new speaker and room: speed, pitch, additive noise and level. strength=0 is the identity."""
+        cfg = self.cfg
+        speed = 1 + rng.uniform(-cfg.aug_speed, cfg.aug_speed) * strength
+        semitones = rng.uniform(-cfg.aug_pitch_semitones, cfg.aug_pitch_semitones) * strength
+        snr_db = rng.uniform(*cfg.aug_snr_db)
+        gain_db = rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db) * strength
+        wave = self.change_speed_pitch(wave, speed, semitones)
+        noise_rms = strength * np.sqrt(np.mean(wave.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
+        wave = wave + noise_rms * rng.standard_normal(len(wave))
+        return (wave * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def wav_bytes(waveform: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(waveform, dtype=np.float32), int(sample_rate), subtype=subtype, format="WAV")
+    return buf.getvalue()

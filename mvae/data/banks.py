@@ -1,0 +1,71 @@
+"""Builds the per-modality banks of a split from the prepared data, in the model's input space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from ..audio import AudioFrontEnd
+from ..config import IMAGE_MODALITIES
+from .paired import Bank
+from .sources import fsdd_recordings, load_images
+
+
+def spread(n: int, limit: int | None) -> np.ndarray:
+    """`limit` evenly spaced indices out of n (all of them when limit is None), so a slice keeps every class."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, limit).round().astype(np.int64)
+
+
+def image_bank(data_dir, script: str, split: str, limit: int | None = None) -> Bank:
+    data = load_images(data_dir, script, split)
+    keep = spread(len(data.labels), limit)
+    return Bank(torch.from_numpy(data.images[keep]).float().div_(255.0), data.labels[keep])
+
+
+def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int = 0,
+                aug_strength: float = 1.0, seed: int = 0, progress: bool = True, limit: int | None = None) -> Bank:
+    """Log-mels of every recording of the split, plus `aug_copies` augmented versions of each.
+
+    The augmented copies are made once, here, because a pitch or speed change per batch would cost
+    more than the whole model step on a CPU.
+    """
+    rng = np.random.default_rng([seed, 7])
+    shift = front_end.cfg.aug_shift_frames * front_end.cfg.hop_length
+    waves, labels = [], []
+    recordings = fsdd_recordings(data_dir, split)
+    recordings = [recordings[i] for i in spread(len(recordings), limit)]
+    for rec in tqdm(recordings, desc=f"speech {split}", disable=not progress, leave=False):
+        samples, rate = sf.read(rec.path, dtype="float32", always_2d=True)
+        prepared = front_end.prepare(samples, rate)
+        waves.append(front_end.fix_length(prepared.voiced))
+        labels.append(rec.digit)
+        for _ in range(aug_copies):
+            varied = front_end.normalise(front_end.augment(prepared.voiced, rng, aug_strength))
+            offset = int(rng.integers(-shift, shift + 1)) if aug_strength > 0 else 0
+            waves.append(front_end.fix_length(varied, offset))
+            labels.append(rec.digit)
+    log_mels = torch.cat([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
+    return Bank(log_mels, np.asarray(labels, dtype=np.int64))
+
+
+def load_banks(data_dir, split: str, front_end: AudioFrontEnd, modalities, aug_copies: int = 0,
+               aug_strength: float = 1.0, seed: int = 0, progress: bool = True,
+               limit: int | None = None) -> dict[str, Bank]:
+    """`split` is "train" or "test"; augmentation applies to training speech only; `limit` caps each bank."""
+    data_dir = Path(data_dir)
+    banks = {}
+    for name in modalities:
+        if name in IMAGE_MODALITIES:
+            banks[name] = image_bank(data_dir, name, split, limit)
+        elif name == "speech":
+            copies = aug_copies if split == "train" else 0
+            banks[name] = speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit)
+        else:
+            raise ValueError(f"unknown modality {name!r}")
+    return banks

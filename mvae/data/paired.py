@@ -1,0 +1,91 @@
+"""Label-paired multimodal examples: one item of each modality drawn from the same digit class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import LABEL, N_CLASSES
+
+
+@dataclass
+class Bank:
+    """All items of one modality in one split, in the model's input space."""
+
+    items: torch.Tensor  # (N, *shape) float32: images in [0, 1], speech as raw log-mel
+    labels: np.ndarray  # (N,) int64
+
+    def __post_init__(self):
+        if len(self.items) != len(self.labels):
+            raise ValueError(f"{len(self.items)} items but {len(self.labels)} labels")
+
+
+@dataclass
+class Pairs:
+    labels: np.ndarray  # (N,)
+    index: dict[str, np.ndarray]  # modality -> (N,) row of its bank, all of class labels[i]
+
+    def __len__(self):
+        return len(self.labels)
+
+
+class PairedDataset:
+    """Pairs items across modalities by label; the pairing is a pure function of (seed, epoch)."""
+
+    def __init__(self, banks: dict[str, Bank], seed: int = 0):
+        self.banks = banks
+        self.seed = seed
+        self.by_class = {
+            name: [np.flatnonzero(bank.labels == c) for c in range(N_CLASSES)] for name, bank in banks.items()
+        }
+        for name, groups in self.by_class.items():
+            empty = [c for c, g in enumerate(groups) if len(g) == 0]
+            if empty:
+                raise ValueError(f"{name} has no items of class {empty}; every modality needs every digit")
+
+    def epoch_pairs(self, epoch: int, n_pairs: int) -> Pairs:
+        """Fresh random pairs for one epoch, with the classes balanced."""
+        rng = np.random.default_rng([self.seed, epoch])
+        labels = rng.permutation(np.arange(n_pairs) % N_CLASSES)
+        index = {}
+        for name, groups in self.by_class.items():
+            rows = np.empty(n_pairs, dtype=np.int64)
+            for c in range(N_CLASSES):
+                where = np.flatnonzero(labels == c)
+                rows[where] = rng.choice(groups[c], size=len(where))
+            index[name] = rows
+        return Pairs(labels, index)
+
+    def covering_pairs(self) -> Pairs:
+        """Fixed evaluation pairs in which every item of every bank appears at least once.
+
+        The largest bank sets the labels; the other modalities cycle through their items of each class
+        in a seeded order.
+        """
+        rng = np.random.default_rng([self.seed, 2**31 - 1])
+        anchor = max(self.banks, key=lambda n: len(self.banks[n].labels))
+        labels = self.banks[anchor].labels
+        index = {anchor: np.arange(len(labels))}
+        for name, groups in self.by_class.items():
+            if name == anchor:
+                continue
+            rows = np.empty(len(labels), dtype=np.int64)
+            for c in range(N_CLASSES):
+                where = np.flatnonzero(labels == c)
+                order = rng.permutation(groups[c])
+                rows[where] = order[np.arange(len(where)) % len(order)]
+            index[name] = rows
+        return Pairs(labels, index)
+
+    def batch(self, pairs: Pairs, rows: slice | np.ndarray, device=None) -> dict[str, torch.Tensor]:
+        out = {name: self.banks[name].items[pairs.index[name][rows]] for name in self.banks}
+        out[LABEL] = torch.as_tensor(pairs.labels[rows])
+        return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+    def batches(self, pairs: Pairs, batch_size: int, start: int = 0, device=None):
+        """Yields (batch number, batch) from batch number `start` on, so training can resume mid-epoch."""
+        n_batches = -(-len(pairs) // batch_size)
+        for b in range(start, n_batches):
+            yield b, self.batch(pairs, slice(b * batch_size, (b + 1) * batch_size), device)

@@ -1,0 +1,195 @@
+"""The public facade: `mvae.load()` and `Pipeline.predict / generate / traverse / interpolate`.
+
+Everything the app and the command lines show comes through here, so raw user input (canvas pixels,
+PNG bytes, WAV bytes) is turned into model inputs by the same code that prepared the training data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
+from .checkpoint import load_model
+from .config import IMAGE_MODALITIES, LABEL
+from .errors import InputError
+from .model import MVAE, normalise_inputs
+from .preprocess import prepare_digit
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+@dataclass
+class SpeechOutput:
+    waveform: np.ndarray  # float32 at sample_rate, peak-normalised
+    sample_rate: int
+    mel: np.ndarray  # (n_mels, n_frames) log-mel the waveform was made from
+
+    @property
+    def wav_bytes(self) -> bytes:
+        return wav_bytes(self.waveform, self.sample_rate)
+
+
+@dataclass
+class Decoded:
+    """Every modality decoded from a batch of latents."""
+
+    latents: np.ndarray  # (N, D)
+    images: dict[str, np.ndarray]  # script -> (N, 28, 28) float32 in [0, 1]
+    probs: np.ndarray  # (N, 10)
+    mels: np.ndarray  # (N, n_mels, n_frames)
+    front_end: AudioFrontEnd = field(repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.probs.argmax(-1)
+
+    @cached_property
+    def speech(self) -> list[SpeechOutput]:
+        """Griffin-Lim runs only when a waveform is asked for."""
+        if len(self.mels) == 0:
+            return []
+        waves = self.front_end.waveform_from_log_mel(self.mels)
+        rate = self.front_end.cfg.sample_rate
+        return [SpeechOutput(w, rate, m) for w, m in zip(waves, self.mels)]
+
+
+@dataclass
+class Prediction:
+    label: int
+    probs: np.ndarray  # (10,) sums to 1
+    images: dict[str, np.ndarray]  # both scripts, (28, 28) float32 in [0, 1]
+    speech: SpeechOutput
+    latent_mean: np.ndarray  # (D,) mean of the fused posterior
+    latent_logvar: np.ndarray
+    experts: dict[str, tuple[np.ndarray, np.ndarray]]  # each given modality's own (mean, logvar)
+    inputs: dict[str, np.ndarray]  # what the model saw: 28x28 digits, the speech log-mel
+    prepared_speech: PreparedSpeech | None = None
+
+
+class Pipeline:
+    def __init__(self, model: MVAE, metadata: dict | None = None, device="cpu"):
+        self.model = model.to(device).eval()
+        self.metadata = metadata or {}
+        self.device = torch.device(device)
+        self.front_end = AudioFrontEnd(model.cfg.audio)
+
+    @property
+    def config(self):
+        return self.model.cfg
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.input_names
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.cfg.latent_dim
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _prepare_one(self, name: str, value):
+        if name in IMAGE_MODALITIES:
+            return torch.from_numpy(prepare_digit(value)), None
+        if name == "speech":
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                prepared = self.front_end.prepare_bytes(bytes(value))
+            elif isinstance(value, tuple) and len(value) == 2:
+                prepared = self.front_end.prepare(*value)
+            else:
+                raise InputError("Speech must be WAV/FLAC/OGG bytes or a (waveform, sample_rate) tuple, "
+                                 f"not {type(value).__name__}.")
+            return prepared.log_mel, prepared
+        if name == LABEL:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 10:
+                raise InputError(f"A label must be a whole number from 0 to 9, not {value!r}.")
+            return torch.tensor(int(value)), None
+        raise InputError(f"Unknown input {name!r}; give any of {', '.join(self.modalities)} (or {LABEL}).")
+
+    def prepare(self, inputs: dict) -> tuple[dict[str, torch.Tensor], PreparedSpeech | None]:
+        """User inputs -> a batch of one in the model's input space. None values count as absent."""
+        if not isinstance(inputs, dict):
+            raise InputError("predict takes a dict such as {'kannada': image} or {'speech': wav_bytes}.")
+        given = {k: v for k, v in inputs.items() if v is not None}
+        if not given:
+            raise InputError(f"Give at least one input: draw a digit or record one ({', '.join(self.modalities)}).")
+        batch, prepared_speech = {}, None
+        for name in self.model.names:
+            if name in given:
+                tensor, prepared = self._prepare_one(name, given.pop(name))
+                batch[name] = tensor.unsqueeze(0).to(self.device)
+                prepared_speech = prepared or prepared_speech
+        for name in given:
+            self._prepare_one(name, given[name])  # raises the unknown-input error
+        return batch, prepared_speech
+
+    # -- outputs --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, latents) -> Decoded:
+        z = torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.device)
+        z = z.reshape(-1, self.latent_dim)
+        out = {k: v.cpu().numpy() for k, v in self.model.outputs(z).items()}
+        images = {n: out[n] for n in IMAGE_MODALITIES if n in out}
+        mels = out.get("speech", np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32))
+        return Decoded(z.cpu().numpy(), images, out[LABEL], mels, self.front_end)
+
+    @torch.no_grad()
+    def predict(self, inputs: dict) -> Prediction:
+        batch, prepared_speech = self.prepare(inputs)
+        encoded = normalise_inputs(self.model, batch)
+        given, mu, logvar = self.model.experts(encoded)
+        mean, joint_logvar = self.model.posterior(encoded)
+        decoded = self.decode(mean[0])
+        return Prediction(
+            label=int(decoded.labels[0]),
+            probs=decoded.probs[0].astype(np.float64) / decoded.probs[0].sum(),
+            images={n: v[0] for n, v in decoded.images.items()},
+            speech=decoded.speech[0],
+            latent_mean=mean[0, 0].cpu().numpy(),
+            latent_logvar=joint_logvar[0, 0].cpu().numpy(),
+            experts={n: (mu[i, 0].cpu().numpy(), logvar[i, 0].cpu().numpy()) for i, n in enumerate(given)},
+            inputs={n: batch[n][0].cpu().numpy() for n in batch if n != LABEL},
+            prepared_speech=prepared_speech,
+        )
+
+    @torch.no_grad()
+    def label_posterior(self, label: int) -> tuple[np.ndarray, np.ndarray]:
+        batch, _ = self.prepare({LABEL: label})
+        mu, logvar = self.model.posterior(batch)
+        return mu[0, 0].cpu().numpy(), logvar[0, 0].cpu().numpy()
+
+    def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
+        """n samples of every modality for one digit, from the label's posterior widened by `temperature`."""
+        if not 1 <= int(n) <= 256:
+            raise InputError(f"Ask for between 1 and 256 samples, not {n}.")
+        if not 0 <= float(temperature) <= 10:
+            raise InputError(f"The temperature must be between 0 and 10, not {temperature}.")
+        mean, logvar = self.label_posterior(label)
+        noise = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
+        return self.decode(mean + temperature * np.exp(0.5 * logvar) * noise)
+
+    def traverse(self, latent, dims, values) -> Decoded:
+        """Decodes `latent` with each dim in `dims` set to each of `values`: N = len(dims) * len(values), dim-major."""
+        latent = np.asarray(latent, dtype=np.float32).reshape(self.latent_dim)
+        dims = [int(d) for d in dims]
+        if any(not 0 <= d < self.latent_dim for d in dims):
+            raise InputError(f"Latent dimensions run from 0 to {self.latent_dim - 1}; got {dims}.")
+        grid = np.repeat(latent[None], len(dims) * len(values), axis=0)
+        for i, d in enumerate(dims):
+            grid[i * len(values):(i + 1) * len(values), d] = values
+        return self.decode(grid)
+
+    def interpolate(self, start, end, steps: int = 8) -> Decoded:
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        return self.decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
+
+
+def load(path: str | os.PathLike | None = None, device: str = "cpu") -> Pipeline:
+    """The shipped default checkpoint, or the checkpoint folder / model.safetensors file at `path`."""
+    path = path or os.environ.get("MVAE_CHECKPOINT") or DEFAULT_CHECKPOINT
+    model, meta = load_model(path, device)
+    return Pipeline(model, meta, device)

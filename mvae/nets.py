@@ -1,0 +1,104 @@
+"""Encoder and decoder networks. Any nn.Module with the same input and output shapes can replace them.
+
+An encoder maps a batch of one modality to (mu, logvar) of its Gaussian expert; a decoder maps z to
+that modality's likelihood parameters (logits for images, the mean log-mel for speech).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    def __init__(self, body: nn.Module, features: int, latent_dim: int):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(features, 2 * latent_dim)
+
+    def forward(self, x):
+        mu, logvar = self.head(self.body(x)).chunk(2, dim=-1)
+        return mu, logvar
+
+
+def mlp_encoder(shape, hidden: int, latent_dim: int) -> Encoder:
+    body = nn.Sequential(
+        nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU()
+    )
+    return Encoder(body, hidden, latent_dim)
+
+
+def mlp_decoder(shape, hidden: int, latent_dim: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+        nn.Linear(hidden, math.prod(shape)), nn.Unflatten(1, tuple(shape)),
+    )
+
+
+def label_encoder(n_classes: int, hidden: int, latent_dim: int) -> Encoder:
+    body = nn.Sequential(nn.Embedding(n_classes, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+    return Encoder(body, hidden, latent_dim)
+
+
+def label_head(n_classes: int, latent_dim: int) -> nn.Module:
+    """The seed's linear classifier from z."""
+    return nn.Linear(latent_dim, n_classes)
+
+
+def _conv_stack(channels: list[int]) -> list[nn.Module]:
+    layers = []
+    for c_in, c_out in zip(channels[:-1], channels[1:]):
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
+    return layers
+
+
+def _deconv_stack(channels: list[int]) -> list[nn.Module]:
+    layers = []
+    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+        if i < len(channels) - 2:
+            layers.append(nn.SiLU())
+    return layers
+
+
+def _halvings(side: int) -> int:
+    """How many stride-2 steps bring a side of 28 or 64 down to 7 or 8 pixels."""
+    return int(math.log2(side // 7 if side % 7 == 0 else side // 8))
+
+
+def conv_encoder(shape, hidden: int, latent_dim: int, width: int) -> Encoder:
+    h, w = shape
+    downs = _halvings(h)
+    channels = [1] + [width * 2**i for i in range(downs)]
+    side_h, side_w = h // 2**downs, w // 2**downs
+    body = nn.Sequential(
+        _AddChannel(),
+        *_conv_stack(channels), nn.Flatten(),
+        nn.Linear(channels[-1] * side_h * side_w, hidden), nn.SiLU(),
+    )
+    return Encoder(body, hidden, latent_dim)
+
+
+def conv_decoder(shape, hidden: int, latent_dim: int, width: int) -> nn.Module:
+    h, w = shape
+    downs = _halvings(h)
+    channels = [width * 2**i for i in reversed(range(downs))] + [1]
+    side_h, side_w = h // 2**downs, w // 2**downs
+    return nn.Sequential(
+        nn.Linear(latent_dim, hidden), nn.SiLU(),
+        nn.Linear(hidden, channels[0] * side_h * side_w), nn.SiLU(),
+        nn.Unflatten(1, (channels[0], side_h, side_w)),
+        *_deconv_stack(channels), _DropChannel(),
+    )
+
+
+class _AddChannel(nn.Module):
+    def forward(self, x):
+        return x.unsqueeze(1)
+
+
+class _DropChannel(nn.Module):
+    def forward(self, x):
+        return x.squeeze(1)

@@ -1,0 +1,171 @@
+"""The facade takes every documented input form and refuses bad ones with mvae.InputError."""
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+import mvae
+from mvae.audio import wav_bytes
+from mvae.config import ModelConfig
+from mvae.inference import Pipeline
+from mvae.model import MVAE
+from tests.conftest import tone
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    return Pipeline(MVAE(ModelConfig(hidden=32, latent_dim=8)))
+
+
+def canvas_digit(size=280, ink_in_alpha=True, offset=(40, 70), radius=60, width=18):
+    """An RGBA canvas with a ring drawn large and off-centre, as a browser canvas returns it."""
+    yy, xx = np.indices((size, size))
+    dist = np.hypot(yy - size / 2 - offset[0], xx - size / 2 - offset[1])
+    ink = (np.abs(dist - radius) < width / 2).astype(np.uint8) * 255
+    rgba = np.zeros((size, size, 4), np.uint8)
+    if ink_in_alpha:  # a transparent canvas with black strokes
+        rgba[..., 3] = ink
+    else:  # white ink on an opaque black background
+        rgba[..., :3] = ink[..., None]
+        rgba[..., 3] = 255
+    return rgba
+
+
+def png_bytes(array, fmt="PNG"):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def image_forms():
+    alpha = canvas_digit()
+    white_on_black = canvas_digit(ink_in_alpha=False)
+    grey = white_on_black[..., 0]
+    return {
+        "rgba, ink in alpha": alpha,
+        "rgba, ink in colour": white_on_black,
+        "rgb": white_on_black[..., :3],
+        "grey uint8": grey,
+        "grey float": grey.astype(np.float32) / 255,
+        "grey float 0-255": grey.astype(np.float64),
+        "dark on light": 255 - grey,
+        "small": np.asarray(Image.fromarray(grey).resize((64, 64))),
+        "pil": Image.fromarray(white_on_black),
+        "png bytes": png_bytes(alpha),
+        "jpeg bytes": png_bytes(white_on_black[..., :3], "JPEG"),
+        "bool": grey > 0,
+    }
+
+
+@pytest.mark.parametrize("form", list(image_forms()))
+@pytest.mark.parametrize("script", ["farsi", "kannada"])
+def test_every_image_form_gives_the_same_digit(pipe, form, script):
+    reference = pipe.predict({script: image_forms()["grey uint8"]}).inputs[script]
+    pred = pipe.predict({script: image_forms()[form]})
+    seen = pred.inputs[script]
+    assert seen.shape == (28, 28) and seen.dtype == np.float32
+    tolerance = 0.25 if form in ("jpeg bytes", "small", "bool") else 0.02
+    assert np.abs(seen - reference).mean() < tolerance
+    # The ring is centred by its centre of mass, whatever its place on the canvas.
+    ys, xs = np.indices(seen.shape)
+    assert abs((ys * seen).sum() / seen.sum() - 14) < 0.6 and abs((xs * seen).sum() / seen.sum() - 14) < 0.6
+
+
+def check_prediction(pred, pipe):
+    assert 0 <= pred.label <= 9 and pred.probs.shape == (10,)
+    assert pred.probs.sum() == pytest.approx(1.0) and pred.label == int(pred.probs.argmax())
+    for script in ("farsi", "kannada"):
+        image = pred.images[script]
+        assert image.shape == (28, 28) and image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
+    speech = pred.speech
+    assert speech.sample_rate == 8000 and speech.waveform.ndim == 1 and len(speech.waveform) > 4000
+    assert np.abs(speech.waveform).max() > 0.1  # audible
+    assert speech.mel.shape == (pipe.config.audio.n_mels, pipe.config.audio.n_frames)
+    assert sf.read(io.BytesIO(speech.wav_bytes))[0].shape[0] == len(speech.waveform)
+    assert pred.latent_mean.shape == (pipe.latent_dim,) and pred.latent_logvar.shape == (pipe.latent_dim,)
+
+
+def speech_forms():
+    rng = np.random.default_rng(0)
+    mono8k = tone(3, rng)
+    t44 = np.interp(np.arange(int(len(mono8k) * 44100 / 8000)) * 8000 / 44100, np.arange(len(mono8k)), mono8k)
+    stereo44 = np.stack([t44, 0.8 * t44], axis=1).astype(np.float32)
+    return {
+        "wav bytes 8k mono": wav_bytes(mono8k, 8000),
+        "wav bytes 44.1k stereo": wav_bytes(stereo44, 44100),
+        "wav bytes 48k 24-bit": wav_bytes(np.interp(np.arange(len(mono8k) * 6) / 6, np.arange(len(mono8k)), mono8k), 48000, "PCM_24"),
+        "tuple 16k": (np.interp(np.arange(len(mono8k) * 2) / 2, np.arange(len(mono8k)), mono8k).astype(np.float32), 16000),
+        "tuple stereo channels-first": (stereo44.T.copy(), 44100),
+    }
+
+
+@pytest.mark.parametrize("form", list(speech_forms()))
+def test_every_speech_form(pipe, form):
+    pred = pipe.predict({"speech": speech_forms()[form]})
+    check_prediction(pred, pipe)
+    assert pred.prepared_speech is not None and pred.inputs["speech"].shape == pred.speech.mel.shape
+    reference = pipe.predict({"speech": speech_forms()["wav bytes 8k mono"]}).inputs["speech"]
+    assert np.abs(pred.inputs["speech"] - reference).mean() < 0.5
+
+
+@pytest.mark.parametrize("given", [("farsi",), ("kannada", "speech"), ("farsi", "kannada", "speech"), ("label",)])
+def test_any_subset_gives_every_output(pipe, given):
+    forms = {"farsi": canvas_digit(), "kannada": canvas_digit(ink_in_alpha=False),
+             "speech": speech_forms()["wav bytes 8k mono"], "label": 4}
+    pred = pipe.predict({name: forms[name] for name in given})
+    check_prediction(pred, pipe)
+    assert set(pred.experts) == set(given)
+    # The fused posterior is at least as sure as each expert and as the prior.
+    for mu, logvar in pred.experts.values():
+        assert np.all(pred.latent_logvar <= logvar + 1e-5)
+    assert np.all(pred.latent_logvar <= 1e-6)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({}, "at least one"),
+    ({"farsi": None}, "at least one"),
+    ({"farsi": np.zeros((280, 280, 4), np.uint8)}, "empty"),
+    ({"kannada": np.full((280, 280), 255, np.uint8)}, "empty|whole canvas"),
+    ({"farsi": np.zeros((5, 5, 5, 5))}, "shape"),
+    ({"farsi": np.full((28, 28), np.nan)}, "NaN"),
+    ({"farsi": "a string"}, "numpy array"),
+    ({"farsi": b"not an image"}, "not a readable image"),
+    ({"speech": wav_bytes(np.zeros(8000, np.float32), 8000)}, "silent"),
+    ({"speech": wav_bytes(np.zeros(0, np.float32), 8000)}, "no recording"),
+    ({"speech": b"RIFF....garbage"}, "not readable audio"),
+    ({"speech": np.zeros(100)}, "bytes or a"),
+    ({"speech": (np.zeros(10, np.float32), 8000)}, "only 1 ms long"),
+    ({"label": 12}, "0 to 9"),
+    ({"handwriting": np.zeros((28, 28))}, "Unknown input"),
+])
+def test_bad_inputs_raise_input_error(pipe, inputs, message):
+    with pytest.raises(mvae.InputError, match=message):
+        pipe.predict(inputs)
+
+
+def test_input_error_is_a_value_error():
+    assert issubclass(mvae.InputError, ValueError)
+
+
+def test_generate_traverse_interpolate(pipe):
+    samples = pipe.generate(7, n=4, temperature=0.5, seed=1)
+    assert samples.images["kannada"].shape == (4, 28, 28) and samples.probs.shape == (4, 10)
+    assert len(samples.speech) == 4 and samples.speech[0].waveform.ndim == 1
+    again = pipe.generate(7, n=4, temperature=0.5, seed=1)
+    assert np.array_equal(samples.latents, again.latents)
+    cold = pipe.generate(7, n=3, temperature=0.0)
+    assert np.allclose(cold.latents, cold.latents[0])
+    grid = pipe.traverse(np.zeros(pipe.latent_dim), dims=[0, 3], values=[-2, 0, 2])
+    assert grid.latents.shape == (6, pipe.latent_dim)
+    assert grid.latents[:3, 0].tolist() == [-2, 0, 2] and grid.latents[3:, 3].tolist() == [-2, 0, 2]
+    path = pipe.interpolate(np.zeros(pipe.latent_dim), np.ones(pipe.latent_dim), steps=5)
+    assert path.latents[2] == pytest.approx(np.full(pipe.latent_dim, 0.5))
+    with pytest.raises(mvae.InputError):
+        pipe.traverse(np.zeros(pipe.latent_dim), dims=[99], values=[0])
+    with pytest.raises(mvae.InputError):
+        pipe.generate(3, n=0)

@@ -1,0 +1,86 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvae.config import AudioConfig, ModelConfig
+from mvae.model import MVAE
+from mvae.objectives import beta_at, mvae_objective
+from mvae.poe import kl_to_prior
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=4, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8))
+    model = MVAE(cfg)
+    b = 5
+    batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
+             "label": torch.randint(0, 10, (b,))}
+    return model, batch
+
+
+def test_subsets_are_the_seven_input_subsets_and_the_label(tiny):
+    model, _ = tiny
+    got = model.training_subsets()
+    assert len(got) == 8 and got[-1] == ("label",)
+    assert {len(s) for s in got[:7]} == {1, 2, 3}
+
+
+def test_every_term_matches_a_hand_computation(tiny):
+    model, batch = tiny
+    out = mvae_objective(model, batch, beta=0.7, sample=False)
+    total = 0.0
+    for i, subset in enumerate(out.subsets):
+        mu, logvar = model.posterior({k: batch[k] for k in subset})
+        mu, logvar = mu[0], logvar[0]
+        recon = {
+            "farsi": F.binary_cross_entropy_with_logits(model.decoders["farsi"](mu), batch["farsi"], reduction="none").sum((1, 2)),
+            "kannada": F.binary_cross_entropy_with_logits(model.decoders["kannada"](mu), batch["kannada"], reduction="none").sum((1, 2)),
+            "speech": ((batch["speech"] - model.decoders["speech"](mu)).abs() + math.log(2.0)).sum((1, 2)),
+            "label": F.cross_entropy(model.decoders["label"](mu), batch["label"], reduction="none"),
+        }
+        kl = kl_to_prior(mu, logvar).sum(-1)
+        for name, values in recon.items():
+            assert out.nll[name][i].item() == pytest.approx(values.mean().item(), rel=1e-4), (subset, name)
+        assert out.kl[i].item() == pytest.approx(kl.mean().item(), rel=1e-4)
+        assert out.elbo[i].item() == pytest.approx(-(sum(recon.values()) + kl).mean().item(), rel=1e-4)
+        weights = {"farsi": 1.0, "kannada": 1.0, "speech": 784 / 64, "label": 50.0}
+        total += (sum(weights[n] * recon[n] for n in recon) + 0.7 * kl).mean().item()
+    assert out.loss.item() == pytest.approx(total, rel=1e-4)
+
+
+def test_dimension_balance_weights():
+    model = MVAE(ModelConfig(hidden=8, latent_dim=2))
+    assert model.modalities["farsi"].weight == 1.0
+    assert model.modalities["speech"].weight == pytest.approx(784 / (64 * 64))
+    assert model.modalities["label"].weight == 50.0
+
+
+def test_encoders_and_decoders_run_once_per_batch(tiny):
+    model, batch = tiny
+    calls = {}
+    for kind in ("encoders", "decoders"):
+        for name, module in getattr(model, kind).items():
+            module.register_forward_hook(lambda m, i, o, key=(kind, name): calls.__setitem__(key, calls.get(key, 0) + 1))
+    out = mvae_objective(model, batch)
+    # The label head runs a second time, on the posterior means, for the accuracy it reports.
+    assert calls.pop(("decoders", "label")) == 2
+    assert set(calls.values()) == {1} and len(calls) == 7
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_log_has_every_term_per_subset(tiny):
+    model, batch = tiny
+    logs = mvae_objective(model, batch).log()
+    assert "nll/speech|farsi+kannada" in logs and "acc/label" in logs and "kl/farsi+kannada+speech" in logs
+    assert len([k for k in logs if k.startswith("nll/")]) == 8 * 4
+
+
+def test_beta_warms_up_linearly():
+    assert beta_at(0, 100, 2.0, 2.0) == 0.0
+    assert beta_at(100, 100, 2.0, 2.0) == pytest.approx(1.0)
+    assert beta_at(500, 100, 2.0, 2.0) == 2.0
+    assert beta_at(0, 100, 2.0, 0.0) == 2.0

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from mvae.data.paired import Bank, PairedDataset
+
+
+def labelled_bank(labels, offset):
+    labels = np.asarray(labels)
+    # Each item's value encodes its own label, so misaligned pairs are visible in the batch.
+    return Bank(torch.tensor(labels * 100.0 + offset + np.arange(len(labels)) * 1e-3).float(), labels)
+
+
+@pytest.fixture
+def dataset():
+    rng = np.random.default_rng(1)
+    banks = {"farsi": labelled_bank(rng.integers(0, 10, 500), 0), "kannada": labelled_bank(np.arange(300) % 10, 1),
+             "speech": labelled_bank(np.repeat(np.arange(10), 3), 2)}
+    return PairedDataset(banks, seed=3)
+
+
+def test_pairs_keep_labels_aligned(dataset):
+    pairs = dataset.epoch_pairs(0, 1000)
+    batch = dataset.batch(pairs, slice(0, 1000))
+    for name in ("farsi", "kannada", "speech"):
+        assert torch.equal((batch[name] // 100).long(), batch["label"]), name
+    assert np.bincount(pairs.labels, minlength=10).tolist() == [100] * 10
+
+
+def test_pairing_is_deterministic_and_changes_every_epoch(dataset):
+    a, b = dataset.epoch_pairs(4, 200), dataset.epoch_pairs(4, 200)
+    c = dataset.epoch_pairs(5, 200)
+    assert all(np.array_equal(a.index[k], b.index[k]) for k in a.index)
+    assert not np.array_equal(a.index["farsi"], c.index["farsi"])
+    other_seed = PairedDataset(dataset.banks, seed=4).epoch_pairs(4, 200)
+    assert not np.array_equal(a.index["kannada"], other_seed.index["kannada"])
+
+
+def test_covering_pairs_use_every_item(dataset):
+    pairs = dataset.covering_pairs()
+    assert len(pairs) == 500
+    for name, bank in dataset.banks.items():
+        assert set(pairs.index[name]) == set(range(len(bank.labels))), name
+        assert np.array_equal(bank.labels[pairs.index[name]], pairs.labels)
+
+
+def test_batches_resume_mid_epoch(dataset):
+    pairs = dataset.epoch_pairs(0, 100)
+    full = list(dataset.batches(pairs, 32))
+    resumed = list(dataset.batches(pairs, 32, start=2))
+    assert [b for b, _ in resumed] == [2, 3]
+    assert torch.equal(full[2][1]["farsi"], resumed[0][1]["farsi"])
+
+
+def test_a_missing_class_is_refused():
+    with pytest.raises(ValueError, match="class"):
+        PairedDataset({"farsi": labelled_bank(np.arange(9), 0)})
+
+
+def test_test_pairs_come_from_test_splits_only(synthetic_data):
+    from mvae.audio import AudioFrontEnd
+    from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
+    from mvae.data.sources import fsdd_recordings, load_images
+
+    front_end = AudioFrontEnd(AudioConfig())
+    banks = load_banks(synthetic_data, "test", front_end, ("farsi", "kannada", "speech"), aug_copies=3, progress=False)
+    test_images = load_images(synthetic_data, "farsi", "test").images
+    assert torch.equal(banks["farsi"].items, torch.from_numpy(test_images).float() / 255)
+    recordings = fsdd_recordings(synthetic_data, "test")
+    assert {r.index for r in recordings} == set(range(5))
+    assert len(banks["speech"].labels) == len(recordings)  # no augmented copies in the test split
+    assert {r.index for r in fsdd_recordings(synthetic_data, "train")}.isdisjoint(range(5))

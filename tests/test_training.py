@@ -1,0 +1,59 @@
+"""A short training run must learn: the loss falls and label accuracy rises well above chance (10 %)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import mvae
+from mvae.config import ModelConfig, TrainConfig
+from mvae.training import Trainer, load_training_data
+
+SMALL = ModelConfig(hidden=128, latent_dim=16)
+SHORT = TrainConfig(epochs=3, batch_size=64, pairs_per_epoch=1500, speech_aug_copies=1, beta_warmup_epochs=1,
+                    eval_pairs=600, image_aug=0.0)
+
+
+def run(data_dir, out_dir, limit=None, train_cfg=SHORT):
+    data = load_training_data(data_dir, SMALL, train_cfg, progress=False, limit=limit)
+    trainer = Trainer(SMALL, train_cfg, data, out_dir, device="cpu", progress=False)
+    trainer.fit()
+    return trainer
+
+
+def check_learns(trainer, min_accuracy):
+    history = trainer.history
+    assert history[-1]["train"]["loss"] < 0.8 * history[0]["train"]["loss"]
+    test = history[-1]["test"]
+    for name, accuracy in test["unimodal_accuracy"].items():
+        assert accuracy > min_accuracy, (name, accuracy)
+    assert test["accuracy"]["farsi+kannada+speech"] > min_accuracy
+    for name, recon in test["recon"].items():
+        assert recon["given"] < recon["missing"], name  # seeing a modality helps reconstruct it
+
+
+def test_learns_on_synthetic_data(synthetic_data, tmp_path):
+    trainer = run(synthetic_data, tmp_path)
+    check_learns(trainer, 0.6)
+    pipe = mvae.load(tmp_path)
+    assert len(pipe.metadata["info"]["history"]) == 3
+
+
+def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
+    trainer = run(real_data, tmp_path, limit=3000)
+    check_learns(trainer, 0.5)
+
+
+def test_resume_continues_exactly(synthetic_data, tmp_path):
+    cfg = replace(SHORT, epochs=2, pairs_per_epoch=600)
+    straight = run(synthetic_data, tmp_path / "straight", train_cfg=cfg)
+
+    data = load_training_data(synthetic_data, SMALL, cfg, progress=False)
+    first = Trainer(SMALL, replace(cfg, epochs=1), data, tmp_path / "split", progress=False)
+    first.fit()
+    second = Trainer(SMALL, cfg, data, tmp_path / "split", progress=False)
+    assert second.resume() and second.epoch == 1
+    second.fit()
+    for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.history[-1]["test"] == second.history[-1]["test"]
