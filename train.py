@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     try:
         data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
         trainer = Trainer(model_cfg, train_cfg, data, args.out, device=args.device, progress=not args.no_progress,
-                          data_info={"train_pairs_per_epoch": train_cfg.pairs_per_epoch}, save_dtype=args.save_dtype)
+                          run_info={"command": " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])}, save_dtype=args.save_dtype)
         if args.resume and trainer.resume():
             print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
         metrics = trainer.fit()

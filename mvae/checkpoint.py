@@ -59,13 +59,13 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
+def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = dict(meta, format=FORMAT, version=VERSION, sha256=_digest(tensors))
     return st_save(tensors, metadata={"mvae": json.dumps(meta)})
 
 
-def _unpack(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+def unpack(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read and verify one safetensors file; every failure is a CheckpointError naming the file."""
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}. Train one with `python train.py`, or pass the path of a "
@@ -99,18 +99,18 @@ def save_model(folder, model: MVAE, info: dict, dtype: str = "float32") -> Path:
     folder = Path(folder)
     tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     meta = {"model_config": to_dict(model.cfg), "dtype": dtype, "info": info}
-    atomic_write(folder / MODEL_FILE, _pack(tensors, meta))
+    atomic_write(folder / MODEL_FILE, pack(tensors, meta))
     atomic_write_json(folder / MODEL_JSON, meta)
     return folder / MODEL_FILE
 
 
 def read_metadata(path) -> dict:
-    return _unpack(model_path(path))[1]
+    return unpack(model_path(path))[1]
 
 
 def load_model(path, device="cpu") -> tuple[MVAE, dict]:
     file = model_path(path)
-    tensors, meta = _unpack(file)
+    tensors, meta = unpack(file)
     try:
         model = MVAE(model_config_from_dict(meta["model_config"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
@@ -134,12 +134,12 @@ def save_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, g
                 scalars[f"{idx}.{key}"] = value
     meta = dict(state, model_config=to_dict(model.cfg), param_groups=opt["param_groups"], optim_scalars=scalars)
     path = Path(folder) / STATE_FILE
-    atomic_write(path, _pack(tensors, meta))
+    atomic_write(path, pack(tensors, meta))
     return path
 
 
 def load_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
-    tensors, meta = _unpack(Path(folder) / STATE_FILE)
+    tensors, meta = unpack(Path(folder) / STATE_FILE)
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     generator.set_state(tensors["generator"])
     state: dict = {}

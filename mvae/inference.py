@@ -6,6 +6,7 @@ PNG bytes, WAV bytes) is turned into model inputs by the same code that prepared
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,12 +16,14 @@ import numpy as np
 import torch
 
 from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
-from .checkpoint import load_model
+from .analysis import LatentMap
+from .checkpoint import load_model, model_path
 from .config import IMAGE_MODALITIES, LABEL
 from .errors import InputError
 from .model import MVAE, normalise_inputs
 from .preprocess import prepare_digit
 
+EVAL_JSON = "eval.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 
 
@@ -73,7 +76,8 @@ class Prediction:
 
 
 class Pipeline:
-    def __init__(self, model: MVAE, metadata: dict | None = None, device="cpu"):
+    def __init__(self, model: MVAE, metadata: dict | None = None, device="cpu", folder=None):
+        self.folder = Path(folder) if folder is not None else None  # where the evaluator's files live
         self.model = model.to(device).eval()
         self.metadata = metadata or {}
         self.device = torch.device(device)
@@ -90,6 +94,16 @@ class Pipeline:
     @property
     def latent_dim(self) -> int:
         return self.model.cfg.latent_dim
+
+    @cached_property
+    def latent_map(self) -> LatentMap | None:
+        """The evaluator's 2-D map of test-set latents, when the checkpoint folder has one."""
+        return LatentMap.load(self.folder) if self.folder else None
+
+    def report(self, name: str = EVAL_JSON) -> dict | None:
+        """A JSON file the evaluator or the sweep wrote beside the checkpoint, if present."""
+        path = self.folder / name if self.folder else None
+        return json.loads(path.read_text()) if path and path.is_file() else None
 
     # -- inputs ---------------------------------------------------------------------------------
     def _prepare_one(self, name: str, value):
@@ -192,4 +206,5 @@ def load(path: str | os.PathLike | None = None, device: str = "cpu") -> Pipeline
     """The shipped default checkpoint, or the checkpoint folder / model.safetensors file at `path`."""
     path = path or os.environ.get("MVAE_CHECKPOINT") or DEFAULT_CHECKPOINT
     model, meta = load_model(path, device)
-    return Pipeline(model, meta, device)
+    file = model_path(path)
+    return Pipeline(model, meta, device, folder=file.parent)

@@ -94,13 +94,13 @@ def pick_device(name: str | None = None) -> torch.device:
 
 class Trainer:
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TrainingData, out_dir,
-                 device=None, progress: bool = True, data_info: dict | None = None, save_dtype: str = "float32"):
+                 device=None, progress: bool = True, run_info: dict | None = None, save_dtype: str = "float32"):
         self.save_dtype = save_dtype
         self.model_cfg, self.cfg, self.data = model_cfg, train_cfg, data
         self.out_dir = Path(out_dir)
         self.device = pick_device(device)
         self.progress = progress
-        self.data_info = data_info or {}
+        self.run_info = run_info or {}
         torch.manual_seed(train_cfg.seed)
         if train_cfg.num_threads:
             torch.set_num_threads(train_cfg.num_threads)
@@ -192,7 +192,7 @@ class Trainer:
 
     def save(self):
         info = {"metrics": self.history[-1]["test"] if self.history else {}, "history": self.history,
-                "train_config": to_dict(self.cfg), "data": self.data_info,
+                "train_config": to_dict(self.cfg), **self.run_info,
                 "train_seconds": sum(h["seconds"] for h in self.history)}
         checkpoint.save_model(self.out_dir, self.model, info, dtype=self.save_dtype)
         self._save_state()

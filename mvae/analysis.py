@@ -1,0 +1,80 @@
+"""Latent-space analysis: per-dimension KL, active units, and a 2-D PCA map of the test set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save
+
+from .checkpoint import atomic_write
+from .data.paired import PairedDataset, Pairs
+from .errors import CheckpointError
+from .model import MVAE, normalise_inputs
+from .poe import kl_to_prior
+
+LATENT_MAP_FILE = "latent_map.safetensors"
+ACTIVE_UNIT_KL = 0.01  # nats: a dimension whose average KL is below this carries no information
+
+
+@dataclass
+class LatentMap:
+    """Test-set posterior means and their projection on the first two principal components."""
+
+    latents: np.ndarray  # (N, D)
+    coords: np.ndarray  # (N, 2)
+    labels: np.ndarray  # (N,)
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (2, D)
+
+    def project(self, latents) -> np.ndarray:
+        return (np.asarray(latents, np.float32).reshape(-1, self.mean.shape[0]) - self.mean) @ self.components.T
+
+    def save(self, folder) -> Path:
+        path = Path(folder) / LATENT_MAP_FILE
+        atomic_write(path, save({k: np.ascontiguousarray(getattr(self, k)) for k in
+                                 ("latents", "coords", "labels", "mean", "components")}))
+        return path
+
+    @classmethod
+    def load(cls, folder) -> "LatentMap | None":
+        path = Path(folder) / LATENT_MAP_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls(**load_file(path))
+        except Exception as exc:
+            raise CheckpointError(f"The latent map {path} is damaged ({type(exc).__name__}); re-run the evaluator.") from exc
+
+
+@torch.no_grad()
+def posterior_means(model: MVAE, dataset: PairedDataset, pairs: Pairs, subset, batch_size=1024, device="cpu"):
+    """Posterior means and log-variances of one input subset over the pairs -> (N, D) twice."""
+    model.eval()
+    mus, logvars = [], []
+    for _, batch in dataset.batches(pairs, batch_size, device=device):
+        inputs = normalise_inputs(model, {k: batch[k] for k in subset})
+        mu, logvar = model.posterior(inputs)
+        mus.append(mu[0].cpu())
+        logvars.append(logvar[0].cpu())
+    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+
+def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    return kl_to_prior(torch.from_numpy(mu), torch.from_numpy(logvar)).mean(0).numpy()
+
+
+def active_units(kl: np.ndarray, threshold: float = ACTIVE_UNIT_KL) -> int:
+    return int((kl > threshold).sum())
+
+
+def latent_map(latents: np.ndarray, labels: np.ndarray, max_points: int = 2000, seed: int = 0) -> LatentMap:
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(latents), size=min(max_points, len(latents)), replace=False))
+    latents, labels = latents[keep].astype(np.float32), labels[keep].astype(np.int64)
+    mean = latents.mean(0)
+    _, _, vt = np.linalg.svd(latents - mean, full_matrices=False)
+    components = vt[:2].astype(np.float32)
+    return LatentMap(latents, ((latents - mean) @ components.T).astype(np.float32), labels, mean, components)

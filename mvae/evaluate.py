@@ -1,0 +1,187 @@
+"""The evaluator: every number the README and the app's report show, on the test splits.
+
+    python -m mvae.evaluate checkpoints/default --data-dir data
+
+Writes eval.json, eval.md and latent_map.safetensors beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .analysis import active_units, kl_per_dimension, latent_map, posterior_means
+from .audio import AudioFrontEnd
+from .config import INPUT_MODALITIES, LABEL
+from .data.banks import image_bank, load_banks
+from .data.paired import PairedDataset
+from .data.sources import resolve_data_dir
+from .errors import CheckpointError, DataError
+from .evaluation import evaluate_pairs, subset_key, unimodal_accuracy
+from .judges import DEFAULT_JUDGES, load_judges, resynthesised
+from .data.paired import Bank
+from .model import MVAE, normalise_inputs
+from .poe import subsets
+
+EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
+# The quality bar of the shipped default model (fractions).
+BAR = {
+    "unimodal_accuracy/farsi": 0.99, "unimodal_accuracy/kannada": 0.97, "unimodal_accuracy/speech": 0.98,
+    "extra_accuracy/kannada/dig": 0.85, "multimodal_accuracy_min": 0.995, "coherence_min": 0.95,
+}
+
+
+def directions(names=INPUT_MODALITIES) -> list[tuple[tuple[str, ...], str]]:
+    """(sources, target): each modality to each other, and each pair to the third."""
+    return [(s, t) for s in subsets(names) if len(s) < len(names) for t in names if t not in s]
+
+
+def direction_key(sources, target) -> str:
+    return f"{'+'.join(sources)}->{target}"
+
+
+def coherence(generate: Callable[[dict, str], torch.Tensor], judge: Callable[[str, torch.Tensor], torch.Tensor],
+              batches: Iterable[dict], wanted) -> dict[str, float]:
+    """Fraction of pairs whose generated target the target's judge assigns the pair's label."""
+    correct = {direction_key(*d): 0 for d in wanted}
+    seen = 0
+    for batch in batches:
+        for sources, target in wanted:
+            made = generate({k: batch[k] for k in sources}, target)
+            correct[direction_key(sources, target)] += int((judge(target, made) == batch[LABEL]).sum())
+        seen += len(batch[LABEL])
+    return {k: v / seen for k, v in correct.items()}
+
+
+class ModelGenerator:
+    """Generates a target modality from the posterior mean of the given sources."""
+
+    def __init__(self, model: MVAE, front_end: AudioFrontEnd, resynthesise: bool = True):
+        self.model, self.front_end, self.resynthesise = model, front_end, resynthesise
+
+    @torch.no_grad()
+    def __call__(self, sources: dict, target: str) -> torch.Tensor:
+        mu, _ = self.model.posterior(normalise_inputs(self.model, sources))
+        out = self.model.outputs(mu[0], [target])[target].cpu()
+        if target == "speech" and self.resynthesise:
+            out = resynthesised(Bank(out, np.zeros(len(out))), self.front_end).items
+        return out
+
+
+def markdown(report: dict) -> str:
+    def pct(x):
+        return f"{100 * x:.2f} %"
+
+    def verdict(value, bar):
+        return f"{pct(value)} {'✅' if value >= bar else '❌'} (bar {pct(bar)})"
+
+    ua, ea, acc = report["unimodal_accuracy"], report["extra_accuracy"], report["accuracy"]
+    rows = [("Label accuracy, Farsi alone (Hoda test)", verdict(ua["farsi"], BAR["unimodal_accuracy/farsi"])),
+            ("Label accuracy, Kannada alone (Kannada-MNIST test)", verdict(ua["kannada"], BAR["unimodal_accuracy/kannada"])),
+            ("Label accuracy, Dig-MNIST", verdict(ea["kannada/dig"], BAR["extra_accuracy/kannada/dig"])),
+            ("Label accuracy, Hoda remaining", pct(ea["farsi/remaining"])),
+            ("Label accuracy, speech alone (FSDD test)", verdict(ua["speech"], BAR["unimodal_accuracy/speech"]))]
+    rows += [(f"Label accuracy, {k.replace('+', ' + ')}", verdict(v, BAR["multimodal_accuracy_min"]))
+             for k, v in acc.items() if "+" in k]
+    rows += [(f"Coherence {k.replace('->', ' → ')}", verdict(v, BAR["coherence_min"]) if "+" not in k else pct(v))
+             for k, v in report["coherence"].items()]
+    rows += [(f"{m} reconstruction, given / missing (nats)", f"{r['given']:.1f} / {r['missing']:.1f}")
+             for m, r in report["recon"].items()]
+    rows += [("Test ELBO, all three given (nats)", f"{report['elbo']:.1f}"),
+             ("Active latent units", f"{report['active_units']} of {len(report['kl_per_dim'])}")]
+    lines = ["| metric | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def meets_bar(report: dict) -> dict[str, bool]:
+    checks = {f"unimodal_accuracy/{m}": report["unimodal_accuracy"][m] >= BAR[f"unimodal_accuracy/{m}"]
+              for m in INPUT_MODALITIES}
+    checks["extra_accuracy/kannada/dig"] = report["extra_accuracy"]["kannada/dig"] >= BAR["extra_accuracy/kannada/dig"]
+    checks["multimodal_accuracy"] = min(v for k, v in report["accuracy"].items() if "+" in k) >= BAR["multimodal_accuracy_min"]
+    checks["coherence"] = min(v for k, v in report["coherence"].items() if "+" not in k) >= BAR["coherence_min"]
+    return checks
+
+
+def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 1000, batch_size: int = 512,
+                        progress: bool = True, write: bool = True) -> dict:
+    started = time.time()
+    model, meta = checkpoint.load_model(path)
+    front_end = AudioFrontEnd(model.cfg.audio)
+    judges, _ = load_judges(judges_dir)
+    test = PairedDataset(load_banks(data_dir, "test", front_end, model.input_names, progress=progress))
+    pairs = test.covering_pairs()
+
+    report = evaluate_pairs(model, test, pairs, batch_size, progress=progress)
+    report["unimodal_accuracy"] = {n: unimodal_accuracy(model, n, b) for n, b in test.banks.items()}
+    report["extra_accuracy"] = {f"{script}/{stem}": unimodal_accuracy(model, script, image_bank(data_dir, script, "extra"))
+                                for script, stem in (("kannada", "dig"), ("farsi", "remaining"))}
+
+    def judge(target, made):
+        return judges[target].predict(made)
+
+    generate = ModelGenerator(model, front_end)
+    image_dirs = [d for d in directions(model.input_names) if d[1] != "speech"]
+    speech_dirs = [d for d in directions(model.input_names) if d[1] == "speech"]
+    order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
+    report["coherence"] = {
+        **coherence(generate, judge, tqdm((b for _, b in test.batches(pairs, batch_size)), desc="coherence",
+                                          disable=not progress, leave=False, total=-(-len(pairs) // batch_size)),
+                    image_dirs),
+        **coherence(generate, judge, (test.batch(pairs, order[i:i + 250]) for i in range(0, len(order), 250)),
+                    speech_dirs),
+    }
+    report["coherence"] = {direction_key(*d): report["coherence"][direction_key(*d)]
+                           for d in directions(model.input_names)}
+    report["coherence_pairs"] = {"image_targets": len(pairs), "speech_target": len(order)}
+
+    mu, logvar = posterior_means(model, test, pairs, model.input_names, batch_size)
+    kl = kl_per_dimension(mu, logvar)
+    report["kl_per_dim"] = kl.tolist()
+    report["active_units"] = active_units(kl)
+    class_means = np.stack([mu[pairs.labels == c].mean(0) for c in range(10)])
+    between = class_means.var(0)
+    report["class_variance_ratio"] = (between / np.maximum(mu.var(0), 1e-8)).tolist()
+    report["meets_bar"] = meets_bar(report)
+    report["seconds"] = time.time() - started
+    report["checkpoint"] = {"architecture": model.cfg.architecture, "hidden": model.cfg.hidden,
+                            "latent_dim": model.cfg.latent_dim,
+                            "train_seconds": meta["info"].get("train_seconds"),
+                            "command": meta["info"].get("command")}
+    if write:
+        folder = checkpoint.model_path(path).parent
+        checkpoint.atomic_write_json(folder / EVAL_JSON, report)
+        checkpoint.atomic_write(folder / EVAL_MD, markdown(report).encode())
+        latent_map(mu, pairs.labels).save(folder)
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", default="checkpoints/default", help="checkpoint folder or model.safetensors")
+    p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
+    p.add_argument("--judges", default=str(DEFAULT_JUDGES), help="folder of the judges (python -m mvae.judges)")
+    p.add_argument("--speech-pairs", type=int, default=1000,
+                   help="test pairs scored for speech targets (each needs a Griffin-Lim resynthesis)")
+    p.add_argument("--no-write", action="store_true", help="print only; do not write eval.json / eval.md")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    try:
+        report = evaluate_checkpoint(args.checkpoint, resolve_data_dir(args.data_dir), args.judges,
+                                     args.speech_pairs, progress=not args.no_progress, write=not args.no_write)
+    except (DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

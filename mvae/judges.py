@@ -1,0 +1,159 @@
+"""Independent unimodal classifiers that score what the MVAE generates (cross-modal coherence).
+
+They never share weights or statistics with the MVAE. The speech judge is trained on real log-mels and
+on the log-mels of their Griffin-Lim resyntheses, because that is what a generated digit sounds like.
+
+    python -m mvae.judges --data-dir data --out checkpoints/judges
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .audio import AudioFrontEnd
+from .config import AudioConfig, IMAGE_MODALITIES, N_CLASSES
+from .data.banks import image_bank, speech_bank
+from .data.paired import Bank
+from .data.sources import resolve_data_dir
+from .errors import CheckpointError, DataError
+from .model import Standardise
+from .training import augment_images
+
+JUDGE_FILE = "judges.safetensors"
+DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
+
+
+class Judge(nn.Module):
+    """A small CNN for one modality; inputs are (B, H, W) in the modality's data space."""
+
+    def __init__(self, n_bins: int | None = None, width: int = 16):
+        super().__init__()
+        self.norm = Standardise(n_bins) if n_bins else nn.Identity()
+        blocks = []
+        for c_in, c_out in [(1, width), (width, 2 * width), (2 * width, 4 * width)]:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(), nn.MaxPool2d(2)]
+        self.net = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                                 nn.Linear(4 * width, N_CLASSES))
+
+    def forward(self, x):
+        return self.net(self.norm(x).unsqueeze(1))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        self.eval()
+        return torch.cat([self(x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(judge: Judge, bank: Bank) -> float:
+    return float((judge.predict(bank.items) == torch.as_tensor(bank.labels)).float().mean())
+
+
+def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: bool, progress: bool, batch_size: int = 128):
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(judge.parameters(), lr=2e-3)
+    steps = epochs * -(-len(bank.labels) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    labels = torch.as_tensor(bank.labels)
+    bar = tqdm(total=steps, desc="judge", disable=not progress, leave=False)
+    for _ in range(epochs):
+        judge.train()
+        order = torch.randperm(len(labels), generator=generator)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            x = bank.items[rows]
+            if augment:
+                x = augment_images(x, 1.0, generator)
+            loss = F.cross_entropy(judge(x), labels[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update()
+    bar.close()
+    return judge.eval()
+
+
+def resynthesised(bank: Bank, front_end: AudioFrontEnd, batch_size: int = 256) -> Bank:
+    """Each log-mel -> Griffin-Lim waveform -> the front end again, as generated speech is heard."""
+    mels = []
+    for start in range(0, len(bank.labels), batch_size):
+        waves = front_end.waveform_from_log_mel(bank.items[start:start + batch_size])
+        mels.append(front_end.log_mel(np.stack([front_end.fix_length(front_end.normalise(w)) for w in waves])))
+    return Bank(torch.cat(mels), bank.labels)
+
+
+def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 3, seed: int = 0, progress: bool = True):
+    torch.manual_seed(seed)
+    front_end = AudioFrontEnd(audio_cfg)
+    judges, report = {}, {}
+    for name in IMAGE_MODALITIES:
+        train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
+        judges[name] = fit(Judge(), train, epochs, seed, augment=True, progress=progress)
+        report[name] = {"test_accuracy": accuracy(judges[name], test)}
+    train = speech_bank(data_dir, "train", front_end, aug_copies=2, seed=seed, progress=progress)
+    both = Bank(torch.cat([train.items, resynthesised(train, front_end).items]), np.concatenate([train.labels] * 2))
+    judge = Judge(audio_cfg.n_mels)
+    judge.norm.set_stats(train.items.mean(dim=(0, 2)), train.items.std(dim=(0, 2)))
+    judges["speech"] = fit(judge, both, 2 * epochs, seed, augment=False, progress=progress)
+    test = speech_bank(data_dir, "test", front_end, progress=False)
+    report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
+                        "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
+    return judges, report
+
+
+class _Judges(nn.Module):
+    def __init__(self, judges: dict[str, Judge]):
+        super().__init__()
+        self.judges = nn.ModuleDict(judges)
+
+
+def save_judges(folder, judges: dict[str, Judge], report: dict, audio_cfg: AudioConfig) -> Path:
+    folder = Path(folder)
+    tensors = {k: v for k, v in _Judges(judges).state_dict().items()}
+    meta = {"kind": "judges", "n_mels": audio_cfg.n_mels, "report": report}
+    checkpoint.atomic_write(folder / JUDGE_FILE, checkpoint.pack(tensors, meta))
+    checkpoint.atomic_write_json(folder / "judges.json", meta)
+    return folder / JUDGE_FILE
+
+
+def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
+    path = Path(folder or DEFAULT_JUDGES) / JUDGE_FILE
+    tensors, meta = checkpoint.unpack(path)
+    holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None) for n in (*IMAGE_MODALITIES, "speech")})
+    try:
+        holder.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit this version of the judges: {exc}") from exc
+    return {n: j.eval() for n, j in holder.judges.items()}, meta
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
+    p.add_argument("--out", default=str(DEFAULT_JUDGES), help="folder for judges.safetensors and judges.json")
+    p.add_argument("--epochs", type=int, default=3, help="passes over each training set (speech gets twice as many)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    try:
+        judges, report = train_judges(resolve_data_dir(args.data_dir), AudioConfig(), args.epochs, args.seed,
+                                      not args.no_progress)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    save_judges(args.out, judges, report, AudioConfig())
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

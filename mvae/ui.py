@@ -1,0 +1,364 @@
+"""Streamlit pieces shared by the app's pages: the cached model, error display, inputs and plotly figures.
+
+Nothing here computes with the model. Inputs go to the facade (`mvae.load()` and the Pipeline methods),
+and what comes back (numpy arrays) is only arranged into widgets and figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import mvae
+from mvae.audio import wav_bytes
+
+LOG = logging.getLogger("mvae.app")
+SCRIPTS = {"farsi": "Farsi", "kannada": "Kannada"}
+NAMES = {"farsi": "Farsi drawing", "kannada": "Kannada drawing", "speech": "Speech", "prior": "Prior N(0, I)",
+         "fused": "Fused (product)"}
+# Okabe-Ito colours: distinguishable with colour-blindness, readable on light and dark backgrounds.
+COLOURS = {"farsi": "#E69F00", "kannada": "#56B4E9", "speech": "#009E73", "prior": "#999999", "fused": "#D55E00"}
+DIGIT_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999",
+                 "#8C564B", "#17BECF"]
+# Unicode digits, shown beside the model's own rendering of each class.
+GLYPHS = {"farsi": "۰۱۲۳۴۵۶۷۸۹", "kannada": "೦೧೨೩೪೫೬೭೮೯"}
+CANVAS_PX = 280
+RECORDER_ICON = "#E4572E"  # the theme's primary colour: enough contrast on white and on near-black
+APOLOGY = ("Sorry, something went wrong while preparing this part of the page. "
+           "Please try again or try another input.")
+NOT_EVALUATED = ("This checkpoint has not been evaluated yet, so there is nothing to show here. "
+                 "The evaluator writes these results next to the checkpoint; reload the page after it has run.")
+
+
+# -- the model and errors ----------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model…")
+def _load(path: str) -> mvae.Pipeline:
+    return mvae.load(path or None)
+
+
+def pipeline() -> mvae.Pipeline:
+    """The model, loaded once per process; a page that cannot get it says why and stops."""
+    try:
+        return _load(os.environ.get("MVAE_CHECKPOINT", ""))
+    except mvae.CheckpointError as exc:
+        st.error(f"The model could not be loaded. {exc}")
+        st.stop()
+
+
+@contextmanager
+def guard():
+    """Shows what went wrong in words a visitor can act on; a traceback never reaches the page."""
+    try:
+        yield
+    except mvae.InputError as exc:
+        st.info(str(exc), icon=":material/info:")
+    except (mvae.CheckpointError, mvae.DataError) as exc:
+        st.error(str(exc), icon=":material/error:")
+    except Exception:  # st.stop and st.rerun are BaseExceptions, so they still pass through
+        LOG.exception("unexpected error while rendering a page")
+        st.error(APOLOGY, icon=":material/sentiment_dissatisfied:")
+
+
+def guarded(section):
+    """`guard` for a function, so that an `st.fragment` rerun, which calls it alone, is covered too."""
+    @functools.wraps(section)
+    def run(*args, **kwargs):
+        with guard():
+            return section(*args, **kwargs)
+    return run
+
+
+def report(pipe: mvae.Pipeline, name: str = "eval.json") -> dict | None:
+    """One of the evaluator's JSON files, or None when it is absent or unreadable (with a warning)."""
+    try:
+        return pipe.report(name)
+    except (OSError, ValueError):
+        st.warning(f"The file {name} next to the checkpoint could not be read; re-run the evaluator.")
+        return None
+
+
+def sweep_results(pipe: mvae.Pipeline) -> dict | None:
+    """The hyper-parameter sweep's summary, which lives in a `sweep` folder beside the checkpoint's folder."""
+    if pipe.folder is None:
+        return None
+    path = pipe.folder.parent / "sweep" / "results.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        st.warning("The sweep's results.json could not be read.")
+        return None
+
+
+def eval_markdown(pipe: mvae.Pipeline) -> str | None:
+    path = pipe.folder / "eval.md" if pipe.folder else None
+    return path.read_text() if path and path.is_file() else None
+
+
+def remember(pred: mvae.Prediction, source: str) -> None:
+    """Keeps the latest latent so that the latent explorer can start from it."""
+    st.session_state["last_latent"] = {"z": pred.latent_mean, "logvar": pred.latent_logvar,
+                                       "source": source, "label": pred.label}
+
+
+# -- inputs ------------------------------------------------------------------------------------------------
+def _clear(key: str) -> None:
+    st.session_state[f"{key}-clears"] = st.session_state.get(f"{key}-clears", 0) + 1
+
+
+def canvas_key(key: str) -> str:
+    """The session-state key of a drawing pad; clearing gives the pad a fresh key."""
+    return f"{key}-{st.session_state.get(f'{key}-clears', 0)}"
+
+
+def drawing(key: str, stroke_width: int = 18) -> np.ndarray | None:
+    """A 280×280 pad, white ink on black, with a clear button: the RGBA pixels, or None while empty."""
+    from streamlit_drawable_canvas import st_canvas  # registers its component, which needs a running app
+
+    result = st_canvas(stroke_color="#FFFFFF", background_color="#000000", stroke_width=stroke_width,
+                       height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
+                       key=canvas_key(key))
+    st.button("Clear", key=f"{key}-clear", on_click=_clear, args=(key,), icon=":material/ink_eraser:")
+    if not (result.json_data or {}).get("objects"):
+        return None
+    return result.image_data
+
+
+def stroke_width(key: str) -> int:
+    return st.slider("Stroke width", 6, 40, 18, key=f"{key}-stroke")
+
+
+def recorder(key: str) -> bytes | None:
+    from audio_recorder_streamlit import audio_recorder  # a custom component: needs a running app
+
+    return audio_recorder(text="Click the microphone, say a digit, then wait", neutral_color=RECORDER_ICON,
+                          recording_color="#D62728", icon_size="2x", pause_threshold=1.0, key=key)
+
+
+SOURCES = {"mic": "Microphone", "recorder": "Recorder (auto-stop)", "upload": "Upload a WAV"}
+
+
+def speech_input(key: str) -> bytes | None:
+    """One of three ways to give a spoken digit; the bytes of the chosen one, or None."""
+    source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, default="mic",
+                                  key=f"{key}-source") or "mic"
+    if source == "mic":
+        clip = st.audio_input("Record a spoken digit", sample_rate=8000, key=f"{key}-mic")
+        return clip.getvalue() if clip else None
+    if source == "recorder":
+        return recorder(f"{key}-recorder")
+    upload = st.file_uploader("A short WAV file with one spoken digit", type=["wav"], key=f"{key}-upload")
+    return upload.getvalue() if upload else None
+
+
+def digest(data) -> str:
+    return hashlib.sha1(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+# -- display -----------------------------------------------------------------------------------------------
+def big(image: np.ndarray, scale: int = 5) -> np.ndarray:
+    """Nearest-neighbour enlargement, so that 28×28 pixels stay crisp instead of blurred by the browser."""
+    return np.clip(np.repeat(np.repeat(np.asarray(image, np.float32), scale, 0), scale, 1), 0, 1)
+
+
+def show_image(image: np.ndarray, caption: str, scale: int = 5) -> None:
+    st.image(big(image, scale), caption=caption, clamp=True)
+
+
+def show_audio(speech: mvae.SpeechOutput) -> None:
+    st.audio(speech.wav_bytes, format="audio/wav")
+
+
+def show_label(pred: mvae.Prediction) -> None:
+    st.metric("Predicted digit", str(pred.label), help="The class the label head finds most likely")
+    st.plotly_chart(prob_bar(pred.probs), key=None)
+
+
+def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction") -> None:
+    cols = st.columns(3)
+    for col, (name, title) in zip(cols, SCRIPTS.items()):
+        with col:
+            show_image(pred.images[name], f"{captions}: {title}")
+    with cols[2]:
+        st.plotly_chart(mel_figure(pred.speech.mel, "Generated speech (log-mel)"))
+        show_audio(pred.speech)
+
+
+def reference_glyphs(pipe: mvae.Pipeline, script: str) -> None:
+    """The ten digits of a script as the model draws each class, captioned with the Unicode digit."""
+    images = class_images(pipe)[script]
+    st.image([big(img, 2) for img in images], caption=[f"{d}  {GLYPHS[script][d]}" for d in range(10)], clamp=True)
+
+
+def class_images(pipe: mvae.Pipeline) -> dict[str, np.ndarray]:
+    return _class_images(pipe, str(pipe.folder))
+
+
+@st.cache_resource(show_spinner=False)
+def _class_images(_pipe: mvae.Pipeline, folder: str) -> dict[str, np.ndarray]:
+    return _pipe.decode(np.stack([_pipe.label_posterior(d)[0] for d in range(10)])).images
+
+
+def not_evaluated() -> None:
+    st.info(NOT_EVALUATED, icon=":material/hourglass_empty:")
+
+
+# -- figures -----------------------------------------------------------------------------------------------
+def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), **kwargs)
+    return fig
+
+
+def prob_bar(probs: np.ndarray) -> go.Figure:
+    top = int(np.argmax(probs))
+    colours = [COLOURS["fused"] if d == top else COLOURS["prior"] for d in range(len(probs))]
+    fig = go.Figure(go.Bar(x=[str(d) for d in range(len(probs))], y=probs, marker_color=colours,
+                           hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
+    fig.update_xaxes(title="digit", type="category")
+    return _layout(fig, 220)
+
+
+def mel_figure(mel: np.ndarray, title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=mel, colorscale="Magma", showscale=False,
+                               hovertemplate="frame %{x}, mel bin %{y}: %{z:.1f}<extra></extra>"))
+    fig.update_xaxes(title="frame", showgrid=False)
+    fig.update_yaxes(title="mel bin", showgrid=False)
+    return _layout(fig, 220, title=dict(text=title, font=dict(size=13)))
+
+
+def waveform_figure(wave: np.ndarray, rate: int, span: tuple[int, int]) -> go.Figure:
+    step = max(1, len(wave) // 4000)  # a few thousand points draw quickly and look the same
+    t = np.arange(0, len(wave), step) / rate
+    fig = go.Figure(go.Scatter(x=t, y=wave[::step], mode="lines", line=dict(width=1, color=COLOURS["kannada"]),
+                               name="recording", hoverinfo="skip"))
+    fig.add_vrect(x0=span[0] / rate, x1=span[1] / rate, fillcolor=COLOURS["speech"], opacity=0.25, line_width=0,
+                  annotation_text="voiced segment used", annotation_position="top left")
+    fig.update_xaxes(title="seconds")
+    fig.update_yaxes(title="amplitude", showticklabels=False)
+    return _layout(fig, 220, showlegend=False)
+
+
+def image_grid(images: np.ndarray, row_titles: list[str], col_titles: list[str], height: int | None = None) -> go.Figure:
+    """Rows × columns of 28×28 images as one crisp heatmap, with a 2-pixel border between tiles."""
+    images = np.asarray(images, np.float32)
+    rows, cols = len(row_titles), len(col_titles)
+    tile = images.shape[-1] + 2
+    mosaic = np.full((rows * tile, cols * tile), np.nan, np.float32)
+    for i, img in enumerate(images.reshape(rows * cols, *images.shape[-2:])):
+        r, c = divmod(i, cols)
+        mosaic[r * tile + 1:r * tile + tile - 1, c * tile + 1:c * tile + tile - 1] = img
+    fig = go.Figure(go.Heatmap(z=mosaic, colorscale="Greys_r", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    centres = np.arange(max(rows, cols)) * tile + tile / 2 - 0.5
+    fig.update_xaxes(tickvals=centres[:cols], ticktext=col_titles, side="top", showgrid=False, zeroline=False,
+                     constrain="domain")
+    fig.update_yaxes(tickvals=centres[:rows], ticktext=row_titles, autorange="reversed", showgrid=False,
+                     zeroline=False, scaleanchor="x")
+    return _layout(fig, height or 60 + 70 * rows, plot_bgcolor="rgba(0,0,0,0)")
+
+
+def posterior_figure(experts: dict[str, tuple[np.ndarray, np.ndarray]], fused: tuple[np.ndarray, np.ndarray]) -> go.Figure:
+    """Every expert's Gaussian and their product, one latent dimension per x position."""
+    dims = np.arange(len(fused[0]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("posterior mean", "posterior variance (log scale)"))
+    curves = {"prior": (np.zeros_like(fused[0]), np.zeros_like(fused[1])), **experts, "fused": fused}
+    for name, (mean, logvar) in curves.items():
+        style = dict(color=COLOURS[name], dash="dot" if name == "prior" else "solid",
+                     width=3 if name == "fused" else 1.5)
+        for row, values in ((1, mean), (2, np.exp(logvar))):
+            fig.add_trace(go.Scatter(x=dims, y=values, mode="lines+markers", marker=dict(size=4), line=style,
+                                     name=NAMES[name], legendgroup=name, showlegend=row == 1,
+                                     hovertemplate=f"{NAMES[name]}<br>dim %{{x}}: %{{y:.3g}}<extra></extra>"),
+                          row=row, col=1)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_xaxes(title="latent dimension", row=2, col=1)
+    return _layout(fig, 480, legend=dict(orientation="h", y=-0.15))
+
+
+def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> go.Figure:
+    text = [["" if np.isnan(v) else f"{v:.1%}" for v in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(z=matrix, x=cols, y=rows, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+                               colorscale="Viridis", hovertemplate="%{y} → %{x}: %{z:.1%}<extra></extra>"))
+    fig.update_xaxes(title="generated modality", side="bottom")
+    fig.update_yaxes(title="given modality", autorange="reversed")
+    return _layout(fig, 320, title=dict(text=title, font=dict(size=13)))
+
+
+def bars(values: dict[str, float], title: str, percent: bool = True, horizontal: bool = False) -> go.Figure:
+    keys, vals = list(values), [values[k] for k in values]
+    text = [f"{v:.1%}" if percent else f"{v:.3g}" for v in vals]
+    bar = go.Bar(y=keys, x=vals, orientation="h", text=text) if horizontal else go.Bar(x=keys, y=vals, text=text)
+    fig = go.Figure(bar)
+    fig.update_traces(marker_color=COLOURS["kannada"], textposition="auto")
+    if percent:
+        (fig.update_xaxes if horizontal else fig.update_yaxes)(tickformat=".0%", range=[0, 1.05])
+    return _layout(fig, max(260, 32 * len(keys)) if horizontal else 300, title=dict(text=title, font=dict(size=13)))
+
+
+def recon_figure(recon: dict[str, dict[str, float]]) -> go.Figure:
+    fig = go.Figure([go.Bar(name=kind, x=list(recon), y=[recon[m].get(kind) for m in recon],
+                            marker_color=COLOURS["kannada" if kind == "given" else "fused"])
+                     for kind in ("given", "missing")])
+    fig.update_yaxes(type="log", title="negative log-likelihood")
+    return _layout(fig, 300, barmode="group", title=dict(
+        text="Reconstruction loss with the modality given and missing (lower is better)", font=dict(size=13)))
+
+
+def trials_figure(trials: list[dict]) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[t["number"] for t in trials], y=[t["value"] for t in trials], mode="markers",
+                               hovertext=[json.dumps(t.get("params", {})) for t in trials],
+                               marker=dict(color=COLOURS["kannada"], size=8)))
+    fig.update_xaxes(title="trial")
+    fig.update_yaxes(title="objective")
+    return _layout(fig, 300, title=dict(text="All trials", font=dict(size=13)))
+
+
+def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | None = None) -> go.Figure:
+    """The test set's latents on their first two principal components; customdata holds each point's row."""
+    fig = go.Figure()
+    for d in range(10):
+        rows = np.flatnonzero(labels == d)
+        fig.add_trace(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(d),
+                                   customdata=rows, marker=dict(size=5, color=DIGIT_COLOURS[d], opacity=0.75),
+                                   hovertemplate=f"digit {d}<extra></extra>"))
+    if you is not None:
+        fig.add_trace(go.Scatter(x=you[:, 0], y=you[:, 1], mode="markers", name="your input",
+                                 marker=dict(symbol="star", size=18, color=COLOURS["fused"],
+                                             line=dict(width=1.5, color="white")),
+                                 hovertemplate="your input<extra></extra>"))
+    fig.update_xaxes(title="PC 1")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, 520, legend=dict(title="digit"), dragmode="select")
+
+
+def curves(history: list[dict], series: dict[str, callable], title: str, percent: bool = False) -> go.Figure:
+    fig = go.Figure()
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    for name, get in series.items():
+        values = [_get(get, h) for h in history]
+        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name))
+    fig.update_xaxes(title="epoch", dtick=1 if len(epochs) <= 20 else None)
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, 320, title=dict(text=title, font=dict(size=13)))
+
+
+def _get(get, record):
+    try:
+        return get(record)
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def play_wave(wave: np.ndarray, rate: int) -> None:
+    st.audio(wav_bytes(wave, rate), format="audio/wav")

@@ -1,0 +1,389 @@
+"""Every page of the Streamlit app, run headless with AppTest.
+
+Drawings and recordings are injected through the widgets' session-state keys (the canvas and the recorder
+are custom components that AppTest cannot click). Real test digits and real test recordings must come out
+as the right digit on the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import mvae  # noqa: E402
+from mvae import ui  # noqa: E402
+from mvae.analysis import latent_map  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGES = ["home", "draw", "speak", "combine", "generate", "latent", "report"]
+# First test example of each class, chosen among the ones a model should find unambiguous.
+REAL_DIGITS = {"farsi": (2, 9), "kannada": (3, 6)}
+REAL_RECORDINGS = ("7_jackson_0.wav", "5_theo_1.wav")
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    return at.switch_page(f"pages/{page}.py").run()
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No traceback and no apology reached the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert ui.APOLOGY not in [e.value for e in at.error]
+
+
+def shown_digit(at: AppTest, label: str = "Predicted digit") -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no '{label}' on the page; info: {[i.value for i in at.info]}, errors: {[e.value for e in at.error]}"
+    return values[0]
+
+
+def messages(at: AppTest) -> str:
+    return " ".join(m.value for m in (*at.info, *at.warning, *at.error))
+
+
+def canvas_value(image: np.ndarray) -> dict:
+    """What the drawing pad sends: its 280×280 PNG (white ink on black) and the drawn objects."""
+    big = np.kron(np.asarray(image, np.uint8), np.ones((10, 10), np.uint8))
+    rgba = np.dstack([big, big, big, np.full_like(big, 255)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}}
+
+
+def browser_recording(wav: bytes) -> bytes:
+    """The same speech as audio-recorder-streamlit delivers it from Chromium: 44.1 kHz, 16-bit stereo."""
+    wave, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    t = np.arange(int(len(wave) * 44100 / rate)) * rate / 44100
+    up = np.interp(t, np.arange(len(wave)), wave).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([up, up], 1), 44100, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def first_of_class(real_data: Path, script: str, digit: int) -> np.ndarray:
+    data = np.load(real_data / script / "test.npz")
+    return data["images"][int(np.flatnonzero(data["labels"] == digit)[0])]
+
+
+def recording(real_data: Path, name: str) -> bytes:
+    return (real_data / "fsdd" / "recordings" / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return mvae.load()
+
+
+@pytest.fixture
+def evaluated(tmp_path, monkeypatch, pipe):
+    """A copy of the checkpoint with the evaluator's and the sweep's files beside it."""
+    folder = tmp_path / "checkpoints" / "default"
+    folder.mkdir(parents=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(pipe.folder / name, folder / name)
+    subsets = ["farsi", "kannada", "speech", "farsi+kannada", "farsi+speech", "kannada+speech", "farsi+kannada+speech"]
+    names = ["farsi", "kannada", "speech"]
+    coherence = {f"{a}->{b}": 0.8 for a in names for b in names if a != b}
+    coherence.update({f"{a}+{b}->{c}": 0.9 for a, b, c in (("farsi", "kannada", "speech"),
+                                                             ("farsi", "speech", "kannada"),
+                                                             ("kannada", "speech", "farsi"))})
+    report = {"accuracy": {s: 0.95 for s in subsets}, "unimodal_accuracy": {n: 0.97 for n in names},
+              "extra_accuracy": {"kannada/dig": 0.7, "farsi/remaining": 0.96}, "coherence": coherence,
+              "recon": {n: {"given": 100.0, "missing": 150.0} for n in names}, "elbo": -1234.5,
+              "active_units": 17, "kl_per_dim": list(np.linspace(0, 2, pipe.latent_dim))}
+    (folder / "eval.json").write_text(json.dumps(report))
+    (folder / "eval.md").write_text("| subset | accuracy |\n|---|---|\n| farsi | 95.0% |\n")
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)
+    means = np.stack([pipe.label_posterior(d)[0] for d in range(10)])
+    latent_map(means[labels] + 0.1 * rng.standard_normal((200, pipe.latent_dim)), labels).save(folder)
+    sweep = tmp_path / "checkpoints" / "sweep"
+    sweep.mkdir()
+    trials = [{"number": i, "value": 0.9 + 0.01 * i, "params": {"lr": 10.0 ** -i, "beta": 1.0}, "state": "COMPLETE"}
+              for i in range(3)]
+    (sweep / "results.json").write_text(json.dumps({"best_trials": trials[-1:], "importance": {"lr": 0.8, "beta": 0.2},
+                                                    "trials": trials}))
+    monkeypatch.setenv("MVAE_CHECKPOINT", str(folder))
+    return folder
+
+
+# -- every page ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_an_untouched_app(page):
+    at = open_page(page)
+    assert_clean(at)
+    assert at.title, f"the {page} page has no title"
+
+
+def test_home_has_the_three_steps_and_the_model_card():
+    at = open_page("home")
+    text = " ".join(m.value for m in at.markdown)
+    for step in ("1. Give a digit", "2. Read the answer", "3. Explore"):
+        assert step in text
+    for licence in ("non-commercial", "arXiv:1908.01242", "Prabhu", "CC BY-SA 4.0", "no licence stated"):
+        assert licence in text
+    assert "not been evaluated" in messages(at) or at.metric
+
+
+def test_home_and_report_show_the_evaluation_when_present(evaluated):
+    home = open_page("home")
+    assert_clean(home)
+    assert "Accuracy from farsi" in [m.label for m in home.metric]
+    assert "95.0%" in [m.value for m in home.metric]
+    report = open_page("report")
+    assert_clean(report)
+    assert "not been evaluated" not in messages(report)
+    assert {m.label for m in report.metric} >= {"ELBO (all inputs)", "Active latent units", "Accuracy on kannada/dig"}
+    assert "17 / " in [m.value for m in report.metric if m.label == "Active latent units"][0]
+    assert len(report.get("plotly_chart")) >= 7  # curves, accuracies, coherence, pairs, recon, KL, sweep
+    assert report.dataframe, "the sweep's best trials are missing"
+
+
+def test_report_says_when_not_evaluated_yet(pipe):
+    if pipe.report() is not None:
+        pytest.skip("the shipped checkpoint has been evaluated")
+    at = open_page("report")
+    assert "not been evaluated yet" in messages(at)
+    assert at.get("plotly_chart"), "the training curves come from the checkpoint itself"
+
+
+# -- Draw ----------------------------------------------------------------------------------------------------
+def test_draw_gives_a_friendly_hint_for_an_empty_canvas():
+    at = open_page("draw")
+    assert "Draw a Farsi digit" in messages(at)
+    assert not at.error and not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+@pytest.mark.parametrize("script", ["farsi", "kannada"])
+def test_draw_real_test_digits_give_the_right_digit(real_data, script):
+    at = open_page("draw")
+    at.session_state["draw-script"] = script
+    for digit in REAL_DIGITS[script]:
+        at.session_state[ui.canvas_key("draw") if False else "draw-0"] = canvas_value(first_of_class(real_data, script, digit))
+        rerun(at)
+        assert shown_digit(at) == str(digit), f"{script} {digit}"
+        assert at.get("plotly_chart"), "the probability bar and the mel image are missing"
+        assert len(at.image) >= 10 + 3, "reference glyphs, the model's input and two reconstructions"
+        assert at.get("audio"), "no player for the generated speech"
+
+
+def test_draw_clear_button_empties_the_pad(real_data):
+    at = open_page("draw")
+    at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
+    rerun(at)
+    shown_digit(at)
+    at.button(key="draw-clear").click()
+    rerun(at)
+    assert "Draw a Farsi digit" in messages(at)
+    assert not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+def test_draw_a_blank_drawing_is_a_message_not_an_error():
+    at = open_page("draw")
+    at.session_state["draw-0"] = canvas_value(np.zeros((28, 28), np.uint8))
+    rerun(at)
+    assert at.info and not at.error
+    assert not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+# -- Speak ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", REAL_RECORDINGS)
+def test_speak_microphone_real_recordings(real_data, name):
+    at = open_page("speak")
+    at.audio_input(key="speak-mic").set_value((name, recording(real_data, name), "audio/wav"))
+    rerun(at)
+    assert shown_digit(at) == name[0]
+    assert len(at.get("audio")) >= 2, "the voiced segment and the reconstructed speech should both play"
+    assert len(at.get("plotly_chart")) >= 3, "waveform, log-mel and probabilities"
+    assert len(at.image) >= 2, "the generated Farsi and Kannada digits"
+
+
+def test_speak_recorder_and_upload_real_recordings(real_data):
+    at = open_page("speak")
+    at.segmented_control(key="speak-source").set_value("recorder")
+    rerun(at)
+    wav = browser_recording(recording(real_data, REAL_RECORDINGS[1]))
+    at.session_state["speak-recorder"] = json.dumps(list(wav))
+    rerun(at)
+    assert shown_digit(at) == REAL_RECORDINGS[1][0]
+    at.segmented_control(key="speak-source").set_value("upload")
+    rerun(at)
+    at.file_uploader(key="speak-upload").set_value((REAL_RECORDINGS[0], recording(real_data, REAL_RECORDINGS[0]),
+                                                    "audio/wav"))
+    rerun(at)
+    assert shown_digit(at) == REAL_RECORDINGS[0][0]
+
+
+def _silence() -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000, np.float32), 8000, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("source, payload, expected", [
+    ("mic", _silence(), "silent"),
+    ("recorder", _silence()[:44], "no recording"),
+    ("upload", b"RIFF\x00\x00\x00\x00WAVEnot really a wav file", "not readable"),
+])
+def test_speak_bad_recordings_get_a_clear_message(source, payload, expected):
+    at = open_page("speak")
+    at.segmented_control(key="speak-source").set_value(source)
+    rerun(at)
+    if source == "mic":
+        at.audio_input(key="speak-mic").set_value(("clip.wav", payload, "audio/wav"))
+    elif source == "recorder":
+        assert len(payload) == 44
+        at.session_state["speak-recorder"] = json.dumps(list(payload))
+    else:
+        at.file_uploader(key="speak-upload").set_value(("clip.wav", payload, "audio/wav"))
+    rerun(at)
+    assert expected in messages(at).lower()
+    assert not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+# -- Combine -------------------------------------------------------------------------------------------------
+def test_combine_any_subset_of_inputs(real_data):
+    at = open_page("combine")
+    assert "at least one input" in messages(at)
+    at.session_state["combine-farsi-0"] = canvas_value(first_of_class(real_data, "farsi", 9))
+    at.session_state["combine-kannada-0"] = canvas_value(first_of_class(real_data, "kannada", 9))
+    rerun(at)
+    at.audio_input(key="combine-speech-mic").set_value(("9.wav", recording(real_data, "9_jackson_0.wav"), "audio/wav"))
+    rerun(at)
+    assert shown_digit(at, "All together") == "9"
+    posterior = at.get("plotly_chart")[0].proto.spec
+    for name in ("Farsi drawing", "Kannada drawing", "Speech", "Fused (product)", "Prior N(0, I)"):
+        assert name in posterior, f"{name} is missing from the posterior chart"
+    assert {m.label for m in at.metric} >= {"Farsi drawing alone", "Kannada drawing alone", "Speech alone"}
+
+    at.toggle(key="combine-use-speech").set_value(False)
+    at.toggle(key="combine-use-farsi").set_value(False)
+    rerun(at)
+    assert shown_digit(at, "All together") == "9"
+    labels = {m.label for m in at.metric}
+    assert "Kannada drawing alone" in labels and "Speech alone" not in labels and "Farsi drawing alone" not in labels
+    assert "Speech" not in json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["name"]
+
+    at.toggle(key="combine-use-kannada").set_value(False)
+    rerun(at)
+    assert "at least one input" in messages(at)
+
+
+# -- Generate ------------------------------------------------------------------------------------------------
+def test_generate_gives_samples_in_every_modality():
+    at = open_page("generate")
+    at.slider(key="gen-n").set_value(4)
+    at.selectbox(key="gen-digit").set_value(7)
+    rerun(at)
+    grid = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert grid["layout"]["yaxis"]["ticktext"] == ["Farsi", "Kannada"]
+    assert len(grid["layout"]["xaxis"]["ticktext"]) == 4
+    assert len(at.get("audio")) == 4
+    first = grid["data"][0]["z"]
+    at.number_input(key="gen-seed").set_value(1)
+    rerun(at)
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"] != first, "the seed changes nothing"
+
+
+# -- Latent explorer -----------------------------------------------------------------------------------------
+def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data):
+    at = open_page("draw")
+    at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
+    rerun(at)
+    at.switch_page("pages/latent.py")
+    rerun(at)
+    start = at.selectbox(key="trav-start")
+    assert start.value == "last" and "Farsi drawing" in start.format_func(start.value)
+    at.multiselect(key="trav-dims").set_value([0, 5])
+    at.slider(key="trav-steps").set_value(5)
+    rerun(at)
+    grid = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert grid["layout"]["yaxis"]["ticktext"] == ["dim 0", "dim 5"]
+    assert len(grid["layout"]["xaxis"]["ticktext"]) == 5
+    assert len(at.get("audio")) == 2, "audio at a traversal point and at an interpolation step"
+    caption = " ".join(c.value for c in at.caption)
+    assert re.search(r"reads the steps as: 1( → \d)+", caption), caption
+
+
+def test_latent_map_click_decodes_the_point(evaluated):
+    at = open_page("latent")
+    assert "not been evaluated" not in messages(at)
+    at.session_state["latent-map"] = {"selection": {"points": [{"curve_number": 7, "point_index": 0, "customdata": 140}],
+                                                    "point_indices": [0], "box": [], "lasso": []}}
+    rerun(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Test example of digit **7**" in text
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+def test_a_missing_checkpoint_is_an_error_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("MVAE_CHECKPOINT", str(tmp_path / "nowhere"))
+    at = open_page("draw")
+    assert not at.exception
+    assert at.error and "could not be loaded" in at.error[0].value
+
+
+def test_an_unexpected_failure_shows_an_apology_not_a_traceback(monkeypatch, real_data):
+    def broken(self, inputs):
+        raise RuntimeError("internal detail that must not reach the page")
+
+    monkeypatch.setattr(mvae.Pipeline, "predict", broken)
+    at = open_page("draw")
+    at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [ui.APOLOGY]
+    assert "internal detail" not in messages(at)
+
+
+# -- configuration and packaging -----------------------------------------------------------------------------
+def test_streamlit_config_hides_errors_and_limits_uploads():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+    assert 1 <= config["server"]["maxUploadSize"] <= 50
+    assert config["theme"]["primaryColor"]
+
+
+def test_pages_hold_no_model_math():
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        source = path.read_text()
+        assert not re.search(r"^\s*(import|from)\s+torch", source, re.M), f"{path.name} imports torch"
+        assert "st.navigation" in source or path.parent.name == "pages"
+
+
+def test_dockerfile_is_a_cpu_non_root_streamlit_space():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim", text, re.M)
+    assert "download.pytorch.org/whl/cpu" in text
+    assert re.search(r"useradd .*-u 1000", text) and re.search(r"^USER ", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*_stcore/health", text, re.M)
+    assert re.search(r"^EXPOSE 8501", text, re.M)
+    cmd = re.search(r"^CMD (.*)$", text, re.M).group(1)
+    assert json.loads(cmd) == ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and "runs" in ignored
