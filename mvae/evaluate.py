@@ -22,12 +22,11 @@ from .analysis import active_units, kl_per_dimension, latent_map, posterior_mean
 from .audio import AudioFrontEnd
 from .config import INPUT_MODALITIES, LABEL
 from .data.banks import image_bank, load_banks
-from .data.paired import PairedDataset
+from .data.paired import Bank, PairedDataset
 from .data.sources import resolve_data_dir
 from .errors import CheckpointError, DataError
-from .evaluation import evaluate_pairs, subset_key, unimodal_accuracy
+from .evaluation import evaluate_pairs, unimodal_accuracy
 from .judges import DEFAULT_JUDGES, load_judges, resynthesised
-from .data.paired import Bank
 from .model import MVAE, normalise_inputs
 from .poe import subsets
 
@@ -101,6 +100,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replace_block(text: str, name: str, content: str) -> str:
+    """Swap what lies between <!-- name:start --> and <!-- name:end --> for `content`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"the file has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + content.rstrip("\n") + "\n" + end + rest.split(end, 1)[1]
+
+
 def meets_bar(report: dict) -> dict[str, bool]:
     checks = {f"unimodal_accuracy/{m}": report["unimodal_accuracy"][m] >= BAR[f"unimodal_accuracy/{m}"]
               for m in INPUT_MODALITIES}
@@ -171,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--speech-pairs", type=int, default=1000,
                    help="test pairs scored for speech targets (each needs a Griffin-Lim resynthesis)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write eval.json / eval.md")
+    p.add_argument("--readme", help="also put the table into this Markdown file's <!-- eval:start/end --> block")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     try:
@@ -180,6 +189,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(markdown(report))
+    if args.readme:
+        readme = Path(args.readme)
+        checkpoint.atomic_write(readme, replace_block(readme.read_text(), "eval", markdown(report)).encode())
     return 0
 
 

@@ -94,8 +94,10 @@ def pick_device(name: str | None = None) -> torch.device:
 
 class Trainer:
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TrainingData, out_dir,
-                 device=None, progress: bool = True, run_info: dict | None = None, save_dtype: str = "float32"):
+                 device=None, progress: bool = True, run_info: dict | None = None, save_dtype: str = "float32",
+                 on_epoch=None):
         self.save_dtype = save_dtype
+        self.on_epoch = on_epoch  # called with (epoch, test metrics) after each epoch, e.g. to prune a trial
         self.model_cfg, self.cfg, self.data = model_cfg, train_cfg, data
         self.out_dir = Path(out_dir)
         self.device = pick_device(device)
@@ -188,6 +190,8 @@ class Trainer:
                 acc = metrics["unimodal_accuracy"]
                 tqdm.write(f"epoch {self.epoch}: test elbo {metrics['elbo']:.1f} "
                            + " ".join(f"acc[{k}]={v:.4f}" for k, v in acc.items()) + f" ({seconds:.0f}s)")
+                if self.on_epoch:
+                    self.on_epoch(self.epoch, metrics)
         return self.history[-1]["test"] if self.history else {}
 
     def save(self):

@@ -46,8 +46,23 @@ def _load(path: str) -> mvae.Pipeline:
     return mvae.load(path or None)
 
 
+def _through_navigation() -> None:
+    """Reruns through app.py when a fresh server was entered at a page's URL.
+
+    Streamlit runs a `pages/` script on its own (the pre-`st.navigation` convention) until the main script
+    has called `st.navigation` once in the process, so a first visit straight to /draw would miss app.py's
+    page config and error guard.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def pipeline() -> mvae.Pipeline:
     """The model, loaded once per process; a page that cannot get it says why and stops."""
+    _through_navigation()
     try:
         return _load(os.environ.get("MVAE_CHECKPOINT", ""))
     except mvae.CheckpointError as exc:

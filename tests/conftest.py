@@ -50,7 +50,7 @@ def make_dataset(root: Path, per_class_train: int = 30, per_class_test: int = 10
     folder.mkdir(parents=True, exist_ok=True)
     for digit in range(10):
         for speaker in ("alice", "bob"):
-            for index in range(8):
+            for index in range(12):  # 0-4 test, 5-9 validation, 10-11 fit
                 sf.write(folder / f"{digit}_{speaker}_{index}.wav", tone(digit, rng), 8000, subtype="PCM_16")
     return root
 

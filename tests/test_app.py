@@ -182,11 +182,11 @@ def test_draw_real_test_digits_give_the_right_digit(real_data, script):
     at = open_page("draw")
     at.session_state["draw-script"] = script
     for digit in REAL_DIGITS[script]:
-        at.session_state[ui.canvas_key("draw") if False else "draw-0"] = canvas_value(first_of_class(real_data, script, digit))
+        at.session_state["draw-0"] = canvas_value(first_of_class(real_data, script, digit))
         rerun(at)
         assert shown_digit(at) == str(digit), f"{script} {digit}"
         assert at.get("plotly_chart"), "the probability bar and the mel image are missing"
-        assert len(at.image) >= 10 + 3, "reference glyphs, the model's input and two reconstructions"
+        assert len(at.image) >= 4, "reference glyphs, the model's input and two reconstructions"
         assert at.get("audio"), "no player for the generated speech"
 
 
@@ -285,7 +285,8 @@ def test_combine_any_subset_of_inputs(real_data):
     assert shown_digit(at, "All together") == "9"
     labels = {m.label for m in at.metric}
     assert "Kannada drawing alone" in labels and "Speech alone" not in labels and "Farsi drawing alone" not in labels
-    assert "Speech" not in json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["name"]
+    traces = {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert "Kannada drawing" in traces and "Speech" not in traces and "Farsi drawing" not in traces
 
     at.toggle(key="combine-use-kannada").set_value(False)
     rerun(at)
@@ -381,7 +382,7 @@ def test_dockerfile_is_a_cpu_non_root_streamlit_space():
     assert re.search(r"^FROM python:3\.\d+-slim", text, re.M)
     assert "download.pytorch.org/whl/cpu" in text
     assert re.search(r"useradd .*-u 1000", text) and re.search(r"^USER ", text, re.M)
-    assert re.search(r"^HEALTHCHECK .*_stcore/health", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*?_stcore/health", text, re.M | re.S)
     assert re.search(r"^EXPOSE 8501", text, re.M)
     cmd = re.search(r"^CMD (.*)$", text, re.M).group(1)
     assert json.loads(cmd) == ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]

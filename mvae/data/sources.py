@@ -18,7 +18,9 @@ IMAGE_SPLITS = {
     "farsi": {"train": "train", "test": "test", "extra": "remaining"},
     "kannada": {"train": "train", "test": "test", "extra": "dig"},
 }
-FSDD_TEST_INDICES = range(0, 5)  # the dataset's official split: recordings 0-4 of each speaker and digit
+# The dataset's official split is recordings 0-4 of each speaker and digit for test, 5-49 for train;
+# a hyperparameter search holds out 5-9 of the training part for validation.
+FSDD_SPLITS = {"test": range(0, 5), "train": range(5, 50), "fit": range(10, 50), "val": range(5, 10)}
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
@@ -80,7 +82,7 @@ def fsdd_recordings(data_dir, split: str) -> list[Recording]:
         match = FSDD_NAME.match(path.name)
         if match:
             digit, speaker, index = int(match[1]), match[2], int(match[3])
-            if (index in FSDD_TEST_INDICES) == (split == "test"):
+            if index in FSDD_SPLITS[split]:
                 recordings.append(Recording(path, digit, speaker, index))
     if not recordings:
         raise _missing(data_dir, f"FSDD {split} recordings", folder)

@@ -1,0 +1,31 @@
+import json
+
+import optuna
+
+from mvae import sweep
+
+
+def test_a_small_study_writes_results_and_can_be_resumed(synthetic_data, tmp_path):
+    args = ["--data-dir", str(synthetic_data), "--trials", "2", "--epochs", "1", "--pairs-per-epoch", "200",
+            "--eval-pairs", "100", "--out", str(tmp_path)]
+    assert sweep.main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["trials"]) == 2 and results["best_trials"][0]["value"] >= results["best_trials"][-1]["value"]
+    assert {"beta", "latent_dim", "lr", "speech_weight", "aug_strength"} <= set(results["trials"][0]["params"])
+    assert all(0.0 <= t["value"] <= 1.0 for t in results["trials"])
+    assert not (tmp_path / "trials").exists() or not any((tmp_path / "trials").iterdir())
+    # The same storage continues the same study, as machines sharing one RDB URL would.
+    assert sweep.main(args[:3] + ["1"] + args[4:]) == 0
+    study = optuna.load_study(study_name="mvae", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 3
+
+
+def test_validation_never_touches_the_test_split(synthetic_data):
+    from mvae.config import ModelConfig, TrainConfig
+    from mvae.data.sources import FSDD_SPLITS
+
+    data = sweep.validation_data(synthetic_data, ModelConfig(), TrainConfig(speech_aug_copies=0))
+    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"]) and set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
+    n_train = 300  # synthetic per-class 30 x 10
+    assert len(data.test.banks["farsi"].labels) == n_train // sweep.VALIDATION_EVERY
+    assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train
