@@ -7,12 +7,10 @@ and what comes back (numpy arrays) is only arranged into widgets and figures.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -28,8 +26,9 @@ NAMES = {"farsi": "Farsi drawing", "kannada": "Kannada drawing", "speech": "Spee
          "fused": "Fused (product)"}
 # Okabe-Ito colours: distinguishable with colour-blindness, readable on light and dark backgrounds.
 COLOURS = {"farsi": "#E69F00", "kannada": "#56B4E9", "speech": "#009E73", "prior": "#999999", "fused": "#D55E00"}
-DIGIT_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999",
-                 "#8C564B", "#17BECF"]
+# Tableau 10: ten hues that stay distinct on a white and on a near-black background.
+DIGIT_COLOURS = ["#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7",
+                 "#9C755F", "#BAB0AC"]
 # Unicode digits, shown beside the model's own rendering of each class.
 GLYPHS = {"farsi": "۰۱۲۳۴۵۶۷۸۹", "kannada": "೦೧೨೩೪೫೬೭೮೯"}
 CANVAS_PX = 280
@@ -159,7 +158,8 @@ def recorder(key: str) -> bytes | None:
                           recording_color="#D62728", icon_size="2x", pause_threshold=1.0, key=key)
 
 
-SOURCES = {"mic": "Microphone", "recorder": "Recorder (auto-stop)", "upload": "Upload a WAV"}
+WAV_HEADER_BYTES = 44
+SOURCES = {"mic": "Microphone", "recorder": "Recorder", "upload": "WAV file"}
 
 
 def speech_input(key: str) -> bytes | None:
@@ -170,13 +170,15 @@ def speech_input(key: str) -> bytes | None:
         clip = st.audio_input("Record a spoken digit", sample_rate=8000, key=f"{key}-mic")
         return clip.getvalue() if clip else None
     if source == "recorder":
-        return recorder(f"{key}-recorder")
+        take = recorder(f"{key}-recorder")
+        if take is not None and len(take) <= WAV_HEADER_BYTES:
+            # The recorder sends a bare header when the first buffer it hears is pure silence.
+            st.info("There is no recording yet: the recorder heard only silence. Click the microphone and "
+                    "start speaking straight away.", icon=":material/mic_off:")
+            return None
+        return take
     upload = st.file_uploader("A short WAV file with one spoken digit", type=["wav"], key=f"{key}-upload")
     return upload.getvalue() if upload else None
-
-
-def digest(data) -> str:
-    return hashlib.sha1(data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()).hexdigest()
 
 
 # -- display -----------------------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ def big(image: np.ndarray, scale: int = 5) -> np.ndarray:
 
 
 def show_image(image: np.ndarray, caption: str, scale: int = 5) -> None:
-    st.image(big(image, scale), caption=caption, clamp=True)
+    st.image(big(image, scale), caption=caption, clamp=True, width=28 * scale)
 
 
 def show_audio(speech: mvae.SpeechOutput) -> None:
@@ -195,17 +197,17 @@ def show_audio(speech: mvae.SpeechOutput) -> None:
 
 def show_label(pred: mvae.Prediction) -> None:
     st.metric("Predicted digit", str(pred.label), help="The class the label head finds most likely")
-    st.plotly_chart(prob_bar(pred.probs), key=None)
+    st.plotly_chart(prob_bar(pred.probs))
 
 
 def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction") -> None:
-    cols = st.columns(3)
+    cols = st.columns([1, 1, 2])
     for col, (name, title) in zip(cols, SCRIPTS.items()):
         with col:
             show_image(pred.images[name], f"{captions}: {title}")
     with cols[2]:
-        st.plotly_chart(mel_figure(pred.speech.mel, "Generated speech (log-mel)"))
         show_audio(pred.speech)
+        st.plotly_chart(mel_figure(pred.speech.mel, "Generated speech (log-mel)"))
 
 
 def reference_glyphs(pipe: mvae.Pipeline, script: str) -> None:
@@ -244,7 +246,7 @@ def prob_bar(probs: np.ndarray) -> go.Figure:
 
 
 def mel_figure(mel: np.ndarray, title: str) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=mel, colorscale="Magma", showscale=False,
+    fig = go.Figure(go.Heatmap(z=mel, colorscale="Viridis", showscale=False,
                                hovertemplate="frame %{x}, mel bin %{y}: %{z:.1f}<extra></extra>"))
     fig.update_xaxes(title="frame", showgrid=False)
     fig.update_yaxes(title="mel bin", showgrid=False)
@@ -295,7 +297,7 @@ def posterior_figure(experts: dict[str, tuple[np.ndarray, np.ndarray]], fused: t
                                      name=NAMES[name], legendgroup=name, showlegend=row == 1,
                                      hovertemplate=f"{NAMES[name]}<br>dim %{{x}}: %{{y:.3g}}<extra></extra>"),
                           row=row, col=1)
-    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=2, col=1)
     fig.update_xaxes(title="latent dimension", row=2, col=1)
     return _layout(fig, 480, legend=dict(orientation="h", y=-0.15))
 
@@ -311,22 +313,29 @@ def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) ->
 
 def bars(values: dict[str, float], title: str, percent: bool = True, horizontal: bool = False) -> go.Figure:
     keys, vals = list(values), [values[k] for k in values]
-    text = [f"{v:.1%}" if percent else f"{v:.3g}" for v in vals]
+    text = [f"{v:.1%}" if percent else f"{v:.3g}" for v in vals] if len(vals) <= 16 else None
     bar = go.Bar(y=keys, x=vals, orientation="h", text=text) if horizontal else go.Bar(x=keys, y=vals, text=text)
     fig = go.Figure(bar)
     fig.update_traces(marker_color=COLOURS["kannada"], textposition="auto")
     if percent:
         (fig.update_xaxes if horizontal else fig.update_yaxes)(tickformat=".0%", range=[0, 1.05])
+    if horizontal:
+        fig.update_yaxes(autorange="reversed")  # first key on top, as it reads
     return _layout(fig, max(260, 32 * len(keys)) if horizontal else 300, title=dict(text=title, font=dict(size=13)))
 
 
 def recon_figure(recon: dict[str, dict[str, float]]) -> go.Figure:
-    fig = go.Figure([go.Bar(name=kind, x=list(recon), y=[recon[m].get(kind) for m in recon],
-                            marker_color=COLOURS["kannada" if kind == "given" else "fused"])
-                     for kind in ("given", "missing")])
-    fig.update_yaxes(type="log", title="negative log-likelihood")
-    return _layout(fig, 300, barmode="group", title=dict(
+    """Given against missing for each modality, each on its own scale (speech NLLs dwarf the images')."""
+    fig = make_subplots(rows=1, cols=len(recon), subplot_titles=list(recon))
+    for i, (name, losses) in enumerate(recon.items(), start=1):
+        for kind, colour in (("given", COLOURS["kannada"]), ("missing", COLOURS["fused"])):
+            fig.add_trace(go.Bar(x=[kind], y=[losses.get(kind)], name=kind, marker_color=colour, legendgroup=kind,
+                                 showlegend=i == 1, text=[f"{losses.get(kind, 0):.4g}"], textposition="auto"),
+                          row=1, col=i)
+    fig.update_yaxes(title="negative log-likelihood", row=1, col=1)
+    fig = _layout(fig, 320, title=dict(
         text="Reconstruction loss with the modality given and missing (lower is better)", font=dict(size=13)))
+    return fig.update_layout(margin=dict(t=70))
 
 
 def trials_figure(trials: list[dict]) -> go.Figure:

@@ -93,8 +93,8 @@ def recording(real_data: Path, name: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return mvae.load()
+def pipe(shipped_pipeline):
+    return shipped_pipeline
 
 
 @pytest.fixture
@@ -113,7 +113,8 @@ def evaluated(tmp_path, monkeypatch, pipe):
     report = {"accuracy": {s: 0.95 for s in subsets}, "unimodal_accuracy": {n: 0.97 for n in names},
               "extra_accuracy": {"kannada/dig": 0.7, "farsi/remaining": 0.96}, "coherence": coherence,
               "recon": {n: {"given": 100.0, "missing": 150.0} for n in names}, "elbo": -1234.5,
-              "active_units": 17, "kl_per_dim": list(np.linspace(0, 2, pipe.latent_dim))}
+              "active_units": 17, "kl_per_dim": list(np.linspace(0, 2, pipe.latent_dim)),
+              "meets_bar": {"coherence": True, "multimodal_accuracy": False}}
     (folder / "eval.json").write_text(json.dumps(report))
     (folder / "eval.md").write_text("| subset | accuracy |\n|---|---|\n| farsi | 95.0% |\n")
     rng = np.random.default_rng(0)
@@ -159,7 +160,8 @@ def test_home_and_report_show_the_evaluation_when_present(evaluated):
     assert {m.label for m in report.metric} >= {"ELBO (all inputs)", "Active latent units", "Accuracy on kannada/dig"}
     assert "17 / " in [m.value for m in report.metric if m.label == "Active latent units"][0]
     assert len(report.get("plotly_chart")) >= 7  # curves, accuracies, coherence, pairs, recon, KL, sweep
-    assert report.dataframe, "the sweep's best trials are missing"
+    assert report.table, "the sweep's best trials are missing"
+    assert "✅ coherence" in " ".join(c.value for c in report.caption)
 
 
 def test_report_says_when_not_evaluated_yet(pipe):

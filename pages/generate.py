@@ -1,0 +1,25 @@
+import streamlit as st
+
+from mvae import ui
+
+st.title("Generate")
+st.markdown("Pick a digit and the model imagines it in every modality, sampling its latent belief about that "
+            "digit. A higher temperature widens the belief and gives more varied, less tidy samples.")
+pipe = ui.pipeline()
+
+digit_col, temp_col, seed_col, n_col = st.columns(4)
+digit = digit_col.selectbox("Digit", range(10), index=3, key="gen-digit")
+temperature = temp_col.slider("Temperature", 0.0, 3.0, 1.0, 0.1, key="gen-temperature")
+seed = seed_col.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
+n = n_col.slider("Samples", 1, 8, 6, key="gen-n")
+
+with ui.guard():
+    samples = pipe.generate(digit, n=n, temperature=temperature, seed=int(seed))
+    titles = [f"#{i + 1}" for i in range(n)]
+    rows = [ui.SCRIPTS[s] for s in ui.SCRIPTS]
+    st.plotly_chart(ui.image_grid([samples.images[s] for s in ui.SCRIPTS], rows, titles))
+    st.caption("The spoken samples")
+    for i, (col, speech, label) in enumerate(zip(st.columns(min(n, 4)) * 2, samples.speech, samples.labels)):
+        with col:
+            st.caption(f"#{i + 1}, which the model reads as {label}")
+            ui.show_audio(speech)

@@ -1,0 +1,102 @@
+import numpy as np
+import streamlit as st
+
+from mvae import ui
+
+st.title("Latent explorer")
+pipe = ui.pipeline()
+evaluation = ui.report(pipe) or {}
+
+
+def start_point(key: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The latest input's latent, or the model's belief about a chosen digit."""
+    last = st.session_state.get("last_latent")
+    options = (["last"] if last else []) + list(range(10))
+    choice = st.selectbox("Start from", options, key=key,
+                          format_func=lambda o: f"the last input ({last['source']})" if o == "last" else f"digit {o}")
+    if choice == "last":
+        return last["z"], last["logvar"], last["source"]
+    mean, logvar = pipe.label_posterior(choice)
+    return mean, logvar, f"digit {choice}"
+
+
+def listen(decoded, options: list, labels: list[str], key: str) -> None:
+    pick = st.select_slider("Listen at", options, format_func=lambda i: labels[i], key=key)
+    ui.show_audio(pipe.decode(decoded.latents[pick]).speech[0])
+
+
+@st.fragment
+@ui.guarded
+def traversal() -> None:
+    st.subheader("Traverse the latent")
+    z, logvar, source = start_point("trav-start")
+    # The most informative dimensions first: highest KL on the test set, or else the smallest posterior variance.
+    kl = evaluation.get("kl_per_dim")
+    order = list(np.argsort(kl)[::-1]) if kl and len(kl) == pipe.latent_dim else list(np.argsort(logvar))
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    dims = c1.multiselect("Dimensions", range(pipe.latent_dim), default=[int(d) for d in order[:4]],
+                          max_selections=8, key="trav-dims")
+    reach = c2.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
+    steps = c3.slider("Steps", 3, 11, 7, 2, key="trav-steps")
+    script = c4.radio("Show", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, key="trav-script")
+    if not dims:
+        st.info("Choose at least one dimension.")
+        return
+    values = np.linspace(-reach, reach, steps)
+    decoded = pipe.traverse(z, dims, values)
+    st.caption(f"From {source}. Each row sets one dimension to the value above each column "
+               "(the prior's standard deviation is 1); everything else stays as it was.")
+    images = decoded.images[script].reshape(len(dims), steps, 28, 28)
+    st.plotly_chart(ui.image_grid(images, [f"dim {d}" for d in dims], [f"{v:+.1f}" for v in values]))
+    labels = [f"dim {d} = {v:+.1f}" for d in dims for v in values]
+    listen(decoded, list(range(len(labels))), labels, "trav-listen")
+
+
+@st.fragment
+@ui.guarded
+def interpolation() -> None:
+    st.subheader("Interpolate between two digits")
+    c1, c2, c3 = st.columns(3)
+    a = c1.selectbox("From", range(10), index=1, key="interp-a")
+    b = c2.selectbox("To", range(10), index=7, key="interp-b")
+    steps = c3.slider("Steps", 3, 12, 8, key="interp-steps")
+    decoded = pipe.interpolate(pipe.label_posterior(a)[0], pipe.label_posterior(b)[0], steps)
+    images = np.stack([decoded.images[s] for s in ui.SCRIPTS])
+    titles = [f"{t:.0%}" for t in np.linspace(0, 1, steps)]
+    st.plotly_chart(ui.image_grid(images, list(ui.SCRIPTS.values()), titles))
+    st.caption("The label head reads the steps as: " + " → ".join(str(d) for d in decoded.labels))
+    listen(decoded, list(range(steps)), titles, "interp-listen")
+
+
+@st.fragment
+@ui.guarded
+def latent_map() -> None:
+    st.subheader("Map of the test set")
+    lmap = pipe.latent_map
+    if lmap is None:
+        ui.not_evaluated()
+        return
+    last = st.session_state.get("last_latent")
+    you = lmap.project(last["z"]) if last else None
+    st.caption("Each point is a test example's latent, flattened onto its two main directions (PCA). "
+               + ("The star is your last input. " if last else "") + "Click a point to decode it.")
+    event = st.plotly_chart(ui.latent_scatter(lmap.coords, lmap.labels, you), on_select="rerun",
+                            selection_mode="points", key="latent-map")
+    points = (event or {}).get("selection", {}).get("points", [])
+    rows = [p["customdata"] for p in points if p.get("customdata") is not None]
+    if not rows:
+        return
+    row = int(rows[0] if np.ndim(rows[0]) == 0 else rows[0][0])
+    decoded = pipe.decode(lmap.latents[row])
+    st.markdown(f"Test example of digit **{int(lmap.labels[row])}**; the model reads it as **{decoded.labels[0]}**.")
+    cols = st.columns(3)
+    for col, (name, title) in zip(cols, ui.SCRIPTS.items()):
+        with col:
+            ui.show_image(decoded.images[name][0], title)
+    with cols[2]:
+        ui.show_audio(decoded.speech[0])
+
+
+traversal()
+interpolation()
+latent_map()

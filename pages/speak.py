@@ -1,0 +1,27 @@
+import streamlit as st
+
+from mvae import ui
+
+st.title("Say a digit")
+st.markdown("Say one digit in English (zero to nine), close to the microphone, or upload a short WAV file.")
+pipe = ui.pipeline()
+
+audio = ui.speech_input("speak")
+if audio is None:
+    st.info("Record or upload a spoken digit to see what the model hears.", icon=":material/mic:")
+else:
+    with ui.guard():
+        pred = pipe.predict({"speech": audio})
+        ui.remember(pred, "your recording")
+        heard = pred.prepared_speech
+        wave, used = st.columns([2, 1])
+        with wave:
+            st.plotly_chart(ui.waveform_figure(heard.waveform, heard.sample_rate, heard.span))
+        with used:
+            st.caption("The voiced segment it used")
+            ui.play_wave(heard.voiced, heard.sample_rate)
+            st.plotly_chart(ui.mel_figure(pred.inputs["speech"], "What the model hears (log-mel)"))
+        label, _ = st.columns([2, 1])
+        with label:
+            ui.show_label(pred)
+        ui.show_reconstructions(pred, "Generated")
