@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import numbers
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -53,6 +54,26 @@ def _check_rate(rate) -> int:
     if rate < MIN_INPUT_RATE:
         raise InputError(f"The sample rate is {rate} Hz; please record at {MIN_INPUT_RATE} Hz or more (8000 Hz or 16000 Hz are typical).")
     return rate
+
+
+def _wav_shortfall(data: bytes) -> tuple[int, int] | None:
+    """(bytes present, bytes declared) of a WAV's data chunk when the file ends before it does, else None.
+
+    libsndfile quietly reads what is there, so a cut-off upload would be heard as a shorter word.
+    """
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    order = "<" if data[:4] == b"RIFF" else ">"
+    pos = 12
+    while pos + 8 <= len(data):
+        (size,) = struct.unpack(order + "I", data[pos + 4:pos + 8])
+        if data[pos:pos + 4] == b"data":
+            present = len(data) - pos - 8
+            if size in (0, 0xFFFFFFFF):  # a streaming writer that never filled the size in
+                return None
+            return (present, size) if present < size else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _as_float(samples) -> np.ndarray:
@@ -104,6 +125,10 @@ class AudioFrontEnd:
             raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.") from exc
         if info.frames <= 0:
             raise InputError("There is no recording: the audio file holds no samples. Record or upload a spoken digit.")
+        shortfall = _wav_shortfall(bytes(data))
+        if shortfall:
+            raise InputError(f"The WAV file is truncated: it holds only {shortfall[0] / shortfall[1]:.0%} of its audio. "
+                             "Please give the complete file, or record again.")
         self._check_size(info.frames, info.samplerate, info.channels)
         try:
             samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
@@ -143,7 +168,11 @@ class AudioFrontEnd:
         frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
         # Variance, not mean square: clipping makes a DC offset differ between silence and voice.
         db = 10 * np.log10(frames.astype(np.float64).var(axis=1) + 1e-20)
-        voiced = np.flatnonzero(db > db.max() - cfg.trim_top_db)
+        # A noisy microphone can sit within trim_top_db of the voice; then the threshold rises to just above
+        # the noise floor, but never closer to the peak than trim_min_range_db.
+        floor = np.percentile(db, 10)
+        threshold = max(db.max() - cfg.trim_top_db, min(floor + cfg.trim_floor_margin_db, db.max() - cfg.trim_min_range_db))
+        voiced = np.flatnonzero(db > threshold)
         # Each loud frame vouches for the hop around its centre only, so a click stays a few ms long.
         start = max(int(voiced[0] * hop + (frame - hop) // 2), 0)
         end = min(int(voiced[-1] * hop + (frame + hop) // 2), len(wave))

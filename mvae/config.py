@@ -27,6 +27,8 @@ class AudioConfig:
     # Voice activity: frames quieter than the loudest frame by more than trim_top_db are silence.
     trim_top_db: float = 35.0
     trim_frame: int = 256
+    trim_floor_margin_db: float = 6.0  # voice must stand this far above the quietest tenth of the frames
+    trim_min_range_db: float = 10.0
     silence_peak: float = 1e-3  # a recording whose peak never exceeds this is treated as silent
     min_voiced_s: float = 0.05
     min_input_s: float = 0.05
@@ -48,7 +50,10 @@ class AudioConfig:
 
 @dataclass
 class ModelConfig:
-    architecture: str = "mlp"  # "mlp" (the seed's fully connected nets) or "conv"
+    # "mlp" (the seed's fully connected nets), "conv" (conv encoders, transposed-conv decoders) or
+    # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
+    # dominate the cost on a CPU)
+    architecture: str = "mlp"
     latent_dim: int = 64
     hidden: int = 512
     conv_channels: int = 32

@@ -23,7 +23,8 @@ from .errors import InputError
 from .model import MVAE, normalise_inputs
 from .preprocess import prepare_digit
 
-EVAL_JSON = "eval.json"
+EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
+SWEEP_RESULTS = "../sweep/results.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 
 
@@ -67,12 +68,17 @@ class Prediction:
     label: int
     probs: np.ndarray  # (10,) sums to 1
     images: dict[str, np.ndarray]  # both scripts, (28, 28) float32 in [0, 1]
-    speech: SpeechOutput
     latent_mean: np.ndarray  # (D,) mean of the fused posterior
     latent_logvar: np.ndarray
     experts: dict[str, tuple[np.ndarray, np.ndarray]]  # each given modality's own (mean, logvar)
     inputs: dict[str, np.ndarray]  # what the model saw: 28x28 digits, the speech log-mel
+    decoded: Decoded = field(repr=False)
     prepared_speech: PreparedSpeech | None = None
+
+    @property
+    def speech(self) -> SpeechOutput:
+        """The spoken digit; Griffin-Lim runs on first access only."""
+        return self.decoded.speech[0]
 
 
 class Pipeline:
@@ -100,10 +106,23 @@ class Pipeline:
         """The evaluator's 2-D map of test-set latents, when the checkpoint folder has one."""
         return LatentMap.load(self.folder) if self.folder else None
 
+    def _read(self, relative: str) -> str | None:
+        path = self.folder / relative if self.folder else None
+        return path.read_text() if path and path.is_file() else None
+
     def report(self, name: str = EVAL_JSON) -> dict | None:
-        """A JSON file the evaluator or the sweep wrote beside the checkpoint, if present."""
-        path = self.folder / name if self.folder else None
-        return json.loads(path.read_text()) if path and path.is_file() else None
+        """A JSON file the evaluator wrote beside the checkpoint, if present."""
+        text = self._read(name)
+        return json.loads(text) if text is not None else None
+
+    def report_table(self) -> str | None:
+        """The evaluator's Markdown table, if present."""
+        return self._read(EVAL_MD)
+
+    def sweep_results(self) -> dict | None:
+        """The hyperparameter study's summary, kept in a `sweep` folder beside the checkpoint folder."""
+        text = self._read(SWEEP_RESULTS)
+        return json.loads(text) if text is not None else None
 
     # -- inputs ---------------------------------------------------------------------------------
     def _prepare_one(self, name: str, value):
@@ -162,7 +181,7 @@ class Pipeline:
             label=int(decoded.labels[0]),
             probs=decoded.probs[0].astype(np.float64) / decoded.probs[0].sum(),
             images={n: v[0] for n, v in decoded.images.items()},
-            speech=decoded.speech[0],
+            decoded=decoded,
             latent_mean=mean[0, 0].cpu().numpy(),
             latent_logvar=joint_logvar[0, 0].cpu().numpy(),
             experts={n: (mu[i, 0].cpu().numpy(), logvar[i, 0].cpu().numpy()) for i, n in enumerate(given)},

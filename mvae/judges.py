@@ -91,7 +91,7 @@ def resynthesised(bank: Bank, front_end: AudioFrontEnd, batch_size: int = 256) -
     return Bank(torch.cat(mels), bank.labels)
 
 
-def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 3, seed: int = 0, progress: bool = True):
+def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 2, seed: int = 0, progress: bool = True):
     torch.manual_seed(seed)
     front_end = AudioFrontEnd(audio_cfg)
     judges, report = {}, {}
@@ -99,11 +99,11 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 3, seed: int = 
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
         judges[name] = fit(Judge(), train, epochs, seed, augment=True, progress=progress)
         report[name] = {"test_accuracy": accuracy(judges[name], test)}
-    train = speech_bank(data_dir, "train", front_end, aug_copies=2, seed=seed, progress=progress)
+    train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
     both = Bank(torch.cat([train.items, resynthesised(train, front_end).items]), np.concatenate([train.labels] * 2))
     judge = Judge(audio_cfg.n_mels)
     judge.norm.set_stats(train.items.mean(dim=(0, 2)), train.items.std(dim=(0, 2)))
-    judges["speech"] = fit(judge, both, 2 * epochs, seed, augment=False, progress=progress)
+    judges["speech"] = fit(judge, both, epochs, seed, augment=False, progress=progress)
     test = speech_bank(data_dir, "test", front_end, progress=False)
     report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
                         "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--out", default=str(DEFAULT_JUDGES), help="folder for judges.safetensors and judges.json")
-    p.add_argument("--epochs", type=int, default=3, help="passes over each training set (speech gets twice as many)")
+    p.add_argument("--epochs", type=int, default=2, help="passes over each training set")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)

@@ -50,14 +50,19 @@ class Modality:
     to_output: Callable[[torch.Tensor], torch.Tensor]  # decoder output -> the modality's data space
 
 
+ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder family when they differ
+
+
 def _network_factories(cfg: ModelConfig, shape):
-    if cfg.architecture == "mlp":
-        return (lambda: nets.mlp_encoder(shape, cfg.hidden, cfg.latent_dim),
-                lambda: nets.mlp_decoder(shape, cfg.hidden, cfg.latent_dim))
-    if cfg.architecture == "conv":
-        return (lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels),
-                lambda: nets.conv_decoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels))
-    raise ValueError(f"unknown architecture {cfg.architecture!r}; use 'mlp' or 'conv'")
+    if cfg.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {cfg.architecture!r}; use one of {ARCHITECTURES}")
+    encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
+    decoder_kind = decoder_kind or encoder_kind
+    encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, cfg.latent_dim),
+                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels)}
+    decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, cfg.latent_dim),
+                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels)}
+    return encoders[encoder_kind], decoders[decoder_kind]
 
 
 def build_modalities(cfg: ModelConfig) -> dict[str, Modality]:

@@ -29,6 +29,8 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
             if max(img.size) > MAX_IMAGE_SIDE:
                 raise InputError(f"The image is {img.size[0]}x{img.size[1]} px; please use one at most {MAX_IMAGE_SIDE} px a side.")
             return pil_to_array(img)
+    except Image.DecompressionBombError as exc:  # PIL refuses it while reading the header
+        raise InputError(f"The image is far too large; please use one at most {MAX_IMAGE_SIDE} px a side.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError("These bytes are not a readable image; please give a PNG or JPEG file.") from exc
 
@@ -123,7 +125,8 @@ def prepare_digit(image) -> np.ndarray:
     """Any accepted image form -> a 28x28 float32 digit in [0, 1], white ink on black."""
     ink = ink_map(image)
     if ink.max(initial=0.0) < MIN_INK or not np.any(ink > INK_THRESHOLD):
-        raise InputError("The canvas is empty: draw a digit first.")
+        # A canvas inked all over has no contrast either, so it cannot be told from a blank one.
+        raise InputError("The canvas is empty (or one colour all over): draw a single digit.")
     coverage = float((ink > 0.5).mean())
     if coverage > 0.9 and min(ink.shape) > 8:
         raise InputError("The whole canvas is ink; clear it and draw a single digit.")

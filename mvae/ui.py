@@ -102,20 +102,18 @@ def report(pipe: mvae.Pipeline, name: str = "eval.json") -> dict | None:
 
 
 def sweep_results(pipe: mvae.Pipeline) -> dict | None:
-    """The hyper-parameter sweep's summary, which lives in a `sweep` folder beside the checkpoint's folder."""
-    if pipe.folder is None:
-        return None
-    path = pipe.folder.parent / "sweep" / "results.json"
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        return pipe.sweep_results()
     except (OSError, ValueError):
-        st.warning("The sweep's results.json could not be read.")
+        st.warning("The sweep's results.json could not be read; re-run the sweep.")
         return None
 
 
 def eval_markdown(pipe: mvae.Pipeline) -> str | None:
-    path = pipe.folder / "eval.md" if pipe.folder else None
-    return path.read_text() if path and path.is_file() else None
+    try:
+        return pipe.report_table()
+    except OSError:
+        return None
 
 
 def remember(pred: mvae.Prediction, source: str) -> None:

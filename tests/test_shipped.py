@@ -1,0 +1,55 @@
+"""The shipped checkpoint on real test inputs, handed in the way the app hands them in."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import mvae
+from mvae.audio import wav_bytes
+from mvae.data.sources import fsdd_recordings, load_images
+
+
+def drawn_on_canvas(digit28: np.ndarray, size=280, scale=200, corner=(70, 20)) -> np.ndarray:
+    """A test digit drawn large and off-centre on a transparent RGBA canvas, the ink in alpha."""
+    big = np.asarray(Image.fromarray(digit28).resize((scale, scale), Image.Resampling.BILINEAR))
+    canvas = np.zeros((size, size, 4), np.uint8)
+    top, left = corner
+    canvas[top:top + scale, left:left + scale, 3] = big
+    return canvas
+
+
+def as_44k_stereo_wav(path) -> bytes:
+    samples, rate = sf.read(path, dtype="float32")
+    t = np.arange(int(len(samples) * 44100 / rate)) * rate / 44100
+    mono = np.interp(t, np.arange(len(samples)), samples)
+    return wav_bytes(np.stack([mono, 0.9 * mono], axis=1), 44100)
+
+
+def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipeline):
+    test = load_images(real_data, "kannada", "test")
+    rows = np.arange(0, 10_000, 250)  # 40 digits, every class
+    correct = 0
+    for row in rows:
+        pred = shipped_pipeline.predict({"kannada": drawn_on_canvas(test.images[row])})
+        correct += pred.label == test.labels[row]
+    assert correct / len(rows) >= 0.9
+    assert pred.images["farsi"].shape == (28, 28) and pred.images["kannada"].shape == (28, 28)
+    assert pred.speech.sample_rate == 8000 and np.abs(pred.speech.waveform).max() > 0.1
+
+
+def test_fsdd_recording_as_44k_stereo(real_data, shipped_pipeline):
+    recordings = fsdd_recordings(real_data, "test")[::10]  # 30 recordings, every digit and speaker
+    correct = 0
+    for rec in recordings:
+        pred = shipped_pipeline.predict({"speech": as_44k_stereo_wav(rec.path)})
+        correct += pred.label == rec.digit
+    assert correct / len(recordings) >= 0.9
+    assert set(pred.images) == {"farsi", "kannada"} and len(pred.speech.waveform) > 4000
+
+
+def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
+    with pytest.raises(mvae.InputError, match="empty"):
+        shipped_pipeline.predict({"kannada": np.zeros((280, 280, 4), np.uint8)})
+    with pytest.raises(mvae.InputError, match="silent"):
+        shipped_pipeline.predict({"speech": wav_bytes(np.zeros((88200, 2), np.float32), 44100)})
