@@ -34,7 +34,7 @@ TRAIN_HELP = {
     "num_threads": "CPU threads for torch (0: torch's default)",
 }
 MODEL_HELP = {
-    "architecture": "encoder/decoder family: mlp (the seed's) or conv",
+    "architecture": "encoder/decoder family: mlp (the seed's), conv, or conv-mlp (conv encoders, MLP decoders)",
     "latent_dim": "size of the shared latent z",
     "hidden": "width of the hidden layers",
     "conv_channels": "channels of the first conv layer (conv architecture)",
