@@ -97,6 +97,33 @@ def markdown(report: dict) -> str:
     rows += [("Test ELBO, all three given (nats)", f"{report['elbo']:.1f}"),
              ("Active latent units", f"{report['active_units']} of {len(report['kl_per_dim'])}")]
     lines = ["| metric | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+    ckpt = report.get("checkpoint", {})
+    if ckpt.get("command"):
+        lines += ["", f"Trained by `{ckpt['command']}` in {ckpt['train_seconds'] / 60:.1f} min "
+                      f"({ckpt['architecture']}, hidden {ckpt['hidden']}, latent {ckpt['latent_dim']}); "
+                      f"evaluated in {report['seconds'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def comparison(paths) -> str:
+    """Side-by-side test metrics of several checkpoints, from what training recorded in each."""
+    columns = []
+    for path in paths:
+        model, meta = checkpoint.load_model(path)
+        cfg, info = meta["model_config"], meta["info"]
+        metrics = info["metrics"]
+        name = f"{Path(path).name}: {cfg['architecture']}, hidden {cfg['hidden']}"
+        cells = {"parameters (M)": f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}",
+                 "epochs × pairs": f"{len(info['history'])} × {info['train_config']['pairs_per_epoch']}",
+                 "training time (s)": f"{info['train_seconds']:.0f}"}
+        cells |= {f"accuracy, {k} alone": f"{100 * v:.2f} %" for k, v in metrics["unimodal_accuracy"].items()}
+        cells |= {f"accuracy, {k}": f"{100 * v:.2f} %" for k, v in metrics["accuracy"].items() if "+" in k}
+        cells |= {f"{m} nll given / missing": f"{r['given']:.1f} / {r['missing']:.1f}" for m, r in metrics["recon"].items()}
+        cells["test ELBO"] = f"{metrics['elbo']:.1f}"
+        columns.append((name, cells))
+    rows = list(dict.fromkeys(k for _, cells in columns for k in cells))
+    lines = ["| metric | " + " | ".join(n for n, _ in columns) + " |", "| --- |" + " --- |" * len(columns)]
+    lines += [f"| {r} | " + " | ".join(c.get(r, "") for _, c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +201,8 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 100
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", default="checkpoints/default", help="checkpoint folder or model.safetensors")
+    p.add_argument("--compare", nargs="+", metavar="CHECKPOINT",
+                   help="print the recorded test metrics of these checkpoints side by side and stop")
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--judges", default=str(DEFAULT_JUDGES), help="folder of the judges (python -m mvae.judges)")
     p.add_argument("--speech-pairs", type=int, default=1000,
@@ -182,6 +211,13 @@ def main(argv=None) -> int:
     p.add_argument("--readme", help="also put the table into this Markdown file's <!-- eval:start/end --> block")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
+    if args.compare:
+        table = comparison(args.compare)
+        print(table)
+        if args.readme:
+            readme = Path(args.readme)
+            checkpoint.atomic_write(readme, replace_block(readme.read_text(), "compare", table).encode())
+        return 0
     try:
         report = evaluate_checkpoint(args.checkpoint, resolve_data_dir(args.data_dir), args.judges,
                                      args.speech_pairs, progress=not args.no_progress, write=not args.no_write)
