@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    OMP_NUM_THREADS=1
 
 # The CPU wheels are a fraction of the size of PyPI's CUDA build of torch. torchaudio must come from the
 # same index: a CUDA-built torchaudio extension does not load next to a CPU-only torch.

@@ -142,8 +142,13 @@ def save_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, g
 
 
 def load_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
-    tensors, meta = unpack(Path(folder) / STATE_FILE)
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    path = Path(folder) / STATE_FILE
+    tensors, meta = unpack(path)
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as exc:
+        raise CheckpointError(f"The training state {path} was made with other model settings; resume with the "
+                              "flags of that run, or train into a new --out folder.") from exc
     generator.set_state(tensors["generator"])
     state: dict = {}
     for key, value in tensors.items():

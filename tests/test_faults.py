@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,9 +30,9 @@ EPOCHS = 2  # killed in the last epoch, so the resumed run ends where the straig
 STEPS = 100  # per epoch: long enough (about a second) that a kill lands inside it, not between epochs
 # One thread: the result must not depend on how the machine splits a matrix product, and a
 # single-threaded run is not slowed by other jobs on a busy machine.
-MODEL_ARGS = ["--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS), "--batch-size", "8",
+RUN_ARGS = ["--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS), "--batch-size", "8",
               "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
-TRAIN_ARGS = [*MODEL_ARGS, "--num-threads", "1"]
+TRAIN_ARGS = [*RUN_ARGS, "--num-threads", "1"]
 PROGRESS = re.compile(r"epoch (\d+)/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 RUN_TIMEOUT = 120
 
@@ -44,7 +45,9 @@ class TrainRun:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--out", str(out),
              *TRAIN_ARGS, *extra],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            # One thread from the start, data loading included (--num-threads acts only once it trains).
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
         )
         self.output = ""
         self.problem = ""  # set when the run could not be interrupted as asked
@@ -71,10 +74,11 @@ class TrainRun:
             deadline = time.monotonic() + RUN_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
                 where = self.position()
-                if where and where[0] == epoch and 5 <= where[1] <= where[2] // 2:
+                # 0/N shows once the previous epoch is saved and the next one's first batch is under way.
+                if where and where[0] == epoch and where[1] <= where[2] * 2 // 3:
                     self.proc.send_signal(sig)
                     return
-                if where and (where[0] > epoch or (where[0] == epoch and where[1] > where[2] // 2)):
+                if where and (where[0] > epoch or (where[0] == epoch and where[1] > where[2] * 2 // 3)):
                     break
                 time.sleep(0.005)
             self.problem = f"never saw epoch {epoch} early enough to interrupt it"
@@ -110,19 +114,59 @@ def same_result(a: Path, b: Path) -> None:
     assert meta_a["info"]["metrics"] == meta_b["info"]["metrics"]
 
 
+class Interrupted:
+    """A run killed mid-epoch by `sig`; as soon as it stops, its folder is copied aside as the kill left
+    it and a `--resume` run continues in the folder, so that several scenarios overlap in time."""
+
+    def __init__(self, data_dir: Path, out: Path, sig: int):
+        self.first = TrainRun(data_dir, out).kill_mid_epoch(sig)
+        self.after_kill = out.with_name(out.name + "-as-killed")
+        self.resumed: TrainRun | None = None
+        self.code: int | None = None
+        self.error: BaseException | None = None
+
+        def go_on():
+            try:
+                self.code = self.first.wait()
+                shutil.copytree(out, self.after_kill)
+                self.resumed = TrainRun(data_dir, out, "--resume")
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.error = exc
+
+        self._thread = threading.Thread(target=go_on, daemon=True)
+        self._thread.start()
+
+    def killed(self) -> tuple[int, TrainRun]:
+        self._thread.join(RUN_TIMEOUT)
+        if self.error:
+            raise self.error
+        return self.code, self.first
+
+    def resume_finished(self) -> TrainRun:
+        self.killed()
+        assert self.resumed is not None
+        assert self.resumed.wait() == 0, self.resumed.output[-3000:]
+        return self.resumed
+
+    def stop(self):
+        for run in (self.first, self.resumed):
+            if run and run.proc.poll() is None:
+                run.proc.kill()
+
+
 @pytest.fixture(scope="module")
 def runs(synthetic_data, tmp_path_factory):
     """The uninterrupted run and the two interrupted ones, started together to save wall time."""
     root = tmp_path_factory.mktemp("interrupted")
     started = {
         "straight": TrainRun(synthetic_data, root / "straight"),
-        "sigterm": TrainRun(synthetic_data, root / "sigterm").kill_mid_epoch(signal.SIGTERM),
-        "sigkill": TrainRun(synthetic_data, root / "sigkill").kill_mid_epoch(signal.SIGKILL),
+        "sigterm": Interrupted(synthetic_data, root / "sigterm", signal.SIGTERM),
+        "sigkill": Interrupted(synthetic_data, root / "sigkill", signal.SIGKILL),
     }
     yield started
-    for run in started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
+    started["straight"].proc.kill()
+    started["sigterm"].stop()
+    started["sigkill"].stop()
 
 
 def finished(run: TrainRun) -> Path:
@@ -131,29 +175,30 @@ def finished(run: TrainRun) -> Path:
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(synthetic_data, runs):
-    run = runs["sigterm"]
-    assert run.wait() == 130, run.output[-3000:]
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
+    scenario = runs["sigterm"]
+    code, run = scenario.killed()
+    assert code == 130, run.output[-3000:]
     assert "resume with --resume" in run.output and "Traceback" not in run.output
 
     # The state was saved mid-epoch, at the batch the signal was seen.
-    state = load_training_state(run.out, *_fresh_training_objects())
+    state = load_training_state(scenario.after_kill, *_fresh_training_objects())
     assert state["epoch"] == 1 and 0 < state["batch"] < STEPS, state["batch"]
 
-    resumed = TrainRun(synthetic_data, run.out, "--resume")
-    assert resumed.wait() == 0, resumed.output[-3000:]
+    resumed = scenario.resume_finished()
     assert f"resuming at epoch 2, batch {state['batch']}" in resumed.output
-    same_result(run.out, finished(runs["straight"]))
+    same_result(resumed.out, finished(runs["straight"]))
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninterrupted_run(synthetic_data, runs):
-    run = runs["sigkill"]
-    assert run.wait() == -signal.SIGKILL
+def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninterrupted_run(runs):
+    scenario = runs["sigkill"]
+    code, run = scenario.killed()
+    assert code == -signal.SIGKILL, run.output[-3000:]
 
     # Nothing was saved after epoch 1; what is there is whole and loads. A hidden .tmp may stay behind
     # if the kill caught a write, but nothing half-written carries a checkpoint's name.
-    folder = run.out
+    folder = scenario.after_kill
     visible = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert visible == sorted([MODEL_FILE, MODEL_JSON, STATE_FILE])
     assert all(p.name.endswith(".tmp") for p in folder.iterdir() if p.name.startswith("."))
@@ -163,10 +208,9 @@ def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninte
     state = load_training_state(folder, *_fresh_training_objects())
     assert (state["epoch"], state["batch"]) == (1, 0)
 
-    resumed = TrainRun(synthetic_data, folder, "--resume")
-    assert resumed.wait() == 0, resumed.output[-3000:]
+    resumed = scenario.resume_finished()
     assert "resuming at epoch 2, batch 0" in resumed.output
-    same_result(folder, finished(runs["straight"]))
+    same_result(resumed.out, finished(runs["straight"]))
 
 
 def _fresh_training_objects():
@@ -230,8 +274,13 @@ def test_resume_from_a_damaged_training_state_says_so_without_a_traceback(synthe
     save_training_state(folder, model, torch.optim.Adam(model.parameters()), torch.Generator(),
                         {"epoch": 1, "batch": 0, "history": []})
     damage(folder / STATE_FILE, how)
-    # In this process, so without --num-threads, which would change the threads of every later test.
-    assert train.main(["--data-dir", str(synthetic_data), "--out", str(folder), *MODEL_ARGS, "--resume",
-                       "--no-progress"]) == 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess runs do; restored so that later tests are unaffected
+    try:
+        code = train.main(["--data-dir", str(synthetic_data), "--out", str(folder), *RUN_ARGS, "--resume",
+                           "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 2
     err = capsys.readouterr().err
     assert f"error: The checkpoint {folder / STATE_FILE} is damaged" in err and "Re-download or retrain" in err

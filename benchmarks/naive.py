@@ -1,0 +1,36 @@
+"""The baseline the batched objective is measured against: one whole-model call per subset.
+
+This is how the seed (and the public MVAE code) trains: for every subset of the inputs it runs the
+encoders of that subset, fuses them, samples, runs every decoder and adds up that subset's ELBO. The
+loss is the same as `mvae.objectives.mvae_objective`; only the amount of work differs, so it lives here
+and not in the library.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mvae.model import MVAE
+from mvae.poe import kl_to_prior
+
+
+def naive_loss(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0, subset_list=None,
+               sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`batch` is in the encoders' space, as for mvae_objective; returns the same scalar loss."""
+    subset_list = subset_list or model.training_subsets()
+    total = 0.0
+    for subset in subset_list:
+        mu, logvar = model.posterior({name: batch[name] for name in subset})  # (1, B, D): this subset only
+        mu, logvar = mu[0], logvar[0]
+        z = mu
+        if sample:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device) if generator is not None \
+                else torch.randn_like(mu)
+            z = mu + noise * (0.5 * logvar).exp()
+        weighted = torch.zeros(mu.shape[0], device=mu.device)
+        for name, out in model.decode(z).items():
+            modality = model.modalities[name]
+            weighted = weighted + modality.weight * modality.nll(out.unsqueeze(0), batch[name].unsqueeze(0))[0]
+        kl = kl_to_prior(mu, logvar).sum(-1)
+        total = total + (weighted + beta * kl).mean()
+    return total

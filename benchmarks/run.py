@@ -1,0 +1,363 @@
+"""Speed benchmarks of the demo, printed as one Markdown table.
+
+    python benchmarks/run.py            # the full run: more repetitions, a minute or two
+    python benchmarks/run.py --quick    # the same table within about a minute
+
+1. Training throughput of the batched objective against a per-subset loop (benchmarks/naive.py).
+2. `predict` latency on the CPU, for a drawing and for a 2 s 44.1 kHz stereo recording.
+3. The Streamlit app: cold start and the server's memory after a drawing and a recording.
+4. The wall time that training the shipped checkpoint took, read from its model.json.
+
+Ratios are measured inside one run with the two contenders interleaved, so that other work on the
+machine slows both alike. Benchmarks 1 and 2 run on one torch thread unless `--threads` says otherwise:
+on a machine that other jobs share, threads that wait on each other turn each small operation into a wait
+for a time slice, and the timings then measure the other jobs. A prediction is a batch of one, which more
+threads barely speed up anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+TARGET_SPEEDUP = 3.0
+TARGET_LATENCY_MS = 50.0
+TARGET_COLD_START_S = 5.0
+TARGET_RSS_MB = 1024.0
+
+
+@dataclass
+class Row:
+    name: str
+    result: str
+    target: str
+    met: bool | None  # None: no target, or not measured
+    notes: str = ""
+
+
+@dataclass
+class Settings:
+    throughput_repeats: int
+    throughput_steps: int
+    latency_runs: int
+    app_starts: int
+
+
+FULL = Settings(throughput_repeats=9, throughput_steps=8, latency_runs=200, app_starts=3)
+QUICK = Settings(throughput_repeats=3, throughput_steps=2, latency_runs=20, app_starts=1)
+
+
+# -- the machine ------------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        memory = f", {kb / 2**20:.0f} GB RAM"
+    except (OSError, IndexError, ValueError):
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f} at the start"
+    return (f"{cpu}, {os.cpu_count()} logical CPUs{memory}{load}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}; {platform.system()}")
+
+
+def checkpoint_path() -> Path | None:
+    """The folder `mvae.load()` would use, or None when there is no checkpoint to load."""
+    from mvae.checkpoint import model_path
+    from mvae.inference import DEFAULT_CHECKPOINT
+
+    path = Path(os.environ.get("MVAE_CHECKPOINT") or DEFAULT_CHECKPOINT)
+    return path if model_path(path).is_file() else None
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def shipped_model_config():
+    from mvae.checkpoint import read_metadata
+    from mvae.config import ModelConfig, model_config_from_dict
+
+    path = checkpoint_path()
+    return model_config_from_dict(read_metadata(path)["model_config"]) if path else ModelConfig()
+
+
+# -- 1. training throughput ---------------------------------------------------------------------------
+def random_batch(model, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A batch in the encoders' space; the work done does not depend on the values."""
+    audio = model.cfg.audio
+    return {
+        "farsi": torch.rand(batch_size, 28, 28, generator=generator),
+        "kannada": torch.rand(batch_size, 28, 28, generator=generator),
+        "speech": torch.randn(batch_size, audio.n_mels, audio.n_frames, generator=generator),
+        "label": torch.randint(0, 10, (batch_size,), generator=generator),
+    }
+
+
+def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
+    from benchmarks.naive import naive_loss
+    from mvae.model import MVAE
+    from mvae.objectives import mvae_objective
+
+    cfg = shipped_model_config()
+    torch.manual_seed(0)
+    model = MVAE(cfg).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = random_batch(model, batch_size, torch.Generator().manual_seed(0))
+
+    # Both compute the same loss; only how they get there differs.
+    with torch.no_grad():
+        ours = mvae_objective(model, batch, sample=False).loss
+        theirs = naive_loss(model, batch, sample=False)
+    if not torch.allclose(ours, theirs, rtol=1e-4):
+        raise AssertionError(f"the baseline computes a different loss: {theirs.item()} vs {ours.item()}")
+
+    def step(loss_fn):
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        optimizer.step()
+
+    contenders = {
+        "batched": lambda: mvae_objective(model, batch).loss,
+        "naive": lambda: naive_loss(model, batch),
+    }
+    described = (f"{cfg.architecture} hidden {cfg.hidden}, latent {cfg.latent_dim}; batch {batch_size}; "
+                 f"{len(model.training_subsets())} subsets (the 7 of the inputs and the label alone); "
+                 "forward + backward + Adam; both compute the same loss")
+    for fn in contenders.values():  # warm-up: allocator, thread pool, Adam state
+        step(fn)
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for repeat in range(settings.throughput_repeats):
+        order = list(contenders) if repeat % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            started = time.perf_counter()
+            for _ in range(settings.throughput_steps):
+                step(contenders[name])
+            rates[name].append(settings.throughput_steps * batch_size / (time.perf_counter() - started))
+
+    batched, naive = statistics.median(rates["batched"]), statistics.median(rates["naive"])
+    ratio = batched / naive
+    pair_ratios = [b / n for b, n in zip(rates["batched"], rates["naive"])]
+    steps = settings.throughput_steps
+    notes = (f"{described}; median of {settings.throughput_repeats} runs of {steps} step{'s' if steps != 1 else ''} "
+             f"each, the two interleaved; per-run ratios {min(pair_ratios):.2f}–{max(pair_ratios):.2f}×")
+    return [
+        Row("1a. training throughput, batched objective (mvae_objective)", f"{batched:,.0f} samples/s", "", None),
+        Row("1b. training throughput, per-subset loop (benchmarks/naive.py)", f"{naive:,.0f} samples/s", "", None),
+        Row("1c. speed-up of 1a over 1b", f"{ratio:.2f}×", f"≥ {TARGET_SPEEDUP:g}×", ratio >= TARGET_SPEEDUP, notes),
+    ]
+
+
+# -- 2. predict latency -----------------------------------------------------------------------------------
+def canvas_drawing(size: int = 280) -> np.ndarray:
+    """A transparent canvas with a black stroke, as the drawing widget returns it (the ink is in alpha)."""
+    yy, xx = np.indices((size, size))
+    ring = np.abs(np.hypot(yy - size * 0.45, xx - size * 0.55) - size * 0.22) < size * 0.03
+    stem = (np.abs(xx - size * 0.35) < size * 0.03) & (yy > size * 0.2) & (yy < size * 0.85)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., 3] = ((ring | stem) * 255).astype(np.uint8)
+    return rgba
+
+
+def stereo_recording(seconds: float = 2.0, rate: int = 44100) -> tuple[bytes, str]:
+    """WAV bytes of a spoken digit as a browser records it: 16-bit stereo at 44.1 kHz, `seconds` long."""
+    import soundfile as sf
+    import torchaudio
+
+    from mvae.data.sources import fsdd_recordings
+
+    source, mono = "a synthetic tone", None
+    data_dir = os.environ.get("MVAE_DATA_DIR")
+    if data_dir:
+        try:
+            rec = fsdd_recordings(data_dir, "test")[0]
+            mono, native = sf.read(rec.path, dtype="float32")
+            source = f"FSDD test recording {rec.path.name}"
+        except Exception:  # noqa: BLE001 - any trouble with the real data falls back to the tone
+            mono = None
+    if mono is None:
+        from tests.conftest import tone
+        mono, native = tone(3, np.random.default_rng(0)), 8000
+    mono = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(mono)), native, rate).numpy()
+    n = int(seconds * rate)
+    wave = np.zeros(n, np.float32)
+    start = max((n - len(mono)) // 2, 0)
+    wave[start:start + len(mono)] = mono[: n - start]
+    wave += np.random.default_rng(1).normal(0, 1e-3, n).astype(np.float32)  # room noise, not digital silence
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([wave, 0.9 * wave], axis=1), rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue(), source
+
+
+def percentile(values, q) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def bench_latency(settings: Settings) -> list[Row]:
+    import mvae
+
+    path = checkpoint_path()
+    pipe = mvae.load(path, device="cpu") if path else None
+    if pipe is None:
+        from mvae.config import ModelConfig
+        from mvae.inference import Pipeline
+        from mvae.model import MVAE
+        torch.manual_seed(0)
+        pipe = Pipeline(MVAE(ModelConfig()))
+    where = relative(path) if path else "an untrained default-size model (no checkpoint found)"
+    wav, source = stereo_recording()
+    cases = {
+        "drawing": ({"kannada": canvas_drawing()}, "a 280×280 RGBA canvas (ink in alpha)"),
+        "recording": ({"speech": wav}, f"2 s 44.1 kHz 16-bit stereo WAV bytes of {source}"),
+    }
+
+    def everything(inputs):
+        pred = pipe.predict(inputs)
+        # What a page shows: the label, both decoded images and the speech as a playable WAV.
+        return pred.label, pred.images["farsi"], pred.images["kannada"], pred.speech.wav_bytes
+
+    rows = []
+    for name, (inputs, what) in cases.items():
+        for _ in range(3):
+            everything(inputs)
+        times = []
+        for _ in range(settings.latency_runs):
+            started = time.perf_counter()
+            everything(inputs)
+            times.append(1000 * (time.perf_counter() - started))
+        p50, p95 = percentile(times, 50), percentile(times, 95)
+        rows.append(Row(f"2{'ab'[len(rows)]}. predict latency, {name} → everything",
+                        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms", f"p50 ≤ {TARGET_LATENCY_MS:g} ms",
+                        p50 <= TARGET_LATENCY_MS,
+                        f"{what}; label, both images and a playable speech WAV; {settings.latency_runs} calls "
+                        f"on the CPU; checkpoint {where}"))
+    return rows
+
+
+# -- 3. the app -----------------------------------------------------------------------------------------------
+def bench_app(settings: Settings) -> list[Row]:
+    from benchmarks.app_bench import measure_app
+
+    return measure_app(ROOT, settings.app_starts, TARGET_COLD_START_S, TARGET_RSS_MB, Row)
+
+
+# -- 4. training to the quality bar ---------------------------------------------------------------------------
+def train_command(meta: dict, folder: str) -> str:
+    """The train.py command that reproduces a checkpoint: recorded, or rebuilt from its configs."""
+    info = meta.get("info", {})
+    if info.get("command"):
+        command = info["command"]
+        return command if isinstance(command, str) else " ".join(command)
+    from mvae.config import ModelConfig, TrainConfig
+
+    sys.path.insert(0, str(ROOT))
+    from train import MODEL_HELP
+
+    parts = ["python train.py", f"--out {folder}"]
+    train_cfg, defaults = info.get("train_config", {}), TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in train_cfg and train_cfg[f.name] != getattr(defaults, f.name):
+            parts.append(f"--{f.name.replace('_', '-')} {train_cfg[f.name]}")
+    model_cfg, model_defaults = meta.get("model_config", {}), ModelConfig()
+    for name in MODEL_HELP:
+        if name in model_cfg and model_cfg[name] != getattr(model_defaults, name):
+            parts.append(f"--{name.replace('_', '-')} {model_cfg[name]}")
+    speech_weight = model_cfg.get("recon_weights", {}).get("speech")
+    if speech_weight is not None and speech_weight != model_defaults.recon_weights["speech"]:
+        parts.append(f"--speech-weight {speech_weight}")
+    if meta.get("dtype", "float32") != "float32":
+        parts.append(f"--save-dtype {meta['dtype']}")
+    return " ".join(parts)
+
+
+def bench_training_time() -> list[Row]:
+    from mvae.checkpoint import read_metadata
+
+    path = checkpoint_path()
+    if path is None:
+        return [Row("4. training the default model to its quality bar", "no checkpoint", "—", None,
+                    "train one with `python train.py --out checkpoints/default`")]
+    meta = read_metadata(path)
+    info = meta.get("info", {})
+    seconds = info.get("train_seconds")
+    folder = relative(path)
+    accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
+    quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())
+    done, planned = len(info.get("history", [])), info.get("train_config", {}).get("epochs")
+    epochs = f"{done} epochs" if planned in (None, done) else f"{done} of the {planned} epochs asked for (stopped early)"
+    device = info.get("device") or info.get("machine") or "not recorded"
+    result = f"{seconds / 60:.1f} min" if seconds is not None else "not recorded"
+    notes = (f"`{train_command(meta, folder)}`; {epochs}; the time counts training and per-epoch evaluation, "
+             f"not data loading; test accuracy from one input: {quality or 'not recorded'}; "
+             f"checkpoint {folder}; machine: {device}")
+    return [Row("4. training the default model to its quality bar", result, "(reported)", None, notes)]
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+def table(rows: list[Row]) -> str:
+    mark = {True: "yes", False: "**no**", None: "—"}
+    lines = ["| benchmark | result | target | met | notes |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.result} | {r.target or '—'} | {mark[r.met]} | {r.notes} |")
+    return "\n".join(lines)
+
+
+BENCHMARKS = {"throughput": bench_throughput, "latency": bench_latency, "app": bench_app,
+              "training": lambda settings: bench_training_time()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions: the same table within a minute")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in this process (0: torch's default); the app's server keeps its own")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    default_threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    header = f"{machine()}; benchmarks 1–2 ran with {torch.get_num_threads()} torch thread" \
+             f"{'s' if torch.get_num_threads() != 1 else ''} (torch's default here: {default_threads})"
+    rows: list[Row] = []
+    for name in args.only or BENCHMARKS:
+        try:
+            rows += BENCHMARKS[name](settings)
+        except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others
+            rows.append(Row(f"{name}", "failed", "", False, f"{type(exc).__name__}: {exc}"))
+        print(f"[{time.perf_counter() - started:5.1f}s] {name} done", file=sys.stderr, flush=True)
+    mode = "quick" if args.quick else "full"
+    print(f"Benchmarks ({mode} mode, {time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - started:.0f} s)\n")
+    print(f"Machine: {header}\n")
+    print(table(rows))
+    return 1 if any(r.result == "failed" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
