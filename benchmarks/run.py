@@ -33,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mvae.checkpoint import atomic_write  # noqa: E402
+from mvae.evaluate import replace_block  # noqa: E402
+
 TARGET_SPEEDUP = 3.0
 TARGET_LATENCY_MS = 50.0
 TARGET_COLD_START_S = 5.0
@@ -337,6 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in this process (0: torch's default); the app's server keeps its own")
+    parser.add_argument("--readme", help="also put the output into this Markdown file's <!-- bench:start/end --> block")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -353,9 +357,12 @@ def main(argv=None) -> int:
             rows.append(Row(f"{name}", "failed", "", False, f"{type(exc).__name__}: {exc}"))
         print(f"[{time.perf_counter() - started:5.1f}s] {name} done", file=sys.stderr, flush=True)
     mode = "quick" if args.quick else "full"
-    print(f"Benchmarks ({mode} mode, {time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - started:.0f} s)\n")
-    print(f"Machine: {header}\n")
-    print(table(rows))
+    report = (f"Benchmarks ({mode} mode, {time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - started:.0f} s)\n\n"
+              f"Machine: {header}\n\n{table(rows)}")
+    print(report)
+    if args.readme:
+        readme = Path(args.readme)
+        atomic_write(readme, replace_block(readme.read_text(), "bench", report).encode())
     return 1 if any(r.result == "failed" for r in rows) else 0
 
 

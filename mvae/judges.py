@@ -33,11 +33,16 @@ DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judge
 
 
 class Judge(nn.Module):
-    """A small CNN for one modality; inputs are (B, H, W) in the modality's data space."""
+    """A small CNN for one modality; inputs are (B, H, W) in the modality's data space.
+
+    A log-mel judge (n_bins given) first averages 2x2 cells: 64x64 spectrograms would otherwise cost
+    five times a digit per example.
+    """
 
     def __init__(self, n_bins: int | None = None, width: int = 16):
         super().__init__()
         self.norm = Standardise(n_bins) if n_bins else nn.Identity()
+        self.pool = nn.AvgPool2d(2) if n_bins else nn.Identity()
         blocks = []
         for c_in, c_out in [(1, width), (width, 2 * width), (2 * width, 4 * width)]:
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(), nn.MaxPool2d(2)]
@@ -45,7 +50,7 @@ class Judge(nn.Module):
                                  nn.Linear(4 * width, N_CLASSES))
 
     def forward(self, x):
-        return self.net(self.norm(x).unsqueeze(1))
+        return self.net(self.pool(self.norm(x).unsqueeze(1)))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -91,19 +96,26 @@ def resynthesised(bank: Bank, front_end: AudioFrontEnd, batch_size: int = 256) -
     return Bank(torch.cat(mels), bank.labels)
 
 
-def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 2, seed: int = 0, progress: bool = True):
+def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 2, speech_epochs: int = 12, seed: int = 0,
+                 progress: bool = True, only=None, judges=None, report=None):
+    """Trains the judges named in `only` (default: all), keeping the others from `judges`/`report`."""
     torch.manual_seed(seed)
     front_end = AudioFrontEnd(audio_cfg)
-    judges, report = {}, {}
+    judges, report = dict(judges or {}), dict(report or {})
+    only = set(only or (*IMAGE_MODALITIES, "speech"))
     for name in IMAGE_MODALITIES:
+        if name not in only:
+            continue
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
         judges[name] = fit(Judge(), train, epochs, seed, augment=True, progress=progress)
         report[name] = {"test_accuracy": accuracy(judges[name], test)}
+    if "speech" not in only:
+        return judges, report
     train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
     both = Bank(torch.cat([train.items, resynthesised(train, front_end).items]), np.concatenate([train.labels] * 2))
     judge = Judge(audio_cfg.n_mels)
     judge.norm.set_stats(train.items.mean(dim=(0, 2)), train.items.std(dim=(0, 2)))
-    judges["speech"] = fit(judge, both, epochs, seed, augment=False, progress=progress)
+    judges["speech"] = fit(judge, both, speech_epochs, seed, augment=False, progress=progress)
     test = speech_bank(data_dir, "test", front_end, progress=False)
     report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
                         "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
@@ -140,14 +152,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--out", default=str(DEFAULT_JUDGES), help="folder for judges.safetensors and judges.json")
-    p.add_argument("--epochs", type=int, default=2, help="passes over each training set")
+    p.add_argument("--epochs", type=int, default=2, help="passes over each image training set")
+    p.add_argument("--speech-epochs", type=int, default=12, help="passes over the speech training set")
+    p.add_argument("--only", nargs="+", choices=[*IMAGE_MODALITIES, "speech"],
+                   help="retrain only these judges and keep the others from --out")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     try:
-        judges, report = train_judges(resolve_data_dir(args.data_dir), AudioConfig(), args.epochs, args.seed,
-                                      not args.no_progress)
-    except DataError as exc:
+        kept, meta = load_judges(args.out) if args.only else ({}, {"report": {}})
+        judges, report = train_judges(resolve_data_dir(args.data_dir), AudioConfig(), args.epochs, args.speech_epochs,
+                                      args.seed, not args.no_progress, args.only, kept, meta["report"])
+    except (DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     save_judges(args.out, judges, report, AudioConfig())
