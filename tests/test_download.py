@@ -189,8 +189,8 @@ def test_download_all_writes_the_prepared_format(server, tmp_path, fixtures):
             ys, xs = np.indices((28, 28))
             mass = npz["images"].astype(np.float64)
             total = mass.sum(axis=(1, 2))
-            np.testing.assert_allclose((mass * ys).sum(axis=(1, 2)) / total, 13.5, atol=0.5)
-            np.testing.assert_allclose((mass * xs).sum(axis=(1, 2)) / total, 13.5, atol=0.5)
+            np.testing.assert_allclose((mass * ys).sum(axis=(1, 2)) / total, 14.0, atol=0.5)
+            np.testing.assert_allclose((mass * xs).sum(axis=(1, 2)) / total, 14.0, atol=0.5)
     recordings = tmp_path / "fsdd" / "recordings"
     assert sorted(p.name for p in recordings.iterdir()) == sorted(fixtures["fsdd/recordings"])
     for name, data in fixtures["fsdd/recordings"].items():
