@@ -76,6 +76,20 @@ def build_configs(args) -> tuple[ModelConfig, TrainConfig]:
     return model_cfg, train_cfg
 
 
+def recipe(argv: list[str]) -> str:
+    """The command line as a recipe anyone can re-run: where the data lives on this machine is left out."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            words.append("DATA_DIR")
+        elif word.startswith("--data-dir="):
+            word = "--data-dir=DATA_DIR"
+        if not skip:
+            words.append(word)
+        skip = word == "--data-dir"
+    return " ".join(["python", "train.py", *words])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     model_cfg, train_cfg = build_configs(args)
@@ -83,7 +97,7 @@ def main(argv=None) -> int:
     try:
         data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
         trainer = Trainer(model_cfg, train_cfg, data, args.out, device=args.device, progress=not args.no_progress,
-                          run_info={"command": " ".join(["python", "train.py", *(argv if argv is not None else sys.argv[1:])])}, save_dtype=args.save_dtype)
+                          run_info={"command": recipe(argv if argv is not None else sys.argv[1:])}, save_dtype=args.save_dtype)
         if args.resume and trainer.resume():
             print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
         metrics = trainer.fit()

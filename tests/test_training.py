@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 import torch
 
 import mvae
@@ -56,3 +58,23 @@ def test_resume_continues_exactly(synthetic_data, tmp_path):
     for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
     assert straight.history[-1]["test"] == second.history[-1]["test"]
+
+
+def test_recorded_command_leaves_out_the_data_location():
+    import train
+
+    assert train.recipe(["--data-dir", "/somewhere/data", "--epochs", "3"]) == \
+        "python train.py --data-dir DATA_DIR --epochs 3"
+    assert train.recipe(["--data-dir=/somewhere/data"]) == "python train.py --data-dir=DATA_DIR"
+
+
+def test_help_documents_every_flag(capsys):
+    import train
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--data-dir", "--resume", "--epochs", "--beta-warmup-epochs", "--architecture", "--save-dtype",
+                 "--speech-aug-copies", "--image-aug", "--num-threads"):
+        assert flag in text
+    assert "(default: " in text
