@@ -3,7 +3,6 @@
 from dataclasses import replace
 
 import pytest
-
 import torch
 
 import mvae
