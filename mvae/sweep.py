@@ -3,7 +3,7 @@
     python -m mvae.sweep --data-dir data --trials 20
     python -m mvae.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
 
-The test splits are never seen: Farsi and Kannada hold out every tenth training image and speech holds
+The test splits are never seen: Farsi and Kannada hold out one training image in ten, at random, and speech holds
 out recordings 5-9 of each speaker and digit. Results go to checkpoints/sweep/results.json for the app.
 """
 
@@ -20,7 +20,7 @@ import optuna
 
 from .audio import AudioFrontEnd
 from .checkpoint import atomic_write_json
-from .config import IMAGE_MODALITIES, LABEL, ModelConfig, TrainConfig
+from .config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfig
 from .data.banks import image_bank, speech_bank
 from .data.paired import Bank, PairedDataset
 from .data.sources import resolve_data_dir
@@ -28,15 +28,19 @@ from .errors import DataError
 from .training import Trainer, TrainingData
 
 DEFAULT_OUT = Path("checkpoints") / "sweep"
-VALIDATION_EVERY = 10  # every tenth training image is held out
+VALIDATION_EVERY = 10  # one training image in ten, drawn at random, is held out
 
 
 def validation_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig, progress=False) -> TrainingData:
     fit, val = {}, {}
+    rng = np.random.default_rng([train_cfg.seed, 11])
     for script in IMAGE_MODALITIES:
         bank = image_bank(data_dir, script, "train")
         held = np.zeros(len(bank.labels), bool)
-        held[::VALIDATION_EVERY] = True
+        # At random within each class: every tenth row of a set stored in label order would be one class.
+        for c in range(N_CLASSES):
+            rows = rng.permutation(np.flatnonzero(bank.labels == c))
+            held[rows[: max(1, len(rows) // VALIDATION_EVERY)]] = True
         fit[script] = Bank(bank.items[~held], bank.labels[~held])
         val[script] = Bank(bank.items[held], bank.labels[held])
     front_end = AudioFrontEnd(model_cfg.audio)

@@ -29,3 +29,20 @@ def test_validation_never_touches_the_test_split(synthetic_data):
     n_train = 300  # synthetic per-class 30 x 10
     assert len(data.test.banks["farsi"].labels) == n_train // sweep.VALIDATION_EVERY
     assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train
+
+
+def test_validation_keeps_every_class_when_the_set_is_stored_in_label_order(tmp_path):
+    import numpy as np
+
+    from tests.conftest import make_dataset
+    from mvae.config import ModelConfig, TrainConfig
+
+    root = make_dataset(tmp_path)
+    for script in ("farsi", "kannada"):  # cycle 0..9 like the Kannada-MNIST files
+        with np.load(root / script / "train.npz") as f:
+            images, labels = f["images"], f["labels"]
+        order = np.stack([np.flatnonzero(labels == c) for c in range(10)], axis=1).ravel()
+        np.savez_compressed(root / script / "train.npz", images=images[order], labels=labels[order])
+    data = sweep.validation_data(root, ModelConfig(), TrainConfig(speech_aug_copies=0))
+    for script in ("farsi", "kannada"):
+        assert set(data.test.banks[script].labels) == set(range(10))
