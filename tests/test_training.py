@@ -10,7 +10,7 @@ from mvae.config import ModelConfig, TrainConfig
 from mvae.training import Trainer, load_training_data
 
 SMALL = ModelConfig(hidden=128, latent_dim=16)
-SHORT = TrainConfig(epochs=3, batch_size=64, pairs_per_epoch=1500, speech_aug_copies=1, beta_warmup_epochs=1,
+SHORT = TrainConfig(epochs=5, batch_size=64, pairs_per_epoch=3000, lr=2e-3, speech_aug_copies=1, beta_warmup_epochs=1,
                     eval_pairs=600, image_aug=0.0)
 
 
@@ -36,11 +36,11 @@ def test_learns_on_synthetic_data(synthetic_data, tmp_path):
     trainer = run(synthetic_data, tmp_path)
     check_learns(trainer, 0.6)
     pipe = mvae.load(tmp_path)
-    assert len(pipe.metadata["info"]["history"]) == 3
+    assert len(pipe.metadata["info"]["history"]) == SHORT.epochs
 
 
 def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
-    trainer = run(real_data, tmp_path, limit=3000)
+    trainer = run(real_data, tmp_path, limit=3000, train_cfg=replace(SHORT, epochs=10))
     check_learns(trainer, 0.5)
 
 
