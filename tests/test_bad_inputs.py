@@ -9,16 +9,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +32,7 @@ from mvae import ui
 from mvae.checkpoint import save_model
 from mvae.config import ModelConfig
 from mvae.data.sources import fsdd_recordings
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
 from mvae.inference import Pipeline
 from mvae.model import MVAE
 from tests.conftest import tone
@@ -359,8 +355,6 @@ def test_a_trained_model_reads_a_drawing_the_same_on_any_canvas(shipped_pipeline
 
 # -- the same inputs through the app's pages -----------------------------------------------------------------
 APP = str(ROOT / "app.py")
-BROWSER_REQUIRED = "MVAE_REQUIRE_BROWSER"  # set in CI: a missing browser is then a failure, not a skip
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -625,61 +619,14 @@ def upload_limit_mb() -> float:
     return float(tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"])
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get(BROWSER_REQUIRED):
-        pytest.fail(f"{reason} ({BROWSER_REQUIRED} is set, so this is an error)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
-    if not CHROMIUM.is_file():
-        unavailable(f"Debian's Chromium is not at {CHROMIUM} (apt-get install -y chromium)")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("served") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                 "--server.port", str(port), "--server.address", "127.0.0.1",
-                                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while not healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
-            yield url, browser
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    with playwright_session() as p, streamlit_server(log) as url:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield url, browser
+        browser.close()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 @pytest.mark.timeout(180)

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, playwright_session, streamlit_server
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_ENV = "MVAE_REQUIRE_BROWSER"  # set in CI: a missing browser is then a failure, not a skip
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 FAKE_MIC_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 RECORDING = "5_theo_1.wav"  # a test-split file (index 0-4)
 TRACED = ("farsi", 2)  # a real test digit, redrawn stroke by stroke
@@ -33,63 +27,17 @@ MAX_LATENCY_S = float(os.environ.get("MVAE_MAX_LATENCY_S", "5"))
 TIMEOUT_MS = 60_000
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get(REQUIRE_ENV):
-        pytest.fail(f"{reason} ({REQUIRE_ENV} is set, so this is an error)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
-    if not CHROMIUM.is_file():
-        unavailable(f"Debian's Chromium is not at {CHROMIUM} (apt-get install -y chromium)")
-    with sync_playwright() as p:
+    with playwright_session() as p:
         yield p
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(playwright, tmp_path_factory):
-    port = free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while not healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up on {url}:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with streamlit_server(log_path) as url:
         yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
