@@ -19,7 +19,9 @@ from mvae.training import Interrupted, Trainer, load_training_data
 TRAIN_HELP = {
     "epochs": "passes over pairs_per_epoch freshly paired examples",
     "batch_size": "pairs per optimiser step",
-    "lr": "Adam learning rate",
+    "lr": "Adam learning rate (at the start of the schedule)",
+    "lr_schedule": "cosine (decay to lr * lr_floor by the last step) or constant",
+    "lr_floor": "final fraction of the learning rate under the cosine schedule",
     "weight_decay": "Adam weight decay",
     "beta": "weight of the KL term once warmed up",
     "beta_warmup_epochs": "epochs over which beta rises linearly from 0",
@@ -55,11 +57,15 @@ def parse_args(argv=None):
                    help="precision of the weights in model.safetensors (float16 halves the size)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     defaults_t, defaults_m = TrainConfig(), ModelConfig()
+    # Config flags stay absent unless given, so --config's values survive; their help shows the config default.
     for f in fields(TrainConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults_t, f.name)),
-                       help=TRAIN_HELP[f.name], default=None)
+        default = getattr(defaults_t, f.name)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=argparse.SUPPRESS,
+                       help=f"{TRAIN_HELP[f.name]} (default: {default})")
     for name, help_text in MODEL_HELP.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults_m, name)), help=help_text, default=None)
+        default = getattr(defaults_m, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=argparse.SUPPRESS,
+                       help=f"{help_text} (default: {default})")
     p.add_argument("--speech-weight", type=float, default=None, help="weight of the log-mel reconstruction")
     return p.parse_args(argv)
 

@@ -88,6 +88,16 @@ def stop_on_signals():
             signal.signal(s, h)
 
 
+def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """A function of the step alone, so a resumed run follows the same schedule without saved state."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use 'cosine' or 'constant'")
+    progress = min(1.0, step / max(1, cfg.epochs * steps_per_epoch))
+    return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -135,6 +145,8 @@ class Trainer:
             if name in batch:
                 batch[name] = augment_images(batch[name].cpu(), self.cfg.image_aug, self.generator).to(self.device)
         beta = beta_at(step, self.steps_per_epoch, self.cfg.beta, self.cfg.beta_warmup_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, step, self.steps_per_epoch)
         out = mvae_objective(self.model, normalise_inputs(self.model, batch), beta, generator=self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()

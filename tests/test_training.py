@@ -44,13 +44,22 @@ def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
     check_learns(trainer, 0.5)
 
 
+class StopAfterFirstEpoch(Exception):
+    pass
+
+
+def stop_after_first_epoch(epoch, metrics):
+    raise StopAfterFirstEpoch  # the checkpoint of epoch 1 is already written, as when a run is killed
+
+
 def test_resume_continues_exactly(synthetic_data, tmp_path):
     cfg = replace(SHORT, epochs=2, pairs_per_epoch=600)
     straight = run(synthetic_data, tmp_path / "straight", train_cfg=cfg)
 
     data = load_training_data(synthetic_data, SMALL, cfg, progress=False)
-    first = Trainer(SMALL, replace(cfg, epochs=1), data, tmp_path / "split", progress=False)
-    first.fit()
+    first = Trainer(SMALL, cfg, data, tmp_path / "split", progress=False, on_epoch=stop_after_first_epoch)
+    with pytest.raises(StopAfterFirstEpoch):
+        first.fit()
     second = Trainer(SMALL, cfg, data, tmp_path / "split", progress=False)
     assert second.resume() and second.epoch == 1
     second.fit()
@@ -77,3 +86,14 @@ def test_help_documents_every_flag(capsys):
                  "--speech-aug-copies", "--image-aug", "--num-threads"):
         assert flag in text
     assert "(default: " in text
+
+
+def test_cosine_schedule_runs_from_lr_to_its_floor():
+    from mvae.training import learning_rate
+
+    cfg = TrainConfig(epochs=4, lr=1e-3, lr_floor=0.1)
+    rates = [learning_rate(cfg, step, 10) for step in range(41)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert rates[20] == pytest.approx(0.55e-3)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(replace(cfg, lr_schedule="constant"), 30, 10) == 1e-3
