@@ -76,7 +76,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    lr_schedule: str = "cosine"  # "cosine" decays to lr * lr_floor over the run; "constant" keeps lr
+    lr_schedule: str = "constant"  # or "cosine": decays to lr * lr_floor by the last step
     lr_floor: float = 0.05
     weight_decay: float = 0.0
     beta: float = 1.0

@@ -91,7 +91,7 @@ def test_help_documents_every_flag(capsys):
 def test_cosine_schedule_runs_from_lr_to_its_floor():
     from mvae.training import learning_rate
 
-    cfg = TrainConfig(epochs=4, lr=1e-3, lr_floor=0.1)
+    cfg = TrainConfig(epochs=4, lr=1e-3, lr_floor=0.1, lr_schedule="cosine")
     rates = [learning_rate(cfg, step, 10) for step in range(41)]
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
     assert rates[20] == pytest.approx(0.55e-3)
