@@ -141,7 +141,7 @@ class Pipeline:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 10:
                 raise InputError(f"A label must be a whole number from 0 to 9, not {value!r}.")
             return torch.tensor(int(value)), None
-        raise InputError(f"Unknown input {name!r}; give any of {', '.join(self.modalities)} (or {LABEL}).")
+        raise AssertionError(f"no preparation for {name!r}")  # prepare() refuses unknown names first
 
     def prepare(self, inputs: dict) -> tuple[dict[str, torch.Tensor], PreparedSpeech | None]:
         """User inputs -> a batch of one in the model's input space. None values count as absent."""
@@ -150,14 +150,15 @@ class Pipeline:
         given = {k: v for k, v in inputs.items() if v is not None}
         if not given:
             raise InputError(f"Give at least one input: draw a digit or record one ({', '.join(self.modalities)}).")
+        unknown = sorted(set(given) - set(self.model.names))
+        if unknown:
+            raise InputError(f"Unknown input {unknown[0]!r}; give any of {', '.join(self.modalities)} (or {LABEL}).")
         batch, prepared_speech = {}, None
         for name in self.model.names:
             if name in given:
-                tensor, prepared = self._prepare_one(name, given.pop(name))
+                tensor, prepared = self._prepare_one(name, given[name])
                 batch[name] = tensor.unsqueeze(0).to(self.device)
                 prepared_speech = prepared or prepared_speech
-        for name in given:
-            self._prepare_one(name, given[name])  # raises the unknown-input error
         return batch, prepared_speech
 
     # -- outputs --------------------------------------------------------------------------------
