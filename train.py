@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -40,10 +41,24 @@ MODEL_HELP = {
     "latent_dim": "size of the shared latent z",
     "hidden": "width of the hidden layers",
     "conv_channels": "channels of the first conv layer (conv architecture)",
+    "image_conv_extra": "3x3 conv layers after each stride-2 conv of the digit encoders (conv architecture)",
+    "image_conv_batchnorm": "batch norm after every conv of the digit encoders (conv architecture)",
     "label_weight": "weight of the label cross-entropy",
     "speech_likelihood": "likelihood of the log-mel: laplace or gaussian",
     "speech_scale": "scale of the log-mel likelihood, in per-bin standard deviations",
 }
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def flag_type(default):
+    return boolean if isinstance(default, bool) else type(default)
 
 
 def parse_args(argv=None):
@@ -60,11 +75,11 @@ def parse_args(argv=None):
     # Config flags stay absent unless given, so --config's values survive; their help shows the config default.
     for f in fields(TrainConfig):
         default = getattr(defaults_t, f.name)
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=argparse.SUPPRESS,
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=flag_type(default), default=argparse.SUPPRESS,
                        help=f"{TRAIN_HELP[f.name]} (default: {default})")
     for name, help_text in MODEL_HELP.items():
         default = getattr(defaults_m, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=argparse.SUPPRESS,
+        p.add_argument(f"--{name.replace('_', '-')}", type=flag_type(default), default=argparse.SUPPRESS,
                        help=f"{help_text} (default: {default})")
     p.add_argument("--speech-weight", type=float, default=None, help="weight of the log-mel reconstruction")
     return p.parse_args(argv)
@@ -97,13 +112,14 @@ def recipe(argv: list[str]) -> str:
 
 
 def main(argv=None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     model_cfg, train_cfg = build_configs(args)
     data_dir = resolve_data_dir(args.data_dir)
     try:
         data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
         trainer = Trainer(model_cfg, train_cfg, data, args.out, device=args.device, progress=not args.no_progress,
-                          run_info={"command": recipe(argv if argv is not None else sys.argv[1:])}, save_dtype=args.save_dtype)
+                          run_info={"command": recipe(argv if argv is not None else sys.argv[1:])}, save_dtype=args.save_dtype, started=started)
         if args.resume and trainer.resume():
             print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
         metrics = trainer.fit()

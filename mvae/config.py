@@ -57,6 +57,9 @@ class ModelConfig:
     latent_dim: int = 64
     hidden: int = 512
     conv_channels: int = 32
+    # 3x3 convs after each stride-2 conv of the digit encoders; the 64x64 log-mel would make them costly.
+    image_conv_extra: int = 0
+    image_conv_batchnorm: bool = False  # batch norm after every conv of the digit encoders
     n_classes: int = N_CLASSES
     modalities: tuple[str, ...] = INPUT_MODALITIES
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin

@@ -99,10 +99,23 @@ def markdown(report: dict) -> str:
     lines = ["| metric | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     ckpt = report.get("checkpoint", {})
     if ckpt.get("command"):
-        lines += ["", f"Trained by `{ckpt['command']}` in {ckpt['train_seconds'] / 60:.1f} min "
-                      f"({ckpt['architecture']}, hidden {ckpt['hidden']}, latent {ckpt['latent_dim']}); "
+        wall = f", {ckpt['wall_seconds'] / 60:.1f} min for the whole command" if ckpt.get("wall_seconds") else ""
+        lines += ["", f"Trained by `{ckpt['command']}` in {ckpt['train_seconds'] / 60:.1f} min of training steps{wall} "
+                      f"({ckpt['description']}, latent {ckpt['latent_dim']}); "
                       f"evaluated in {report['seconds'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
+
+
+def describe(cfg: dict) -> str:
+    """A model's architecture in a few words, from its config as saved in the checkpoint."""
+    words = [cfg["architecture"], f"hidden {cfg['hidden']}"]
+    if cfg["architecture"] != "mlp":
+        words.append(f"{cfg['conv_channels']} channels")
+        if cfg.get("image_conv_extra"):
+            words.append(f"+{cfg['image_conv_extra']} conv per stage on digits")
+        if cfg.get("image_conv_batchnorm"):
+            words.append("batch norm on digits")
+    return ", ".join(words)
 
 
 def comparison(paths) -> str:
@@ -112,7 +125,7 @@ def comparison(paths) -> str:
         model, meta = checkpoint.load_model(path)
         cfg, info = meta["model_config"], meta["info"]
         metrics = info["metrics"]
-        name = f"{Path(path).name}: {cfg['architecture']}, hidden {cfg['hidden']}"
+        name = f"{Path(path).name}: {describe(cfg)}"
         cells = {"parameters (M)": f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}",
                  "epochs × pairs": f"{len(info['history'])} × {info['train_config']['pairs_per_epoch']}",
                  "training time (s)": f"{info['train_seconds']:.0f}"}
@@ -187,8 +200,10 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 100
     report["meets_bar"] = meets_bar(report)
     report["seconds"] = time.time() - started
     report["checkpoint"] = {"architecture": model.cfg.architecture, "hidden": model.cfg.hidden,
+                            "description": describe(meta["model_config"]),
                             "latent_dim": model.cfg.latent_dim,
                             "train_seconds": meta["info"].get("train_seconds"),
+                            "wall_seconds": meta["info"].get("wall_seconds"),
                             "command": meta["info"].get("command")}
     if write:
         folder = checkpoint.model_path(path).parent

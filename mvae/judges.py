@@ -1,7 +1,10 @@
 """Independent unimodal classifiers that score what the MVAE generates (cross-modal coherence).
 
-They never share weights or statistics with the MVAE. The speech judge is trained on real log-mels and
-on the log-mels of their Griffin-Lim resyntheses, because that is what a generated digit sounds like.
+They never share weights or statistics with the MVAE, and they are trained on real data only. A missing
+modality generated from one PoE latent is close to the average of its class (a soft, faint digit; a
+smooth spectrogram), so each judge also learns from averages of a few same-class training examples, and
+the image judges scale every input to a peak of 1. The speech judge also hears the Griffin-Lim
+resyntheses of its training log-mels, because that is how a generated digit reaches the ear.
 
     python -m mvae.judges --data-dir data --out checkpoints/judges
 """
@@ -29,7 +32,16 @@ from .model import Standardise
 from .training import augment_images
 
 JUDGE_FILE = "judges.safetensors"
+JUDGE_WIDTH = 32
+MAX_AVERAGED = 8  # a soft training example averages 2 to this many items of one class
 DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
+
+
+class PeakNormalise(nn.Module):
+    """Scales each image so that its brightest pixel is 1: the judge reads the shape, not the ink's strength."""
+
+    def forward(self, x):
+        return x / x.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
 
 
 class Judge(nn.Module):
@@ -39,9 +51,9 @@ class Judge(nn.Module):
     five times a digit per example.
     """
 
-    def __init__(self, n_bins: int | None = None, width: int = 16):
+    def __init__(self, n_bins: int | None = None, width: int = JUDGE_WIDTH):
         super().__init__()
-        self.norm = Standardise(n_bins) if n_bins else nn.Identity()
+        self.norm = Standardise(n_bins) if n_bins else PeakNormalise()
         self.pool = nn.AvgPool2d(2) if n_bins else nn.Identity()
         blocks = []
         for c_in, c_out in [(1, width), (width, 2 * width), (2 * width, 4 * width)]:
@@ -62,7 +74,23 @@ def accuracy(judge: Judge, bank: Bank) -> float:
     return float((judge.predict(bank.items) == torch.as_tensor(bank.labels)).float().mean())
 
 
-def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: bool, progress: bool, batch_size: int = 128):
+def class_averages(bank: Bank, labels: torch.Tensor, generator: torch.Generator, max_k: int = MAX_AVERAGED):
+    """For each label, the mean of 2 to max_k random items of that class from the bank."""
+    bank_labels = torch.as_tensor(bank.labels)
+    picks = torch.empty(len(labels), max_k, dtype=torch.long)
+    for c in range(N_CLASSES):
+        where = torch.nonzero(labels == c).squeeze(1)
+        group = torch.nonzero(bank_labels == c).squeeze(1)
+        picks[where] = group[torch.randint(len(group), (len(where), max_k), generator=generator)]
+    k = torch.randint(2, max_k + 1, (len(labels),), generator=generator)
+    mask = (torch.arange(max_k) < k[:, None]).to(bank.items.dtype)
+    mask = mask.view(*mask.shape, *[1] * (bank.items.dim() - 1))
+    return (bank.items[picks] * mask).sum(1) / k.view(-1, *[1] * (bank.items.dim() - 1))
+
+
+def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: float, soft_fraction: float, progress: bool,
+        batch_size: int = 128):
+    """Adam with a one-cycle schedule; `soft_fraction` of each batch is replaced by class averages."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(judge.parameters(), lr=2e-3)
     steps = epochs * -(-len(bank.labels) // batch_size)
@@ -75,8 +103,12 @@ def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: bool, progres
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             x = bank.items[rows]
-            if augment:
-                x = augment_images(x, 1.0, generator)
+            if soft_fraction > 0:
+                soft = torch.rand(len(rows), generator=generator) < soft_fraction
+                x = x.clone()
+                x[soft] = class_averages(bank, labels[rows][soft], generator)
+            if augment > 0:
+                x = augment_images(x, augment, generator)
             loss = F.cross_entropy(judge(x), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -96,9 +128,21 @@ def resynthesised(bank: Bank, front_end: AudioFrontEnd, batch_size: int = 256) -
     return Bank(torch.cat(mels), bank.labels)
 
 
-def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 2, speech_epochs: int = 12, seed: int = 0,
-                 progress: bool = True, only=None, judges=None, report=None):
-    """Trains the judges named in `only` (default: all), keeping the others from `judges`/`report`."""
+def soft_bank(bank: Bank, seed: int) -> Bank:
+    """One class average per item of the bank, with the item's label."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.as_tensor(bank.labels)
+    return Bank(class_averages(bank, labels, generator), bank.labels)
+
+
+def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epochs: int = 12, seed: int = 0,
+                 progress: bool = True, only=None, judges=None, report=None, image_aug: float = 1.0,
+                 soft_fraction: float = 0.3):
+    """Trains the judges named in `only` (default: all), keeping the others from `judges`/`report`.
+
+    Each report gives the accuracy on the real test split and on class averages of it (what a judge
+    must read in generated data).
+    """
     torch.manual_seed(seed)
     front_end = AudioFrontEnd(audio_cfg)
     judges, report = dict(judges or {}), dict(report or {})
@@ -107,18 +151,24 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 2, speech_epoch
         if name not in only:
             continue
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
-        judges[name] = fit(Judge(), train, epochs, seed, augment=True, progress=progress)
-        report[name] = {"test_accuracy": accuracy(judges[name], test)}
+        judges[name] = fit(Judge(), train, epochs, seed, image_aug, soft_fraction, progress)
+        report[name] = {"test_accuracy": accuracy(judges[name], test),
+                        "class_average_test_accuracy": accuracy(judges[name], soft_bank(test, seed))}
     if "speech" not in only:
         return judges, report
     train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
-    both = Bank(torch.cat([train.items, resynthesised(train, front_end).items]), np.concatenate([train.labels] * 2))
+    soft = soft_bank(train, seed)
+    parts = [train, resynthesised(train, front_end), soft, resynthesised(soft, front_end)]
+    everything = Bank(torch.cat([p.items for p in parts]), np.concatenate([p.labels for p in parts]))
     judge = Judge(audio_cfg.n_mels)
     judge.norm.set_stats(train.items.mean(dim=(0, 2)), train.items.std(dim=(0, 2)))
-    judges["speech"] = fit(judge, both, speech_epochs, seed, augment=False, progress=progress)
+    judges["speech"] = fit(judge, everything, speech_epochs, seed, 0.0, 0.0, progress)
     test = speech_bank(data_dir, "test", front_end, progress=False)
-    report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
-                        "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
+    report["speech"] = {
+        "test_accuracy": accuracy(judges["speech"], test),
+        "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end)),
+        "class_average_test_accuracy": accuracy(judges["speech"], resynthesised(soft_bank(test, seed), front_end)),
+    }
     return judges, report
 
 
@@ -131,7 +181,7 @@ class _Judges(nn.Module):
 def save_judges(folder, judges: dict[str, Judge], report: dict, audio_cfg: AudioConfig) -> Path:
     folder = Path(folder)
     tensors = {k: v for k, v in _Judges(judges).state_dict().items()}
-    meta = {"kind": "judges", "n_mels": audio_cfg.n_mels, "report": report}
+    meta = {"kind": "judges", "n_mels": audio_cfg.n_mels, "width": JUDGE_WIDTH, "report": report}
     checkpoint.atomic_write(folder / JUDGE_FILE, checkpoint.pack(tensors, meta))
     checkpoint.atomic_write_json(folder / "judges.json", meta)
     return folder / JUDGE_FILE
@@ -140,7 +190,8 @@ def save_judges(folder, judges: dict[str, Judge], report: dict, audio_cfg: Audio
 def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
     path = Path(folder or DEFAULT_JUDGES) / JUDGE_FILE
     tensors, meta = checkpoint.unpack(path)
-    holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None) for n in (*IMAGE_MODALITIES, "speech")})
+    width = meta.get("width", 16)
+    holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None, width) for n in (*IMAGE_MODALITIES, "speech")})
     try:
         holder.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -152,7 +203,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--out", default=str(DEFAULT_JUDGES), help="folder for judges.safetensors and judges.json")
-    p.add_argument("--epochs", type=int, default=2, help="passes over each image training set")
+    p.add_argument("--epochs", type=int, default=4, help="passes over each image training set")
     p.add_argument("--speech-epochs", type=int, default=12, help="passes over the speech training set")
     p.add_argument("--only", nargs="+", choices=[*IMAGE_MODALITIES, "speech"],
                    help="retrain only these judges and keep the others from --out")

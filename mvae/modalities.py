@@ -58,8 +58,11 @@ def _network_factories(cfg: ModelConfig, shape):
         raise ValueError(f"unknown architecture {cfg.architecture!r}; use one of {ARCHITECTURES}")
     encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
     decoder_kind = decoder_kind or encoder_kind
+    image = tuple(shape) == (IMAGE_SIZE, IMAGE_SIZE)
+    extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if image else (0, False)
     encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, cfg.latent_dim),
-                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels)}
+                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels, extra,
+                                                  batchnorm)}
     decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, cfg.latent_dim),
                 "conv": lambda: nets.conv_decoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels)}
     return encoders[encoder_kind], decoders[decoder_kind]

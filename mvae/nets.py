@@ -46,10 +46,16 @@ def label_head(n_classes: int, latent_dim: int) -> nn.Module:
     return nn.Linear(latent_dim, n_classes)
 
 
-def _conv_stack(channels: list[int]) -> list[nn.Module]:
+def _conv_stack(channels: list[int], extra: int = 0, batchnorm: bool = False) -> list[nn.Module]:
+    """Stride-2 convs, each followed by `extra` 3x3 convs at the halved resolution, where they are cheap."""
+    def block(conv):
+        return [conv, nn.BatchNorm2d(conv.out_channels), nn.SiLU()] if batchnorm else [conv, nn.SiLU()]
+
     layers = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
+        layers += block(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
+        for _ in range(extra):
+            layers += block(nn.Conv2d(c_out, c_out, 3, padding=1))
     return layers
 
 
@@ -67,14 +73,14 @@ def _halvings(side: int) -> int:
     return int(math.log2(side // 7 if side % 7 == 0 else side // 8))
 
 
-def conv_encoder(shape, hidden: int, latent_dim: int, width: int) -> Encoder:
+def conv_encoder(shape, hidden: int, latent_dim: int, width: int, extra: int = 0, batchnorm: bool = False) -> Encoder:
     h, w = shape
     downs = _halvings(h)
     channels = [1] + [width * 2**i for i in range(downs)]
     side_h, side_w = h // 2**downs, w // 2**downs
     body = nn.Sequential(
         _AddChannel(),
-        *_conv_stack(channels), nn.Flatten(),
+        *_conv_stack(channels, extra, batchnorm), nn.Flatten(),
         nn.Linear(channels[-1] * side_h * side_w, hidden), nn.SiLU(),
     )
     return Encoder(body, hidden, latent_dim)

@@ -180,9 +180,19 @@ def speech_input(key: str) -> bytes | None:
 
 
 # -- display -----------------------------------------------------------------------------------------------
+FAINTEST_SHOWN = 0.1  # a peak below this is left as it is rather than stretched into noise
+
+
+def stretched(image: np.ndarray) -> np.ndarray:
+    """A generated digit averages its class's styles, so its ink is faint; show it at full strength."""
+    image = np.asarray(image, np.float32)
+    peak = float(image.max(initial=0.0))
+    return image / peak if FAINTEST_SHOWN <= peak < 1 else image
+
+
 def big(image: np.ndarray, scale: int = 5) -> np.ndarray:
     """Nearest-neighbour enlargement, so that 28×28 pixels stay crisp instead of blurred by the browser."""
-    return np.clip(np.repeat(np.repeat(np.asarray(image, np.float32), scale, 0), scale, 1), 0, 1)
+    return np.clip(np.repeat(np.repeat(stretched(image), scale, 0), scale, 1), 0, 1)
 
 
 def show_image(image: np.ndarray, caption: str, scale: int = 5) -> None:
@@ -271,7 +281,7 @@ def image_grid(images: np.ndarray, row_titles: list[str], col_titles: list[str],
     mosaic = np.full((rows * tile, cols * tile), np.nan, np.float32)
     for i, img in enumerate(images.reshape(rows * cols, *images.shape[-2:])):
         r, c = divmod(i, cols)
-        mosaic[r * tile + 1:r * tile + tile - 1, c * tile + 1:c * tile + tile - 1] = img
+        mosaic[r * tile + 1:r * tile + tile - 1, c * tile + 1:c * tile + tile - 1] = stretched(img)
     fig = go.Figure(go.Heatmap(z=mosaic, colorscale="Greys_r", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
     centres = np.arange(max(rows, cols)) * tile + tile / 2 - 0.5
     fig.update_xaxes(tickvals=centres[:cols], ticktext=col_titles, side="top", showgrid=False, zeroline=False,

@@ -393,3 +393,14 @@ def test_dockerfile_is_a_cpu_non_root_streamlit_space():
     assert json.loads(cmd) == ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "runs" in ignored
+
+
+def test_faint_generated_digits_are_shown_at_full_ink_and_blank_ones_stay_blank():
+    from mvae.ui import FAINTEST_SHOWN, stretched
+
+    faint = np.zeros((28, 28), np.float32)
+    faint[10:18, 12:16] = 0.4
+    assert stretched(faint).max() == 1.0 and np.array_equal(stretched(faint) > 0, faint > 0)
+    noise = np.full((28, 28), FAINTEST_SHOWN / 2, np.float32)
+    assert np.array_equal(stretched(noise), noise)
+    assert np.array_equal(stretched(np.zeros((28, 28))), np.zeros((28, 28)))

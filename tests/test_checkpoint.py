@@ -9,11 +9,22 @@ from mvae.errors import CheckpointError
 from mvae.model import MVAE
 
 
-@pytest.fixture
-def model():
+CONFIGS = {
+    "mlp": ModelConfig(hidden=16, latent_dim=4),
+    "conv-batchnorm": ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, conv_channels=4,
+                                  image_conv_extra=1, image_conv_batchnorm=True),
+}
+
+
+@pytest.fixture(params=list(CONFIGS))
+def model(request):
     torch.manual_seed(0)
-    m = MVAE(ModelConfig(hidden=16, latent_dim=4))
+    m = MVAE(CONFIGS[request.param])
     m.speech_norm.set_stats(torch.arange(64.0), torch.full((64,), 2.0))
+    if request.param == "conv-batchnorm":  # running statistics and an integer counter must survive too
+        m.train()
+        m.encoders["farsi"](torch.rand(8, 28, 28) * 3)
+        m.eval()
     return m
 
 
@@ -24,8 +35,11 @@ def test_round_trip(tmp_path, model, dtype, tol):
     assert meta["info"]["metrics"]["acc"] == 0.5 and meta["dtype"] == dtype
     assert json.loads((tmp_path / MODEL_JSON).read_text())["model_config"]["hidden"] == 16
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert b.dtype == torch.float32 and torch.allclose(a, b, atol=tol, rtol=tol), k
+        assert b.dtype == a.dtype and torch.allclose(a, b, atol=tol, rtol=tol), k
     assert torch.equal(loaded.speech_norm.mean.flatten(), torch.arange(64.0))
+    assert loaded.cfg == model.cfg
+    x = torch.rand(3, 28, 28)
+    assert torch.allclose(loaded.eval().encoders["farsi"](x)[0], model.eval().encoders["farsi"](x)[0], atol=20 * tol)
 
 
 def test_no_temporary_files_are_left(tmp_path, model):
@@ -66,7 +80,7 @@ def test_training_state_round_trip(tmp_path, model):
     generator_state = generator.get_state()
     save_training_state(tmp_path, model, optimizer, generator, {"epoch": 3, "batch": 7, "history": [{"x": 1}]})
 
-    fresh = MVAE(ModelConfig(hidden=16, latent_dim=4))
+    fresh = MVAE(model.cfg)
     fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)
     fresh_gen = torch.Generator().manual_seed(99)
     meta = load_training_state(tmp_path, fresh, fresh_opt, fresh_gen)

@@ -91,3 +91,29 @@ def test_evaluator_writes_its_files(synthetic_data, tmp_path):
     assert pipe.report()["active_units"] == report["active_units"]
     projected = pipe.latent_map.project(pipe.latent_map.latents[:5])
     assert np.allclose(projected, pipe.latent_map.coords[:5], atol=1e-4)
+
+
+def test_class_averages_mix_two_to_eight_items_of_the_right_class():
+    from mvae.data.paired import Bank
+    from mvae.judges import MAX_AVERAGED, class_averages
+
+    # Item i of class c is one bright pixel at (c, i): an average shows which items it mixed.
+    items = torch.zeros(10 * 20, 10, 20)
+    labels = np.repeat(np.arange(10), 20)
+    items[torch.arange(200), torch.as_tensor(labels), torch.arange(200) % 20] = 1.0
+    wanted = torch.as_tensor(np.arange(300) % 10)
+    soft = class_averages(Bank(items, labels), wanted, torch.Generator().manual_seed(0))
+    rows_with_ink = (soft > 0).any(dim=2).float().argmax(dim=1)
+    assert torch.equal(rows_with_ink, wanted)
+    assert torch.allclose(soft.sum(dim=(1, 2)), torch.ones(300))
+    mixed = (soft > 0).sum(dim=(1, 2))
+    assert mixed.max() <= MAX_AVERAGED and (mixed >= 2).float().mean() > 0.8
+
+
+def test_image_judge_reads_a_faint_digit_like_a_bold_one():
+    from mvae.judges import Judge
+
+    judge = Judge().eval()
+    x = torch.rand(6, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(judge(x), judge(0.3 * x), atol=1e-5)

@@ -53,3 +53,21 @@ def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
         shipped_pipeline.predict({"kannada": np.zeros((280, 280, 4), np.uint8)})
     with pytest.raises(mvae.InputError, match="silent"):
         shipped_pipeline.predict({"speech": wav_bytes(np.zeros((88200, 2), np.float32), 44100)})
+
+
+def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
+    """The evaluator, re-run on the real test splits, finds every number of the bar met, and the report
+    shipped beside the checkpoint (the README's table) says what it finds."""
+    import json
+
+    from mvae.evaluate import BAR, EVAL_JSON, evaluate_checkpoint, meets_bar
+    from mvae.inference import DEFAULT_CHECKPOINT
+
+    report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False)
+    assert report["meets_bar"] == meets_bar(report)
+    failed = {k: v for k, v in report["meets_bar"].items() if not v}
+    assert not failed, f"the shipped checkpoint misses the bar {BAR} on {sorted(failed)}"
+    shipped = json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())
+    for section in ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence"):
+        for key, value in report[section].items():
+            assert abs(shipped[section][key] - value) < 0.005, f"eval.json {section}/{key} is stale"

@@ -97,3 +97,19 @@ def test_cosine_schedule_runs_from_lr_to_its_floor():
     assert rates[20] == pytest.approx(0.55e-3)
     assert all(a >= b for a, b in zip(rates, rates[1:]))
     assert learning_rate(replace(cfg, lr_schedule="constant"), 30, 10) == 1e-3
+
+
+def test_drawing_augmentation_varies_the_aspect_ratio_and_keeps_the_ink():
+    from mvae.training import augment_images
+
+    square = torch.zeros(400, 28, 28)
+    square[:, 9:19, 9:19] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(augment_images(square, 0.0, generator), square)
+    out = augment_images(square, 1.0, generator)
+    ink = out > 0.5
+    width = ink.any(dim=1).sum(dim=1).float()
+    height = ink.any(dim=2).sum(dim=1).float()
+    ratio = width / height
+    assert ratio.min() < 0.8 and ratio.max() > 1.25, "the aspect ratio should vary by a quarter or more each way"
+    assert (ink.sum(dim=(1, 2)) > 40).all(), "no digit may be pushed out of the frame"
