@@ -307,16 +307,22 @@ def bench_training_time() -> list[Row]:
                     "train one with `python train.py --out checkpoints/default`")]
     meta = read_metadata(path)
     info = meta.get("info", {})
-    seconds = info.get("train_seconds")
+    seconds, wall = info.get("train_seconds"), info.get("wall_seconds")
     folder = relative(path)
     accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
     quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())
     done, planned = len(info.get("history", [])), info.get("train_config", {}).get("epochs")
     epochs = f"{done} epochs" if planned in (None, done) else f"{done} of the {planned} epochs asked for (stopped early)"
     device = info.get("device") or info.get("machine") or "not recorded"
-    result = f"{seconds / 60:.1f} min" if seconds is not None else "not recorded"
-    notes = (f"`{train_command(meta, folder)}`; {epochs}; the time counts training and per-epoch evaluation, "
-             f"not data loading; test accuracy from one input: {quality or 'not recorded'}; "
+    if wall is not None:
+        result = f"{wall / 60:.1f} min"
+        counted = (f"the time is the whole command's wall-clock (data loading, {seconds / 60:.1f} min of training "
+                   "steps and the per-epoch test evaluation)")
+    else:
+        result = f"{seconds / 60:.1f} min" if seconds is not None else "not recorded"
+        counted = "the time counts the training steps only, not data loading or evaluation"
+    notes = (f"`{train_command(meta, folder)}`; {epochs}; {counted}; "
+             f"test accuracy from one input: {quality or 'not recorded'}; "
              f"checkpoint {folder}; machine: {device}")
     return [Row("4. training the default model to its quality bar", result, "(reported)", None, notes)]
 

@@ -96,6 +96,11 @@ def markdown(report: dict) -> str:
              for m, r in report["recon"].items()]
     rows += [("Test ELBO, all three given (nats)", f"{report['elbo']:.1f}"),
              ("Active latent units", f"{report['active_units']} of {len(report['kl_per_dim'])}")]
+    judged = {"test_accuracy": "real", "griffin_lim_test_accuracy": "Griffin-Lim",
+              "class_average_test_accuracy": "class averages", "blurred_test_accuracy": "blurred"}
+    rows += [(f"{name} judge's own test accuracy: " + " / ".join(judged[k] for k in scores if k in judged),
+              " / ".join(pct(v) for k, v in scores.items() if k in judged))
+             for name, scores in report.get("judges", {}).items()]
     lines = ["| metric | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     ckpt = report.get("checkpoint", {})
     if ckpt.get("command"):
@@ -163,7 +168,7 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 100
     started = time.time()
     model, meta = checkpoint.load_model(path)
     front_end = AudioFrontEnd(model.cfg.audio)
-    judges, _ = load_judges(judges_dir)
+    judges, judges_meta = load_judges(judges_dir)
     test = PairedDataset(load_banks(data_dir, "test", front_end, model.input_names, progress=progress))
     pairs = test.covering_pairs()
 
@@ -189,6 +194,7 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 100
     report["coherence"] = {direction_key(*d): report["coherence"][direction_key(*d)]
                            for d in directions(model.input_names)}
     report["coherence_pairs"] = {"image_targets": len(pairs), "speech_target": len(order)}
+    report["judges"] = judges_meta["report"]
 
     mu, logvar = posterior_means(model, test, pairs, model.input_names, batch_size)
     kl = kl_per_dimension(mu, logvar)

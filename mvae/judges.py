@@ -2,8 +2,8 @@
 
 They never share weights or statistics with the MVAE, and they are trained on real data only. A missing
 modality generated from one PoE latent is close to the average of its class (a soft, faint digit; a
-smooth spectrogram), so each judge also learns from averages of a few same-class training examples, and
-the image judges scale every input to a peak of 1. The speech judge also hears the Griffin-Lim
+smooth spectrogram), so each judge also learns from averages of a few same-class training examples; the
+image judges also learn from blurred digits and scale every input to a peak of 1. The speech judge also hears the Griffin-Lim
 resyntheses of its training log-mels, because that is how a generated digit reaches the ear.
 
     python -m mvae.judges --data-dir data --out checkpoints/judges
@@ -34,6 +34,8 @@ from .training import augment_images
 JUDGE_FILE = "judges.safetensors"
 JUDGE_WIDTH = 32
 MAX_AVERAGED = 8  # a soft training example averages 2 to this many items of one class
+BLUR_SIGMA = (0.5, 2.0)  # pixels: the range of the Gaussian blur given to some image judges' examples
+BLUR_RADIUS = 4
 DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
 
 
@@ -88,9 +90,22 @@ def class_averages(bank: Bank, labels: torch.Tensor, generator: torch.Generator,
     return (bank.items[picks] * mask).sum(1) / k.view(-1, *[1] * (bank.items.dim() - 1))
 
 
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blurs each image (N, H, W) with its own sigma (N,), separably."""
+    offsets = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=images.dtype)
+    kernels = torch.exp(-offsets**2 / (2 * sigma[:, None] ** 2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    n, size = len(images), 2 * BLUR_RADIUS + 1
+    x = images.unsqueeze(0)  # one channel per image, so that groups=n gives every image its own kernel
+    x = F.conv2d(x, kernels.view(n, 1, 1, size), padding=(0, BLUR_RADIUS), groups=n)
+    x = F.conv2d(x, kernels.view(n, 1, size, 1), padding=(BLUR_RADIUS, 0), groups=n)
+    return x.squeeze(0)
+
+
 def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: float, soft_fraction: float, progress: bool,
-        batch_size: int = 128):
-    """Adam with a one-cycle schedule; `soft_fraction` of each batch is replaced by class averages."""
+        blur_fraction: float = 0.0, batch_size: int = 128):
+    """Adam with a one-cycle schedule; `soft_fraction` of each batch is replaced by class averages, and
+    `blur_fraction` of it is blurred, as a decoder's smooth output is."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(judge.parameters(), lr=2e-3)
     steps = epochs * -(-len(bank.labels) // batch_size)
@@ -109,6 +124,11 @@ def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: float, soft_f
                 x[soft] = class_averages(bank, labels[rows][soft], generator)
             if augment > 0:
                 x = augment_images(x, augment, generator)
+            if blur_fraction > 0:
+                blurred = torch.rand(len(rows), generator=generator) < blur_fraction
+                low, high = BLUR_SIGMA
+                sigma = low + (high - low) * torch.rand(int(blurred.sum()), generator=generator)
+                x[blurred] = gaussian_blur(x[blurred], sigma)
             loss = F.cross_entropy(judge(x), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -137,11 +157,11 @@ def soft_bank(bank: Bank, seed: int) -> Bank:
 
 def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epochs: int = 12, seed: int = 0,
                  progress: bool = True, only=None, judges=None, report=None, image_aug: float = 1.0,
-                 soft_fraction: float = 0.3):
+                 soft_fraction: float = 0.3, blur_fraction: float = 0.3):
     """Trains the judges named in `only` (default: all), keeping the others from `judges`/`report`.
 
-    Each report gives the accuracy on the real test split and on class averages of it (what a judge
-    must read in generated data).
+    Each report gives the accuracy on the real test split, on class averages of it and (images) on it
+    blurred by the widest blur of training: what a judge must read in generated data.
     """
     torch.manual_seed(seed)
     front_end = AudioFrontEnd(audio_cfg)
@@ -151,9 +171,11 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epoch
         if name not in only:
             continue
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
-        judges[name] = fit(Judge(), train, epochs, seed, image_aug, soft_fraction, progress)
+        judges[name] = fit(Judge(), train, epochs, seed, image_aug, soft_fraction, progress, blur_fraction)
+        blurred = gaussian_blur(test.items, torch.full((len(test.labels),), max(BLUR_SIGMA)))
         report[name] = {"test_accuracy": accuracy(judges[name], test),
-                        "class_average_test_accuracy": accuracy(judges[name], soft_bank(test, seed))}
+                        "class_average_test_accuracy": accuracy(judges[name], soft_bank(test, seed)),
+                        "blurred_test_accuracy": accuracy(judges[name], Bank(blurred, test.labels))}
     if "speech" not in only:
         return judges, report
     train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)

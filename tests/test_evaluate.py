@@ -117,3 +117,16 @@ def test_image_judge_reads_a_faint_digit_like_a_bold_one():
     x = torch.rand(6, 28, 28)
     with torch.no_grad():
         assert torch.allclose(judge(x), judge(0.3 * x), atol=1e-5)
+
+
+def test_gaussian_blur_keeps_the_ink_and_spreads_it_by_sigma():
+    from mvae.judges import gaussian_blur
+
+    dots = torch.zeros(3, 28, 28)
+    dots[:, 14, 14] = 1.0
+    out = gaussian_blur(dots, torch.tensor([0.5, 1.0, 2.0]))
+    assert torch.allclose(out.sum(dim=(1, 2)), torch.ones(3), atol=1e-4)
+    peaks = out.amax(dim=(1, 2))
+    assert peaks[0] > peaks[1] > peaks[2]
+    # a separable Gaussian's peak is 1 / (2 pi sigma^2) once sigma spans a few pixels
+    assert abs(peaks[2] - 1 / (2 * np.pi * 4.0)) < 0.005
