@@ -60,14 +60,16 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     shipped beside the checkpoint (the README's table) says what it finds."""
     import json
 
-    from mvae.evaluate import BAR, EVAL_JSON, evaluate_checkpoint, meets_bar
+    from mvae.evaluate import BAR, EVAL_JSON, ROBUSTNESS_AIM, evaluate_checkpoint, meets_bar
     from mvae.inference import DEFAULT_CHECKPOINT
 
     report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False)
     assert report["meets_bar"] == meets_bar(report)
     failed = {k: v for k, v in report["meets_bar"].items() if not v}
     assert not failed, f"the shipped checkpoint misses the bar {BAR} on {sorted(failed)}"
+    short = {k: v for k, v in report["robustness"].items() if v < ROBUSTNESS_AIM}
+    assert len(report["robustness"]) == 16 and not short, f"stand-ins for real users under the aim: {short}"
     shipped = json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())
-    for section in ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence"):
+    for section in ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence", "robustness"):
         for key, value in report[section].items():
             assert abs(shipped[section][key] - value) < 0.005, f"eval.json {section}/{key} is stale"
