@@ -120,7 +120,6 @@ def fit(judge: Judge, bank: Bank, epochs: int, seed: int, augment: float, soft_f
             x = bank.items[rows]
             if soft_fraction > 0:
                 soft = torch.rand(len(rows), generator=generator) < soft_fraction
-                x = x.clone()
                 x[soft] = class_averages(bank, labels[rows][soft], generator)
             if augment > 0:
                 x = augment_images(x, augment, generator)

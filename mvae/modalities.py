@@ -53,13 +53,12 @@ class Modality:
 ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder family when they differ
 
 
-def _network_factories(cfg: ModelConfig, shape):
+def _network_factories(cfg: ModelConfig, shape, digits: bool):
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; use one of {ARCHITECTURES}")
     encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
     decoder_kind = decoder_kind or encoder_kind
-    image = tuple(shape) == (IMAGE_SIZE, IMAGE_SIZE)
-    extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if image else (0, False)
+    extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if digits else (0, False)
     encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, cfg.latent_dim),
                 "conv": lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels, extra,
                                                   batchnorm)}
@@ -82,7 +81,7 @@ def build_modalities(cfg: ModelConfig) -> dict[str, Modality]:
             to_output = nn.Identity()
         else:
             raise ValueError(f"unknown modality {name!r}")
-        make_encoder, make_decoder = _network_factories(cfg, shape)
+        make_encoder, make_decoder = _network_factories(cfg, shape, digits=name in IMAGE_MODALITIES)
         registry[name] = Modality(name, shape, nll, cfg.recon_weights.get(name, 1.0) * balance(shape),
                                   make_encoder, make_decoder, to_output)
     registry[LABEL] = Modality(

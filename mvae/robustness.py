@@ -10,15 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import soundfile as sf
 import torch
 import torchaudio
 from PIL import Image, ImageFilter
 
 from .audio import AudioFrontEnd
 from .data.banks import spread
+from .data.paired import Bank
 from .data.sources import fsdd_recordings, load_images
 from .errors import InputError
-from .model import MVAE, normalise_inputs
+from .evaluation import unimodal_accuracy
+from .model import MVAE
 from .preprocess import prepare_digit
 
 CANVAS = 280
@@ -95,17 +98,6 @@ def hear(wave: np.ndarray, rate: int, front_end: AudioFrontEnd, style: Hearing,
     return np.asarray(wave, np.float32), style.rate
 
 
-@torch.no_grad()
-def accuracy(model: MVAE, name: str, inputs: list[torch.Tensor], labels: np.ndarray, batch_size: int = 500) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(inputs), batch_size):
-        batch = torch.stack(inputs[start:start + batch_size])
-        mu, _ = model.posterior(normalise_inputs(model, {name: batch}))
-        correct += int((model.classify(mu[0]).argmax(-1).numpy() == labels[start:start + batch_size]).sum())
-    return correct / len(inputs)
-
-
 def robustness(model: MVAE, data_dir, per_script: int = 1000, seed: int = 0) -> dict[str, float]:
     """Label accuracy for every drawing style of both scripts and every way of hearing the speech test split."""
     rng = np.random.default_rng(seed)
@@ -116,11 +108,9 @@ def robustness(model: MVAE, data_dir, per_script: int = 1000, seed: int = 0) -> 
         test = load_images(data_dir, script, "test")
         rows = spread(len(test.labels), per_script)
         for style_name, style in DRAWINGS.items():
-            inputs = [torch.from_numpy(prepare_digit(draw(test.images[r], style, rng))) for r in rows]
-            scores[f"{script} drawn {style_name}"] = accuracy(model, script, inputs, test.labels[rows])
+            drawn = torch.stack([torch.from_numpy(prepare_digit(draw(test.images[r], style, rng))) for r in rows])
+            scores[f"{script} drawn {style_name}"] = unimodal_accuracy(model, script, Bank(drawn, test.labels[rows]))
     if "speech" in model.input_names:
-        import soundfile as sf
-
         front_end = AudioFrontEnd(model.cfg.audio)
         recordings = fsdd_recordings(data_dir, "test")
         labels = np.array([r.digit for r in recordings])
@@ -133,6 +123,6 @@ def robustness(model: MVAE, data_dir, per_script: int = 1000, seed: int = 0) -> 
                     kept.append(i)
                 except InputError:  # refused as silent or too short: the user sees an error, not a digit
                     pass
-            found = accuracy(model, "speech", inputs, labels[kept]) * len(kept) if kept else 0.0
-            scores[f"speech heard {style_name}"] = found / len(sounds)
+            heard = unimodal_accuracy(model, "speech", Bank(torch.stack(inputs), labels[kept])) if kept else 0.0
+            scores[f"speech heard {style_name}"] = heard * len(kept) / len(sounds)
     return scores
