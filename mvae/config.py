@@ -54,7 +54,15 @@ class ModelConfig:
     # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
     # dominate the cost on a CPU)
     architecture: str = "mlp"
-    latent_dim: int = 64
+    latent_dim: int = 64  # the shared latent, fused by the product of experts
+    # A private style latent per input modality (as in DMVAE and MMVAE+): the shared latent holds what the
+    # modalities have in common (which digit), each style latent how this one looks or sounds. A missing
+    # modality's style is drawn from its prior, so cross-modal samples vary instead of averaging.
+    # 0 gives the plain PoE-MVAE of Wu & Goodman.
+    style_dim: int = 0
+    # Scale of the prior a missing modality's style is drawn from during training (MMVAE+'s auxiliary
+    # prior): wider than N(0, I), so the decoder learns to take the digit from the shared latent.
+    cross_style_scale: float = 1.0
     hidden: int = 512
     conv_channels: int = 32
     # 3x3 convs after each stride-2 conv of the digit encoders; the 64x64 log-mel would make them costly.

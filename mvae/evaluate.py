@@ -72,8 +72,7 @@ class ModelGenerator:
 
     @torch.no_grad()
     def __call__(self, sources: dict, target: str) -> torch.Tensor:
-        mu, _ = self.model.posterior(normalise_inputs(self.model, sources))
-        out = self.model.outputs(mu[0], [target])[target].cpu()
+        out = self.model.generate(normalise_inputs(self.model, sources), [target])[target].cpu()
         if target == "speech" and self.resynthesise:
             out = resynthesised(Bank(out, np.zeros(len(out))), self.front_end).items
         return out

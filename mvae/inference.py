@@ -68,9 +68,9 @@ class Prediction:
     label: int
     probs: np.ndarray  # (10,) sums to 1
     images: dict[str, np.ndarray]  # both scripts, (28, 28) float32 in [0, 1]
-    latent_mean: np.ndarray  # (D,) mean of the fused posterior
-    latent_logvar: np.ndarray
-    experts: dict[str, tuple[np.ndarray, np.ndarray]]  # each given modality's own (mean, logvar)
+    latent_mean: np.ndarray  # (F,) the full latent decoded: fused shared mean, then each modality's style
+    latent_logvar: np.ndarray  # (F,) a missing modality's style has the prior's, 0
+    experts: dict[str, tuple[np.ndarray, np.ndarray]]  # each given modality's own shared expert (mean, logvar)
     inputs: dict[str, np.ndarray]  # what the model saw: 28x28 digits, the speech log-mel
     decoded: Decoded = field(repr=False)
     prepared_speech: PreparedSpeech | None = None
@@ -99,7 +99,13 @@ class Pipeline:
 
     @property
     def latent_dim(self) -> int:
-        return self.model.cfg.latent_dim
+        """Length of a full latent: the shared part, then each modality's style."""
+        return self.model.full_latent_dim
+
+    @property
+    def latent_layout(self) -> dict[str, slice]:
+        """Which slice of a full latent is "shared" and which is each modality's style."""
+        return self.model.latent_layout()
 
     @cached_property
     def latent_map(self) -> LatentMap | None:
@@ -174,27 +180,28 @@ class Pipeline:
     @torch.no_grad()
     def predict(self, inputs: dict) -> Prediction:
         batch, prepared_speech = self.prepare(inputs)
-        encoded = normalise_inputs(self.model, batch)
-        given, mu, logvar = self.model.experts(encoded)
-        mean, joint_logvar = self.model.posterior(encoded)
-        decoded = self.decode(mean[0])
+        encoded = self.model.encode(normalise_inputs(self.model, batch))
+        mean, joint_logvar = self.model.full_posterior(encoded)
+        decoded = self.decode(mean)
         return Prediction(
             label=int(decoded.labels[0]),
             probs=decoded.probs[0].astype(np.float64) / decoded.probs[0].sum(),
             images={n: v[0] for n, v in decoded.images.items()},
             decoded=decoded,
-            latent_mean=mean[0, 0].cpu().numpy(),
-            latent_logvar=joint_logvar[0, 0].cpu().numpy(),
-            experts={n: (mu[i, 0].cpu().numpy(), logvar[i, 0].cpu().numpy()) for i, n in enumerate(given)},
+            latent_mean=mean[0].cpu().numpy(),
+            latent_logvar=joint_logvar[0].cpu().numpy(),
+            experts={n: (encoded.mu[i, 0].cpu().numpy(), encoded.logvar[i, 0].cpu().numpy())
+                     for i, n in enumerate(encoded.names)},
             inputs={n: batch[n][0].cpu().numpy() for n in batch if n != LABEL},
             prepared_speech=prepared_speech,
         )
 
     @torch.no_grad()
     def label_posterior(self, label: int) -> tuple[np.ndarray, np.ndarray]:
+        """The full latent's posterior given a digit alone: its shared posterior, and every style's prior."""
         batch, _ = self.prepare({LABEL: label})
-        mu, logvar = self.model.posterior(batch)
-        return mu[0, 0].cpu().numpy(), logvar[0, 0].cpu().numpy()
+        mu, logvar = self.model.full_posterior(batch)
+        return mu[0].cpu().numpy(), logvar[0].cpu().numpy()
 
     def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
         """n samples of every modality for one digit, from the label's posterior widened by `temperature`."""

@@ -59,11 +59,11 @@ def _network_factories(cfg: ModelConfig, shape, digits: bool):
     encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
     decoder_kind = decoder_kind or encoder_kind
     extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if digits else (0, False)
-    encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, cfg.latent_dim),
-                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels, extra,
-                                                  batchnorm)}
-    decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, cfg.latent_dim),
-                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, cfg.latent_dim, cfg.conv_channels)}
+    size = cfg.latent_dim + cfg.style_dim  # an input modality's expert also gives its own style
+    encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, size),
+                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, extra, batchnorm)}
+    decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, size),
+                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, cfg.conv_channels)}
     return encoders[encoder_kind], decoders[decoder_kind]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -29,6 +31,23 @@ class Standardise(nn.Module):
         return y * self.std + self.mean
 
 
+@dataclass
+class Encoded:
+    """Encoder outputs of the given modalities: shared experts (E, B, D) and each one's style (B, S)."""
+
+    names: tuple[str, ...]
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    styles: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, I) noise shaped like `like`, on its device, drawn on the generator's own device."""
+    if generator is None:
+        return torch.randn_like(like)
+    return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
+
+
 class MVAE(nn.Module):
     def __init__(self, cfg: ModelConfig, encoders: dict | None = None, decoders: dict | None = None):
         super().__init__()
@@ -45,39 +64,114 @@ class MVAE(nn.Module):
     def input_names(self) -> tuple[str, ...]:
         return tuple(n for n in self.names if n != LABEL)
 
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        """The modalities with a private style latent (none in the plain PoE-MVAE)."""
+        return self.input_names if self.cfg.style_dim else ()
+
+    def latent_layout(self) -> dict[str, slice]:
+        """Where each part sits in the full latent: the shared latent first, then each modality's style."""
+        shared, style = self.cfg.latent_dim, self.cfg.style_dim
+        layout = {"shared": slice(0, shared)}
+        for i, name in enumerate(self.style_names):
+            layout[name] = slice(shared + i * style, shared + (i + 1) * style)
+        return layout
+
+    @property
+    def full_latent_dim(self) -> int:
+        return self.cfg.latent_dim + self.cfg.style_dim * len(self.style_names)
+
     def training_subsets(self) -> list[tuple[str, ...]]:
         """Every non-empty subset of the inputs, plus the label alone (so a digit can generate everything)."""
         return subsets(self.input_names) + [(LABEL,)]
 
-    def experts(self, inputs: dict[str, torch.Tensor]):
-        """Run each given modality's encoder once: returns names, mu (E, B, D), logvar (E, B, D)."""
+    def encode(self, inputs: dict[str, torch.Tensor]) -> Encoded:
+        """Run each given modality's encoder once, splitting its output into shared expert and own style."""
         given = [n for n in self.names if n in inputs]
         if not given:
             raise ValueError("at least one modality must be given")
-        outs = [self.encoders[n](inputs[n]) for n in given]
-        return given, torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+        shared, mus, logvars, styles = self.cfg.latent_dim, [], [], {}
+        for name in given:
+            mu, logvar = self.encoders[name](inputs[name])
+            mus.append(mu[:, :shared])
+            logvars.append(logvar[:, :shared])
+            if name in self.style_names:
+                styles[name] = (mu[:, shared:], logvar[:, shared:])
+        return Encoded(tuple(given), torch.stack(mus), torch.stack(logvars), styles)
 
-    def posterior(self, inputs: dict[str, torch.Tensor], subset_list=None):
-        """The PoE posterior of each subset (default: all given modalities together) -> (S, B, D) twice."""
-        given, mu, logvar = self.experts(inputs)
+    def experts(self, inputs: dict[str, torch.Tensor]):
+        """Each given modality's shared expert: returns names, mu (E, B, D), logvar (E, B, D)."""
+        encoded = self.encode(inputs)
+        return list(encoded.names), encoded.mu, encoded.logvar
+
+    def posterior(self, inputs: dict[str, torch.Tensor] | None = None, subset_list=None,
+                  encoded: Encoded | None = None):
+        """The PoE posterior of the shared latent for each subset (default: all given modalities together)
+        -> (S, B, D) twice. Pass `encoded` to reuse encoder outputs instead of running the encoders again."""
+        encoded = encoded or self.encode(inputs)
+        given = list(encoded.names)
         if subset_list is None:
             subset_list = [tuple(given)]
         missing = {n for s in subset_list for n in s} - set(given)
         if missing:
             raise ValueError(f"subsets name modalities that were not given: {sorted(missing)}")
-        return product_of_experts(mu, logvar, subset_mask(subset_list, given))
+        return product_of_experts(encoded.mu, encoded.logvar, subset_mask(subset_list, given))
 
-    def decode(self, z: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
-        """Decoder outputs (likelihood parameters) for a batch of latents (N, D)."""
-        return {n: self.decoders[n](z) for n in (names or self.names)}
-
-    def outputs(self, z: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
-        """Decoded data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
+    def decode_parts(self, shared: torch.Tensor, styles: dict[str, torch.Tensor], names=None):
+        """Decoder outputs from a shared latent (N, D) and each decoded modality's style (N, S)."""
         out = {}
-        for name, value in self.decode(z, names).items():
+        for name in names or self.names:
+            z = torch.cat([shared, styles[name]], dim=-1) if name in self.style_names else shared
+            out[name] = self.decoders[name](z)
+        return out
+
+    def split(self, latents: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Full latents (N, full_latent_dim) -> shared (N, D) and {modality: style (N, S)}."""
+        layout = self.latent_layout()
+        return latents[:, layout["shared"]], {n: latents[:, layout[n]] for n in self.style_names}
+
+    def decode(self, latents: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
+        """Decoder outputs (likelihood parameters) for a batch of full latents (N, full_latent_dim)."""
+        return self.decode_parts(*self.split(latents), names)
+
+    def to_data(self, decoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Decoder outputs -> data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
+        out = {}
+        for name, value in decoded.items():
             value = self.modalities[name].to_output(value)
             out[name] = self.speech_norm.inverse(value) if name == "speech" else value
         return out
+
+    def outputs(self, latents: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
+        """Decoded data for a batch of full latents."""
+        return self.to_data(self.decode(latents, names))
+
+    def full_posterior(self, inputs: dict[str, torch.Tensor] | Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of the full latent given all inputs: the fused shared posterior, each given
+        modality's style posterior, and the prior N(0, I) for the style of each missing one -> (B, F) twice."""
+        encoded = inputs if isinstance(inputs, Encoded) else self.encode(inputs)
+        mu, logvar = self.posterior(encoded=encoded)
+        mus, logvars = [mu[0]], [logvar[0]]
+        for name in self.style_names:
+            if name in encoded.styles:
+                style_mu, style_logvar = encoded.styles[name]
+            else:
+                style_mu = style_logvar = mu.new_zeros(mu.shape[1], self.cfg.style_dim)
+            mus.append(style_mu)
+            logvars.append(style_logvar)
+        return torch.cat(mus, -1), torch.cat(logvars, -1)
+
+    @torch.no_grad()
+    def generate(self, inputs: dict[str, torch.Tensor], targets, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Decoded data of `targets` given `inputs` (the encoders' space).
+
+        The digit comes from the fused shared posterior; a target that was given keeps its own style, any
+        other draws its style from the prior. temperature scales every draw: 0 decodes the means.
+        """
+        mu, logvar = self.full_posterior(inputs)
+        latents = mu + temperature * (0.5 * logvar).exp() * standard_normal(mu, generator)
+        return self.outputs(latents, list(targets))
 
     def classify(self, mu: torch.Tensor) -> torch.Tensor:
         return self.decoders[LABEL](mu)
@@ -88,4 +182,4 @@ def normalise_inputs(model: MVAE, inputs: dict[str, torch.Tensor]) -> dict[str, 
     return {n: model.speech_norm(x) if n == "speech" else x for n, x in inputs.items()}
 
 
-__all__ = ["MVAE", "Standardise", "normalise_inputs", "INPUT_MODALITIES"]
+__all__ = ["MVAE", "Encoded", "Standardise", "normalise_inputs", "standard_normal", "INPUT_MODALITIES"]

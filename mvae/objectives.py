@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import MVAE
+from .model import MVAE, standard_normal
 from .poe import kl_to_prior
 
 
@@ -19,7 +19,7 @@ class Objective:
     loss: torch.Tensor  # scalar to minimise: weighted reconstructions + beta * KL, summed over subsets
     subsets: list[tuple[str, ...]]
     nll: dict[str, torch.Tensor]  # modality -> (S,) mean nll per example, in nats
-    kl: torch.Tensor  # (S,) mean KL per example
+    kl: torch.Tensor  # (S,) mean KL per example: the shared latent and the given modalities' styles
     elbo: torch.Tensor  # (S,) mean unweighted ELBO per example: -(sum of nll) - KL
     correct: torch.Tensor  # (S,) fraction of the batch whose label the subset's posterior mean predicts
 
@@ -40,14 +40,21 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
                    subset_list=None, sample: bool = True, generator: torch.Generator | None = None) -> Objective:
     """`batch` holds every modality in the encoders' space (speech standardised) and the label."""
     subset_list = subset_list or model.training_subsets()
-    mu, logvar = model.posterior(batch, subset_list)  # (S, B, D)
+    encoded = model.encode(batch)
+    mu, logvar = model.posterior(subset_list=subset_list, encoded=encoded)  # (S, B, D)
     n_subsets, batch_size, latent_dim = mu.shape
-    z = mu
-    if sample:
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device) if generator is not None \
-            else torch.randn_like(mu)
-        z = mu + noise * (0.5 * logvar).exp()
-    decoded = model.decode(z.reshape(n_subsets * batch_size, latent_dim))
+    z = mu + standard_normal(mu, generator) * (0.5 * logvar).exp() if sample else mu
+    kl = kl_to_prior(mu, logvar).sum(-1)  # (S, B)
+    # A given modality reconstructs itself with its own style; a missing one draws its style from the
+    # (auxiliary) prior, so only the shared latent can tell its decoder which digit to make.
+    styles = {}
+    for name, (style_mu, style_logvar) in encoded.styles.items():
+        present = torch.tensor([name in s for s in subset_list], device=mu.device)[:, None, None]
+        own = style_mu + standard_normal(style_mu, generator) * (0.5 * style_logvar).exp() if sample else style_mu
+        drawn = model.cfg.cross_style_scale * standard_normal(mu.new_empty(n_subsets, *style_mu.shape), generator)
+        styles[name] = torch.where(present, own.unsqueeze(0), drawn).flatten(0, 1)
+        kl = kl + present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
+    decoded = model.decode_parts(z.reshape(n_subsets * batch_size, latent_dim), styles)
 
     nll, weighted = {}, torch.zeros(n_subsets, batch_size, device=mu.device)
     for name, out in decoded.items():
@@ -55,7 +62,6 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         per_example = model.modalities[name].nll(out.view(n_subsets, batch_size, *out.shape[1:]), target)
         nll[name] = per_example.mean(dim=1)
         weighted = weighted + model.modalities[name].weight * per_example
-    kl = kl_to_prior(mu, logvar).sum(-1)  # (S, B)
     loss = (weighted + beta * kl).mean(dim=1).sum()
 
     with torch.no_grad():
