@@ -78,3 +78,27 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, max_points: int = 2000, 
     _, _, vt = np.linalg.svd(latents - mean, full_matrices=False)
     components = vt[:2].astype(np.float32)
     return LatentMap(latents, ((latents - mean) @ components.T).astype(np.float32), labels, mean, components)
+
+
+LIVE_SPAN = 2.0  # a dimension is traversed from -LIVE_SPAN to +LIVE_SPAN
+LIVE_CHANGE = 0.02  # mean change per pixel across that span for a dimension to count as live
+
+
+@torch.no_grad()
+def dimension_effects(model: MVAE, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:
+    """How much each dimension of the full latent changes `target`: the mean absolute change per value
+    (per pixel for a digit) between the dimension set to -span and to +span, averaged over `latents` (N, F)."""
+    model.eval()
+    base = torch.as_tensor(np.asarray(latents, np.float32)).reshape(-1, model.full_latent_dim)
+    n, dims = base.shape
+    low, high = base.repeat(dims, 1), base.repeat(dims, 1)  # dim-major: rows d*n .. d*n+n-1 move dim d
+    index = torch.arange(dims).repeat_interleave(n)
+    rows = torch.arange(dims * n)
+    low[rows, index], high[rows, index] = -span, span
+    out = model.outputs(torch.cat([low, high]), [target])[target]
+    change = (out[: dims * n] - out[dims * n:]).abs().flatten(1).mean(1)
+    return change.view(dims, n).mean(1).numpy()
+
+
+def live_dimensions(effects: np.ndarray, threshold: float = LIVE_CHANGE) -> int:
+    return int((np.asarray(effects) >= threshold).sum())
