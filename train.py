@@ -39,6 +39,8 @@ TRAIN_HELP = {
 MODEL_HELP = {
     "architecture": "encoder/decoder family: mlp (the seed's), conv, or conv-mlp (conv encoders, MLP decoders)",
     "latent_dim": "size of the shared latent z",
+    "style_dim": "size of each modality's private style latent (0: the plain PoE-MVAE)",
+    "cross_style_scale": "scale of the prior a missing modality's style is drawn from in training",
     "hidden": "width of the hidden layers",
     "conv_channels": "channels of the first conv layer (conv architecture)",
     "image_conv_extra": "3x3 conv layers after each stride-2 conv of the digit encoders (conv architecture)",
@@ -120,6 +122,7 @@ def main(argv=None) -> int:
         data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
         trainer = Trainer(model_cfg, train_cfg, data, args.out, device=args.device, progress=not args.no_progress,
                           run_info={"command": recipe(argv if argv is not None else sys.argv[1:])}, save_dtype=args.save_dtype, started=started)
+        print(f"training on {trainer.device}")
         if args.resume and trainer.resume():
             print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
         metrics = trainer.fit()

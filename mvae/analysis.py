@@ -1,4 +1,5 @@
-"""Latent-space analysis: per-dimension KL, active units, and a 2-D PCA map of the test set."""
+"""Latent-space analysis: per-dimension KL, active units, how much each dimension changes a decoded
+modality, and a 2-D map of the test set that separates the digits (linear discriminant analysis)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ ACTIVE_UNIT_KL = 0.01  # nats: a dimension whose average KL is below this carrie
 
 @dataclass
 class LatentMap:
-    """Test-set posterior means and their projection on the first two principal components."""
+    """Test-set posterior means (full latents) and their projection on the two discriminant directions."""
 
-    latents: np.ndarray  # (N, D)
+    latents: np.ndarray  # (N, F)
     coords: np.ndarray  # (N, 2)
     labels: np.ndarray  # (N,)
     mean: np.ndarray  # (D,)
-    components: np.ndarray  # (2, D)
+    components: np.ndarray  # (2, F)
 
     def project(self, latents) -> np.ndarray:
         return (np.asarray(latents, np.float32).reshape(-1, self.mean.shape[0]) - self.mean) @ self.components.T
@@ -51,14 +52,14 @@ class LatentMap:
 
 @torch.no_grad()
 def posterior_means(model: MVAE, dataset: PairedDataset, pairs: Pairs, subset, batch_size=1024, device="cpu"):
-    """Posterior means and log-variances of one input subset over the pairs -> (N, D) twice."""
+    """Full-latent posterior means and log-variances of one input subset over the pairs -> (N, F) twice."""
     model.eval()
     mus, logvars = [], []
     for _, batch in dataset.batches(pairs, batch_size, device=device):
         inputs = normalise_inputs(model, {k: batch[k] for k in subset})
-        mu, logvar = model.posterior(inputs)
-        mus.append(mu[0].cpu())
-        logvars.append(logvar[0].cpu())
+        mu, logvar = model.full_posterior(inputs)
+        mus.append(mu.cpu())
+        logvars.append(logvar.cpu())
     return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
 
 
@@ -70,13 +71,29 @@ def active_units(kl: np.ndarray, threshold: float = ACTIVE_UNIT_KL) -> int:
     return int((kl > threshold).sum())
 
 
+def discriminant_directions(latents: np.ndarray, labels: np.ndarray, n: int = 2) -> np.ndarray:
+    """The n directions that best separate the classes relative to their spread (Fisher's LDA) -> (n, D).
+
+    Whitening by the pooled within-class covariance turns LDA into PCA of the whitened class means.
+    """
+    classes = np.unique(labels)
+    means = np.stack([latents[labels == c].mean(0) for c in classes])
+    within = sum(np.cov(latents[labels == c], rowvar=False, bias=True) * (labels == c).sum() for c in classes)
+    within = within / len(latents) + 1e-6 * np.eye(latents.shape[1])
+    values, vectors = np.linalg.eigh(within)
+    whiten = vectors / np.sqrt(values)
+    weights = np.sqrt(np.array([(labels == c).mean() for c in classes]))[:, None]
+    _, _, vt = np.linalg.svd(weights * (means - latents.mean(0)) @ whiten, full_matrices=False)
+    directions = (whiten @ vt[:n].T).T
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
 def latent_map(latents: np.ndarray, labels: np.ndarray, max_points: int = 2000, seed: int = 0) -> LatentMap:
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(latents), size=min(max_points, len(latents)), replace=False))
+    components = discriminant_directions(latents.astype(np.float64), labels).astype(np.float32)
     latents, labels = latents[keep].astype(np.float32), labels[keep].astype(np.int64)
     mean = latents.mean(0)
-    _, _, vt = np.linalg.svd(latents - mean, full_matrices=False)
-    components = vt[:2].astype(np.float32)
     return LatentMap(latents, ((latents - mean) @ components.T).astype(np.float32), labels, mean, components)
 
 

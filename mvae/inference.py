@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
-from .analysis import LatentMap
+from .analysis import LatentMap, dimension_effects
 from .checkpoint import load_model, model_path
 from .config import IMAGE_MODALITIES, LABEL
 from .errors import InputError
@@ -101,6 +101,11 @@ class Pipeline:
     def latent_dim(self) -> int:
         """Length of a full latent: the shared part, then each modality's style."""
         return self.model.full_latent_dim
+
+    @property
+    def style_modalities(self) -> tuple[str, ...]:
+        """The modalities with a private style latent (none for a plain PoE-MVAE)."""
+        return self.model.style_names
 
     @property
     def latent_layout(self) -> dict[str, slice]:
@@ -223,6 +228,22 @@ class Pipeline:
         for i, d in enumerate(dims):
             grid[i * len(values):(i + 1) * len(values), d] = values
         return self.decode(grid)
+
+    def restyle(self, latent, keep=(), n: int = 6, seed: int | None = None) -> Decoded:
+        """n decodings of `latent` that keep its shared part (the digit) and the styles of the modalities in
+        `keep`, with every other modality's style drawn afresh from its prior."""
+        latent = np.asarray(latent, dtype=np.float32).reshape(self.latent_dim)
+        grid = np.repeat(latent[None], int(n), axis=0)
+        rng = np.random.default_rng(seed)
+        for name, part in self.latent_layout.items():
+            if name != "shared" and name not in keep:
+                grid[:, part] = rng.standard_normal((int(n), part.stop - part.start))
+        return self.decode(grid)
+
+    def dimension_effects(self, latent, target: str) -> np.ndarray:
+        """For each latent dimension, how much moving it from -2 to +2 changes `target` (per pixel for a digit)."""
+        latent = np.asarray(latent, dtype=np.float32).reshape(1, self.latent_dim)
+        return dimension_effects(self.model, latent, target)
 
     def interpolate(self, start, end, steps: int = 8) -> Decoded:
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]

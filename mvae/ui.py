@@ -216,6 +216,52 @@ def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction"
     with cols[2]:
         show_audio(pred.speech)
         st.plotly_chart(mel_figure(pred.speech.mel, "Generated speech (log-mel)"))
+    other_styles(pred)
+
+
+STYLE_SAMPLES = 6
+
+
+def other_styles(pred: mvae.Prediction) -> None:
+    """The same digit in the missing modalities, each time in a style drawn afresh from the prior."""
+    pipe = pipeline()
+    missing = [name for name in SCRIPTS if name not in pred.inputs]
+    if not pipe.style_modalities or not missing:
+        return
+    key = "style-draw"
+    head, button = st.columns([3, 1])
+    head.markdown("**In other styles.** The digit stays; each column draws a new hand"
+                  + (" and voice" if "speech" not in pred.inputs else "") + ".")
+    if button.button("New styles", icon=":material/casino:", key=f"{key}-button"):
+        st.session_state[key] = st.session_state.get(key, 0) + 1
+    decoded = pipe.restyle(pred.latent_mean, keep=tuple(pred.inputs), n=STYLE_SAMPLES,
+                           seed=st.session_state.get(key, 0))
+    st.plotly_chart(image_grid(np.stack([decoded.images[name] for name in missing]),
+                               [SCRIPTS[name] for name in missing], [f"#{i + 1}" for i in range(STYLE_SAMPLES)]))
+    if "speech" not in pred.inputs:
+        for col, speech in zip(st.columns(3), decoded.speech[:3]):
+            with col:
+                show_audio(speech)
+
+
+def latent_parts(pipe: mvae.Pipeline) -> dict[str, str]:
+    """The parts of the full latent a person can move, with their display names."""
+    return {part: "shared (the digit)" if part == "shared" else f"{SCRIPTS.get(part, part)} style"
+            for part in pipe.latent_layout}
+
+
+def dimension_name(pipe: mvae.Pipeline, dim: int) -> str:
+    for part, where in pipe.latent_layout.items():
+        if where.start <= dim < where.stop:
+            return f"{'shared' if part == 'shared' else SCRIPTS.get(part, part).lower() + ' style'} {dim - where.start}"
+    return f"dim {dim}"
+
+
+def ranked_dimensions(pipe: mvae.Pipeline, latent: np.ndarray, target: str, part: str) -> list[int]:
+    """The dimensions of one part of the latent, those that change `target` most first."""
+    where = pipe.latent_layout[part]
+    effects = pipe.dimension_effects(latent, target)[where]
+    return [where.start + int(i) for i in np.argsort(-effects)]
 
 
 def reference_glyphs(pipe: mvae.Pipeline, script: str) -> None:
@@ -356,7 +402,7 @@ def trials_figure(trials: list[dict]) -> go.Figure:
 
 
 def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | None = None) -> go.Figure:
-    """The test set's latents on their first two principal components; customdata holds each point's row."""
+    """The test set's latents on the two directions that best separate the digits; customdata holds each row."""
     fig = go.Figure()
     for d in range(10):
         rows = np.flatnonzero(labels == d)
@@ -368,9 +414,10 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | Non
                                  marker=dict(symbol="star", size=18, color=COLOURS["fused"],
                                              line=dict(width=1.5, color="white")),
                                  hovertemplate="your input<extra></extra>"))
-    fig.update_xaxes(title="PC 1")
-    fig.update_yaxes(title="PC 2")
-    return _layout(fig, 520, legend=dict(title="digit"), dragmode="select")
+    fig.update_xaxes(title="discriminant 1")
+    fig.update_yaxes(title="discriminant 2")
+    # A click selects its point (plotly reports a click in "select" drag mode as an empty selection).
+    return _layout(fig, 520, legend=dict(title="digit"), clickmode="event+select", dragmode="zoom")
 
 
 def curves(history: list[dict], series: dict[str, callable], title: str, percent: bool = False) -> go.Figure:

@@ -29,16 +29,18 @@ def listen(decoded, options: list, labels: list[str], key: str) -> None:
 @ui.guarded
 def traversal() -> None:
     st.subheader("Traverse the latent")
-    z, logvar, source = start_point("trav-start")
-    # The most informative dimensions first: highest KL on the test set, or else the smallest posterior variance.
-    kl = evaluation.get("kl_per_dim")
-    order = list(np.argsort(kl)[::-1]) if kl and len(kl) == pipe.latent_dim else list(np.argsort(logvar))
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-    dims = c1.multiselect("Dimensions", range(pipe.latent_dim), default=[int(d) for d in order[:4]],
-                          max_selections=8, key="trav-dims")
-    reach = c2.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
-    steps = c3.slider("Steps", 3, 11, 7, 2, key="trav-steps")
-    script = c4.radio("Show", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, key="trav-script")
+    z, _, source = start_point("trav-start")
+    parts = ui.latent_parts(pipe)
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+    script = c1.radio("Show", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, key="trav-script", horizontal=True)
+    part = c2.radio("Move", [p for p in parts if p in ("shared", script)], format_func=parts.get, key="trav-part",
+                    horizontal=True)
+    reach = c3.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
+    steps = c4.slider("Steps", 3, 11, 7, 2, key="trav-steps")
+    # Measured, not guessed: the dimensions that change the shown digit most, from this starting point.
+    ranked = ui.ranked_dimensions(pipe, z, script, part)
+    dims = st.multiselect("Dimensions (most effective first)", ranked, default=ranked[:4], max_selections=8,
+                          format_func=lambda d: ui.dimension_name(pipe, d), key=f"trav-dims-{script}-{part}")
     if not dims:
         st.info("Choose at least one dimension.")
         return
@@ -47,8 +49,8 @@ def traversal() -> None:
     st.caption(f"From {source}. Each row sets one dimension to the value above each column "
                "(the prior's standard deviation is 1); everything else stays as it was.")
     images = decoded.images[script].reshape(len(dims), steps, 28, 28)
-    st.plotly_chart(ui.image_grid(images, [f"dim {d}" for d in dims], [f"{v:+.1f}" for v in values]))
-    labels = [f"dim {d} = {v:+.1f}" for d in dims for v in values]
+    st.plotly_chart(ui.image_grid(images, [ui.dimension_name(pipe, d) for d in dims], [f"{v:+.1f}" for v in values]))
+    labels = [f"{ui.dimension_name(pipe, d)} = {v:+.1f}" for d in dims for v in values]
     listen(decoded, list(range(len(labels))), labels, "trav-listen")
 
 
@@ -78,7 +80,8 @@ def latent_map() -> None:
         return
     last = st.session_state.get("last_latent")
     you = lmap.project(last["z"]) if last else None
-    st.caption("Each point is a test example's latent, flattened onto its two main directions (PCA). "
+    st.caption("Each point is a test example's latent, seen along the two directions that best tell the digits "
+               "apart (linear discriminant analysis). "
                + ("The star is your last input. " if last else "") + "Click a point to decode it.")
     event = st.plotly_chart(ui.latent_scatter(lmap.coords, lmap.labels, you), on_select="rerun",
                             selection_mode="points", key="latent-map")
