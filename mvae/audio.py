@@ -29,9 +29,14 @@ FORMATS = "WAV, FLAC or OGG"
 # Phase-vocoder STFT for pitch shifting: 32 ms windows at 8 kHz resolve the pitch harmonics of speech.
 STRETCH_FFT = 256
 STRETCH_HOP = 64
-# Resampling ratios are rounded to a fraction with a small denominator: torchaudio builds one filter
-# per output phase, so 8979/8000 takes seconds where 9/8 takes a millisecond.
-MAX_RATIO_DENOMINATOR = 100
+# Resampling ratios are rounded to a fraction whose terms are at most MAX_RATIO_TERM. torchaudio's
+# polyphase filter holds one row per output phase and one column per input phase, so its size grows with
+# the terms of the reduced ratio: 8000/44101 exactly takes 6.5 GB, 119/656 a few MB. Every rate in common
+# use (8, 11.025, 16, 22.05, 32, 44.1, 48, 88.2, 96, 176.4, 192, 352.8, 384 kHz) reduces to terms within
+# the bound and is resampled exactly; any other rate ends up off by less than 1/MAX_RATIO_TERM (0.1 %)
+# in speed and pitch, far less than one speaker varies from one take to the next.
+MAX_RATIO_TERM = 1000
+MAX_RESAMPLE_FACTOR = 64  # keeps both terms >= 1 after rounding, and the filter short
 
 
 @dataclass
@@ -76,26 +81,69 @@ def _wav_shortfall(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _pcm_bits(samples: np.ndarray, widths: tuple[int, ...]) -> int:
+    """The narrowest of `widths` (in bits) whose integer range holds every sample."""
+    low, high = int(samples.min(initial=0)), int(samples.max(initial=0))
+    signed = samples.dtype.kind == "i"
+    for bits in widths:
+        if signed and -(1 << (bits - 1)) <= low and high < 1 << (bits - 1):
+            return bits
+        if not signed and high < 1 << bits:
+            return bits
+    return 8 * samples.dtype.itemsize
+
+
 def _as_float(samples) -> np.ndarray:
+    """Samples as float32 on the [-1, 1) full scale.
+
+    Integer samples are PCM read by their values, not by the width of the array that holds them, so an
+    int16 recording kept in an int32 or int64 array (as `np.array` of Python ints makes) is heard at its
+    own level instead of 96 dB down:
+    - int8 and int16 arrays are PCM of their own width;
+    - wider signed arrays are PCM of the narrowest of 16, 24, 32 or 64 bits that holds every sample;
+    - unsigned arrays are offset-binary PCM (centred on half the range, as 8-bit WAV is) of the narrowest
+      of 8, 16, 24, 32 or 64 bits that holds every sample.
+    A genuine 32-bit recording is read on the 32-bit scale unless its peak is under -48 dBFS; then it is
+    read louder, which matters only to the silence check, as the front end normalises the level itself.
+    """
     if isinstance(samples, torch.Tensor):
         samples = samples.detach().cpu().numpy()
     samples = np.asarray(samples)
-    if samples.dtype.kind == "u":  # unsigned PCM is centred on half its range
-        half = 2.0 ** (8 * samples.dtype.itemsize - 1)
+    if samples.dtype.kind == "u":
+        half = 2.0 ** (_pcm_bits(samples, (8, 16, 24, 32, 64)) - 1)
         return ((samples.astype(np.float64) - half) / half).astype(np.float32)
     if samples.dtype.kind == "i":
-        return (samples / float(np.iinfo(samples.dtype).max + 1)).astype(np.float32)
+        widths = (8 * samples.dtype.itemsize,) if samples.dtype.itemsize <= 2 else (16, 24, 32, 64)
+        return (samples / 2.0 ** (_pcm_bits(samples, widths) - 1)).astype(np.float32)
     if samples.dtype.kind != "f":
         raise InputError(f"Audio samples must be numbers (integer or float PCM), not {samples.dtype}.")
     return samples.astype(np.float32, copy=False)
 
 
-def _resample(wave: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Stretch `wave` to about `ratio` times its length (within 0.5%)."""
-    frac = Fraction(ratio).limit_denominator(MAX_RATIO_DENOMINATOR)
+def resample_ratio(ratio) -> Fraction:
+    """`ratio` (new rate / old rate) as the nearest fraction whose terms are both at most MAX_RATIO_TERM."""
+    ratio = Fraction(ratio)
+    if not 1 / MAX_RESAMPLE_FACTOR <= ratio <= MAX_RESAMPLE_FACTOR:
+        raise InputError(f"Cannot resample by a factor of {float(ratio):.4g}; "
+                         f"the factor must lie between 1/{MAX_RESAMPLE_FACTOR} and {MAX_RESAMPLE_FACTOR}.")
+    if ratio > 1:
+        return 1 / (1 / ratio).limit_denominator(MAX_RATIO_TERM)
+    return ratio.limit_denominator(MAX_RATIO_TERM)
+
+
+def resample(wave, ratio):
+    """`wave` (numpy or torch, time on the last axis) stretched to `ratio` times as many samples.
+
+    `ratio` is the new rate over the old one, e.g. Fraction(8000, 44100); it is rounded by
+    `resample_ratio`, which bounds the filter's size and so the cost, whatever the rates.
+    """
+    frac = resample_ratio(ratio)
     if frac == 1:
         return wave
-    return torchaudio.functional.resample(wave, frac.denominator, frac.numerator)
+    if isinstance(wave, torch.Tensor):
+        return torchaudio.functional.resample(wave, frac.denominator, frac.numerator)
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    return torchaudio.functional.resample(x, frac.denominator, frac.numerator).numpy()
 
 
 class AudioFrontEnd:
@@ -149,14 +197,14 @@ class AudioFrontEnd:
 
     def to_mono(self, samples: np.ndarray, rate: int) -> np.ndarray:
         rate = _check_rate(rate)
+        if rate > self.cfg.max_input_rate:
+            raise InputError(f"The sample rate is {rate} Hz; please use {self.cfg.max_input_rate} Hz or less.")
         samples = _as_float(samples)
         if not np.isfinite(samples).all():
             raise InputError("The audio contains NaN or infinite samples; please give a valid recording.")
         wave = samples.mean(axis=1) if samples.ndim == 2 else samples
-        wave = torch.from_numpy(wave - wave.mean())
-        if rate != self.cfg.sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, self.cfg.sample_rate)
-        return wave.numpy().astype(np.float32, copy=False)
+        wave = resample(wave - wave.mean(), Fraction(self.cfg.sample_rate, rate))
+        return np.asarray(wave, dtype=np.float32)
 
     def trim(self, wave: np.ndarray) -> tuple[int, int]:
         cfg = self.cfg
@@ -251,7 +299,7 @@ class AudioFrontEnd:
             advance = torch.linspace(0, torch.pi * STRETCH_HOP, spec.shape[-2])[:, None]
             spec = torchaudio.functional.phase_vocoder(spec, 1 / pitch, advance)
             x = torch.istft(spec, STRETCH_FFT, STRETCH_HOP, window=window, length=round(len(x) * pitch))
-        return _resample(x, 1 / (pitch * speed)).numpy()
+        return resample(x, 1 / (pitch * speed)).numpy()
 
     def augment(self, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
         """A plausible new speaker and room: speed, pitch, additive noise and level. strength=0 is the identity."""

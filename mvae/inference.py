@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import arguments
 from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .analysis import LatentMap, dimension_effects
 from .checkpoint import load_model, model_path
@@ -149,15 +150,12 @@ class Pipeline:
                                  f"not {type(value).__name__}.")
             return prepared.log_mel, prepared
         if name == LABEL:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 10:
-                raise InputError(f"A label must be a whole number from 0 to 9, not {value!r}.")
-            return torch.tensor(int(value)), None
+            return torch.tensor(arguments.label(value, self.model.cfg.n_classes)), None
         raise AssertionError(f"no preparation for {name!r}")  # prepare() refuses unknown names first
 
     def prepare(self, inputs: dict) -> tuple[dict[str, torch.Tensor], PreparedSpeech | None]:
         """User inputs -> a batch of one in the model's input space. None values count as absent."""
-        if not isinstance(inputs, dict):
-            raise InputError("predict takes a dict such as {'kannada': image} or {'speech': wav_bytes}.")
+        inputs = arguments.inputs(inputs)
         given = {k: v for k, v in inputs.items() if v is not None}
         if not given:
             raise InputError(f"Give at least one input: draw a digit or record one ({', '.join(self.modalities)}).")
@@ -175,6 +173,7 @@ class Pipeline:
     # -- outputs --------------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, latents) -> Decoded:
+        latents = arguments.latents(latents, self.latent_dim)
         z = torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.device)
         z = z.reshape(-1, self.latent_dim)
         out = {k: v.cpu().numpy() for k, v in self.model.outputs(z).items()}
@@ -204,26 +203,21 @@ class Pipeline:
     @torch.no_grad()
     def label_posterior(self, label: int) -> tuple[np.ndarray, np.ndarray]:
         """The full latent's posterior given a digit alone: its shared posterior, and every style's prior."""
+        label = arguments.label(label, self.model.cfg.n_classes)
         batch, _ = self.prepare({LABEL: label})
         mu, logvar = self.model.full_posterior(batch)
         return mu[0].cpu().numpy(), logvar[0].cpu().numpy()
 
     def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
         """n samples of every modality for one digit, from the label's posterior widened by `temperature`."""
-        if not 1 <= int(n) <= 256:
-            raise InputError(f"Ask for between 1 and 256 samples, not {n}.")
-        if not 0 <= float(temperature) <= 10:
-            raise InputError(f"The temperature must be between 0 and 10, not {temperature}.")
+        label, n, temperature, seed = arguments.generate(label, n, temperature, seed, self.model.cfg.n_classes)
         mean, logvar = self.label_posterior(label)
         noise = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
         return self.decode(mean + temperature * np.exp(0.5 * logvar) * noise)
 
     def traverse(self, latent, dims, values) -> Decoded:
         """Decodes `latent` with each dim in `dims` set to each of `values`: N = len(dims) * len(values), dim-major."""
-        latent = np.asarray(latent, dtype=np.float32).reshape(self.latent_dim)
-        dims = [int(d) for d in dims]
-        if any(not 0 <= d < self.latent_dim for d in dims):
-            raise InputError(f"Latent dimensions run from 0 to {self.latent_dim - 1}; got {dims}.")
+        latent, dims, values = arguments.traverse(latent, dims, values, self.latent_dim)
         grid = np.repeat(latent[None], len(dims) * len(values), axis=0)
         for i, d in enumerate(dims):
             grid[i * len(values):(i + 1) * len(values), d] = values
@@ -232,20 +226,27 @@ class Pipeline:
     def restyle(self, latent, keep=(), n: int = 6, seed: int | None = None) -> Decoded:
         """n decodings of `latent` that keep its shared part (the digit) and the styles of the modalities in
         `keep`, with every other modality's style drawn afresh from its prior."""
-        latent = np.asarray(latent, dtype=np.float32).reshape(self.latent_dim)
-        grid = np.repeat(latent[None], int(n), axis=0)
-        rng = np.random.default_rng(seed)
+        latent = arguments.latent(latent, self.latent_dim)
+        n = arguments.whole_number(n, "The number of styles", 1, arguments.MAX_SAMPLES)
+        unknown = set(keep) - set(self.modalities)
+        if unknown:
+            raise InputError(f"keep names modalities this model does not have: {sorted(map(str, unknown))}; "
+                             f"use any of {', '.join(self.modalities)}.")
+        grid = np.repeat(latent[None], n, axis=0)
+        rng = np.random.default_rng(arguments.seed(seed))
         for name, part in self.latent_layout.items():
             if name != "shared" and name not in keep:
-                grid[:, part] = rng.standard_normal((int(n), part.stop - part.start))
+                grid[:, part] = rng.standard_normal((n, part.stop - part.start))
         return self.decode(grid)
 
     def dimension_effects(self, latent, target: str) -> np.ndarray:
         """For each latent dimension, how much moving it from -2 to +2 changes `target` (per pixel for a digit)."""
-        latent = np.asarray(latent, dtype=np.float32).reshape(1, self.latent_dim)
-        return dimension_effects(self.model, latent, target)
+        if target not in self.model.names:
+            raise InputError(f"Unknown modality {target!r}; give any of {', '.join(self.modalities)}.")
+        return dimension_effects(self.model, arguments.latent(latent, self.latent_dim)[None], target)
 
     def interpolate(self, start, end, steps: int = 8) -> Decoded:
+        start, end, steps = arguments.interpolate(start, end, steps, self.latent_dim)
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         return self.decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
 

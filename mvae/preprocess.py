@@ -19,6 +19,7 @@ MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 INK_THRESHOLD = 0.1  # fraction of full ink below which a pixel counts as background when cropping
 MIN_INK = 0.05  # an image whose strongest ink is weaker than this is treated as empty
+INTEGER_PIXEL_BITS = (8, 16, 32, 64)
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
@@ -54,6 +55,18 @@ def to_array(image) -> np.ndarray:
     return image
 
 
+def integer_full_scale(arr: np.ndarray) -> float:
+    """The white level of integer pixels, read from their values rather than from the array's dtype.
+
+    A canvas is 8-bit whatever array holds it, so 0..255 in int16, int32 or int64 is read as 8-bit;
+    larger values are read on the narrowest of 16, 32 or 64 bits that holds them (a 16-bit PNG, say).
+    Negative values count as black.
+    """
+    peak = int(arr.max(initial=0))
+    bits = next(b for b in INTEGER_PIXEL_BITS if peak < 1 << b)
+    return float((1 << bits) - 1)
+
+
 def ink_map(image) -> np.ndarray:
     """The ink of an image as float32 in [0, 1], whatever its layout and polarity.
 
@@ -80,22 +93,36 @@ def ink_map(image) -> np.ndarray:
         if not np.all(np.isfinite(arr)):
             raise InputError("The image contains NaN or infinite values; pixels must be finite numbers.")
         scale = 255.0 if arr.max(initial=0.0) > 1.0 else 1.0
-        arr = arr.astype(np.float32) / scale
     else:
-        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max if arr.dtype != np.uint8 else 255)
-    arr = np.clip(arr, 0.0, 1.0)
+        scale = integer_full_scale(arr)
+
+    def unit(channel: np.ndarray) -> np.ndarray:
+        """One channel in [0, 1], converted in place: a 4096 px RGBA canvas then needs 64 MB floats at a
+        time rather than several whole-canvas temporaries of 256 MB each."""
+        out = channel.astype(np.float32)
+        out /= scale
+        return np.clip(out, 0.0, 1.0, out=out)
 
     if arr.ndim == 3 and arr.shape[2] == 4:
-        alpha = arr[:, :, 3]
+        alpha = unit(arr[:, :, 3])
         if alpha.max() - alpha.min() > MIN_INK:
             return alpha
-        arr = arr[:, :, :3]
-    grey = arr.mean(axis=2) if arr.ndim == 3 else arr
+        del alpha
+    if arr.ndim == 2:
+        grey = unit(arr)
+    else:
+        grey = unit(arr[:, :, 0])
+        grey += unit(arr[:, :, 1])
+        grey += unit(arr[:, :, 2])
+        grey /= 3
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     background = float(np.median(border))
-    ink = np.abs(grey - background)
+    grey -= background
+    ink = np.abs(grey, out=grey)
     peak = ink.max()
-    return ink / peak if peak > 0 else ink
+    if peak > 0:
+        ink /= peak
+    return ink
 
 
 def fit_and_center(ink: np.ndarray, size: int = IMAGE_SIZE, fit: int = IMAGE_FIT) -> np.ndarray:

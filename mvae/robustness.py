@@ -8,14 +8,14 @@ the test splits' own), so they measure the front end and the augmentation, not n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from PIL import Image, ImageFilter
 
-from .audio import AudioFrontEnd
+from .audio import AudioFrontEnd, resample
 from .data.banks import spread
 from .data.paired import Bank
 from .data.sources import fsdd_recordings, load_images
@@ -92,7 +92,7 @@ def hear(wave: np.ndarray, rate: int, front_end: AudioFrontEnd, style: Hearing,
     if style.snr_db is not None:  # room noise, in the silence around the digit as well
         wave = wave + voice_rms * 10 ** (-style.snr_db / 20) * rng.standard_normal(len(wave))
     if style.rate != rate:
-        wave = torchaudio.functional.resample(torch.as_tensor(wave, dtype=torch.float32), rate, style.rate).numpy()
+        wave = resample(wave, Fraction(style.rate, rate))
     if style.channels > 1:
         wave = np.stack([wave * (0.9 ** c) for c in range(style.channels)], axis=1)
     return np.asarray(wave, np.float32), style.rate

@@ -1,7 +1,8 @@
 """The bad-input matrix: odd canvases and odd recordings, through `Pipeline.predict` and through the pages.
 
 Every case must end in a right answer or in an `mvae.InputError` whose message says what to do; never in
-another exception, a traceback on the page, a hang (each test has a time limit) or a large allocation.
+another exception, a traceback on the page or a hang (each test has a time limit). The cases live in
+tests/bad_cases.py; test_api_bounds.py runs all of them in a child process to bound their memory.
 """
 
 from __future__ import annotations
@@ -10,20 +11,14 @@ import base64
 import io
 import json
 import re
-import struct
 import threading
 import time
-import tracemalloc
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -32,14 +27,12 @@ from mvae import ui
 from mvae.checkpoint import save_model
 from mvae.config import ModelConfig
 from mvae.data.sources import fsdd_recordings
+from tests.bad_cases import CASES, MP3, dot, encode, inked, png, random_bytes, ring, ten_minute_wav, variants
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
 from mvae.inference import Pipeline
 from mvae.model import MVAE
-from tests.conftest import tone
 
 ROOT = Path(__file__).resolve().parents[1]
-MP3 = "MP3" in sf.available_formats()
-MAX_TRACED_BYTES = 1 << 30  # no case may need a gigabyte of arrays
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,191 +49,6 @@ def one_thread():
 def pipe():
     torch.manual_seed(0)
     return Pipeline(MVAE(ModelConfig(hidden=32, latent_dim=8)))
-
-
-# -- inputs ------------------------------------------------------------------------------------------------
-def ring(size: int = 280, alpha: bool = False) -> np.ndarray:
-    """A digit-like ring, off-centre: white ink on an opaque black canvas, or black ink in alpha only."""
-    yy, xx = np.indices((size, size))
-    ink = np.abs(np.hypot(yy - 0.6 * size, xx - 0.45 * size) - 0.2 * size) < 0.03 * size
-    rgba = np.zeros((size, size, 4), np.uint8)
-    if alpha:
-        rgba[..., 3] = ink * 255  # a transparent canvas with a black stroke: the ink is only in alpha
-    else:
-        rgba[..., :3] = ink[..., None] * 255
-        rgba[..., 3] = 255
-    return rgba
-
-
-def dot(size: int = 280, width: int = 3) -> np.ndarray:
-    canvas = np.zeros((size, size, 4), np.uint8)
-    canvas[..., 3] = 255
-    canvas[140:140 + width, 100:100 + width, :3] = 255
-    return canvas
-
-
-def inked(size: int = 280, margin: int = 0) -> np.ndarray:
-    """A transparent canvas inked all over (but a margin): black strokes everywhere."""
-    canvas = np.zeros((size, size, 4), np.uint8)
-    canvas[margin:size - margin, margin:size - margin, 3] = 255
-    return canvas
-
-
-def png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_bomb() -> bytes:
-    """A PNG of a few bytes whose header claims 30000×30000 pixels, which decoders must not allocate."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 8-bit grey
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 30001)) \
-        + chunk(b"IEND", b"")
-
-
-def encode(wave: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, wave, rate, format=fmt, subtype=subtype)
-    return buf.getvalue()
-
-
-def resample(wave: np.ndarray, rate: int, to: int) -> np.ndarray:
-    return torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave, np.float32)), rate, to).numpy()
-
-
-def variants(wave: np.ndarray, rate: int) -> dict[str, bytes]:
-    """The same spoken digit in every format and condition the matrix needs that should still work."""
-    peak = float(np.abs(wave).max())
-    w44 = resample(wave, rate, 44100)
-    out = {
-        "192 kHz WAV": encode(resample(wave, rate, 192000), 192000, subtype="PCM_16"),
-        "stereo 44.1 kHz WAV": encode(np.stack([w44, 0.8 * w44], 1), 44100, subtype="PCM_16"),
-        "8-bit WAV": encode(wave, rate, subtype="PCM_U8"),
-        "24-bit WAV": encode(wave, rate, subtype="PCM_24"),
-        "float32 WAV": encode(wave, rate, subtype="FLOAT"),
-        "flac": encode(wave, rate, "FLAC"),
-        "ogg": encode(wave, rate, "OGG", "VORBIS"),
-        "clipping": encode(np.clip(wave * 2 / peak, -1, 1), rate, subtype="PCM_16"),
-        "DC offset": encode(0.5 * wave / peak + 0.3, rate, subtype="PCM_16"),
-    }
-    if MP3:
-        out["mp3"] = encode(resample(wave, rate, 16000), 16000, "MP3")
-    return out
-
-
-def reference_tone() -> np.ndarray:
-    return tone(3, np.random.default_rng(0))
-
-
-def ten_minute_wav() -> bytes:
-    wave = np.zeros(8000 * 600, np.int16)
-    wave[:4800] = (reference_tone() * 30000).astype(np.int16)
-    return encode(wave, 8000, subtype="PCM_16")
-
-
-def truncated_wav() -> bytes:
-    data = encode(reference_tone(), 8000, subtype="PCM_16")
-    return data[: len(data) // 2]  # the header still promises every frame
-
-
-def random_bytes() -> bytes:
-    return np.random.default_rng(1).integers(0, 256, 8000, dtype=np.uint8).tobytes()
-
-
-def click() -> bytes:
-    wave = np.zeros(8000, np.float32)
-    wave[4000:4010] = 0.9
-    return encode(wave, 8000, subtype="PCM_16")
-
-
-def nan_wav() -> bytes:
-    wave = reference_tone().copy()
-    wave[500] = np.nan
-    return encode(wave, 8000, subtype="FLOAT")
-
-
-# -- the matrix ----------------------------------------------------------------------------------------------
-@dataclass
-class Case:
-    name: str
-    inputs: Callable[[], dict]
-    refused: str | None = None  # a regex the InputError must match; None: a prediction must come back
-    like: Callable[[], dict] | None = None  # what the model should see instead: the same input, done right
-    tolerance: float = 0.05  # mean absolute difference allowed from `like`'s model input
-
-
-def canvas(value):
-    return lambda: {"kannada": value() if callable(value) else value}
-
-
-def speech(value):
-    return lambda: {"speech": value() if callable(value) else value}
-
-
-EMPTY = r"canvas is empty \(or one colour all over\): draw a single digit"
-SHAPE = r"An image must be H x W \(grey\), H x W x 3 \(RGB\) or H x W x 4 \(RGBA\); got shape"
-NOT_FINITE = "NaN or infinite values; pixels must be finite numbers"
-NOT_AUDIO = r"not readable audio; please give a WAV, FLAC or OGG file"
-REF_WAV = lambda: encode(reference_tone(), 8000, subtype="PCM_16")  # noqa: E731
-TONE_VARIANTS = variants(reference_tone(), 8000)
-# Lossy changes move the log-mel more; None: only the voiced span is compared here, and the trained
-# model below judges whether the digit survives.
-LOSSY = {"8-bit WAV": None, "clipping": None, "ogg": 0.5, "mp3": 0.5}
-
-CASES = [
-    # canvases
-    Case("empty transparent canvas", canvas(np.zeros((280, 280, 4), np.uint8)), EMPTY),
-    Case("empty black canvas", canvas(lambda: np.dstack([np.zeros((280, 280, 3), np.uint8),
-                                                         np.full((280, 280), 255, np.uint8)])), EMPTY),
-    Case("fully inked canvas", canvas(inked), EMPTY),
-    Case("fully inked white canvas", canvas(np.full((280, 280, 4), 255, np.uint8)), EMPTY),
-    Case("inked all but a margin", canvas(lambda: inked(margin=3)), "whole canvas is ink; clear it"),
-    Case("single dot", canvas(dot)),
-    Case("single pixel", canvas(lambda: dot(width=1))),
-    Case("1x1 canvas", canvas(np.zeros((1, 1, 4), np.uint8)), EMPTY),
-    Case("1x1 inked pixel", canvas(np.full((1, 1), 255, np.uint8)), EMPTY),
-    Case("0x0 canvas", canvas(np.zeros((0, 0), np.uint8)), r"image is empty \(shape"),
-    Case("4000x4000 canvas", canvas(lambda: ring(4000)), like=canvas(ring)),
-    Case("5000x5000 canvas", canvas(lambda: np.zeros((5000, 5000), np.uint8)), "please use one at most 4096 px a side"),
-    Case("NaN floats", canvas(lambda: np.where(ring()[..., 0] > 0, np.nan, 0.0)), NOT_FINITE),
-    Case("inf floats", canvas(lambda: np.where(ring()[..., 0] > 0, np.inf, 0.0).astype(np.float32)), NOT_FINITE),
-    Case("-inf floats", canvas(lambda: np.where(ring()[..., 0] > 0, -np.inf, 0.0)), NOT_FINITE),
-    Case("1-D array", canvas(np.zeros(784, np.uint8)), SHAPE),
-    Case("4-D array", canvas(np.zeros((1, 28, 28, 4), np.uint8)), SHAPE),
-    Case("two channels", canvas(np.zeros((28, 28, 2), np.uint8)), SHAPE),
-    Case("a scalar", canvas(np.array(7.0)), SHAPE),
-    Case("bool canvas", canvas(lambda: ring()[..., 0] > 0), like=canvas(ring)),
-    Case("ink only in alpha", canvas(lambda: ring(alpha=True)), like=canvas(ring)),
-    Case("complex pixels", canvas(lambda: ring()[..., 0].astype(complex)), "pixels must be numbers, not complex"),
-    Case("PNG bytes", canvas(lambda: png(ring(alpha=True))), like=canvas(ring)),
-    Case("PNG decompression bomb", canvas(png_bomb), "far too large; please use one at most 4096 px"),
-    Case("truncated PNG", canvas(lambda: png(ring())[:100]), "not a readable image; please give a PNG or JPEG"),
-    # recordings
-    Case("silence", speech(lambda: encode(np.zeros(16000, np.float32), 8000, subtype="PCM_16")),
-         "silent: check that the microphone is on"),
-    Case("44-byte header-only WAV", speech(lambda: encode(np.zeros(0, np.float32), 44100, subtype="PCM_16")),
-         "no recording: the audio file holds no samples"),
-    Case("10-minute WAV", speech(ten_minute_wav), r"600\.0 s long; please keep it under 60 s"),
-    *[Case(name, speech(data), like=speech(REF_WAV), tolerance=LOSSY.get(name, 0.05))
-      for name, data in TONE_VARIANTS.items()],
-    Case("truncated WAV", speech(truncated_wav), r"WAV file is truncated: it holds only 50% of its audio"),
-    Case("WAV cut inside its header", speech(lambda: REF_WAV()[:30]), NOT_AUDIO),
-    Case("random bytes", speech(random_bytes), NOT_AUDIO),
-    Case("a PNG renamed .wav", speech(lambda: png(ring())), NOT_AUDIO),
-    Case("NaN samples", speech(nan_wav), "NaN or infinite samples"),
-    Case("2 kHz WAV", speech(lambda: encode(reference_tone()[::4], 2000, subtype="PCM_16")), "record at 4000 Hz or more"),
-    Case("nine channels", speech(lambda: encode(np.stack([reference_tone()] * 9, 1), 8000, subtype="PCM_16")),
-         "9 channels; please use mono or stereo"),
-    Case("a click", speech(click), "louder than the background; please speak the digit clearly"),
-    Case("10 ms recording", speech(lambda: encode(reference_tone()[800:880], 8000, subtype="PCM_16")),
-         "only 10 ms long; please record at least"),
-    Case("sample rate as text", speech(lambda: (reference_tone(), "8000")), "whole number of samples per second"),
-    Case("a file name", speech("digit.wav"), "WAV/FLAC/OGG bytes or a \\(waveform, sample_rate\\) tuple"),
-]
 
 
 def outcome(pipe, inputs: dict):
@@ -265,21 +73,11 @@ def assert_well_formed(pred) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_predict(pipe, case):
-    inputs = case.inputs()
-    tracemalloc.start()
-    try:
-        started = time.perf_counter()
-        result = outcome(pipe, inputs)
-        seconds = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < MAX_TRACED_BYTES, f"{peak / 2**20:.0f} MB of arrays for one input"
+    result = outcome(pipe, case.inputs())
     if case.refused:
         assert isinstance(result, mvae.InputError), f"expected a refusal, got label {getattr(result, 'label', result)}"
         assert isinstance(result, ValueError)
         assert re.search(case.refused, str(result)), str(result)
-        assert seconds < 5, f"refusing took {seconds:.1f} s"
         return
     assert not isinstance(result, Exception), f"refused: {result}"
     assert_well_formed(result)
@@ -294,16 +92,15 @@ def test_predict(pipe, case):
             assert np.allclose(span, np.array(reference.prepared_speech.span) / 8000, atol=0.03), span
 
 
-def test_ten_minute_wav_is_refused_from_its_header_without_decoding_it(pipe):
+def test_ten_minute_wav_is_refused_from_its_header_without_decoding_it(pipe, monkeypatch):
     data = ten_minute_wav()
-    tracemalloc.start()
-    try:
-        with pytest.raises(mvae.InputError):
-            pipe.predict({"speech": data})
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < len(data) // 4, "the samples were decoded before the length was checked"
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the samples were decoded before the length was checked")
+
+    monkeypatch.setattr(mvae.audio.sf, "read", no_decoding)
+    with pytest.raises(mvae.InputError, match=r"600\.0 s long"):
+        pipe.predict({"speech": data})
 
 
 # -- a trained model hears and reads the same digit, whatever the format ----------------------------------------
@@ -329,7 +126,7 @@ def test_a_trained_model_hears_the_digit_in_every_format_and_condition(shipped_p
     # little and may tip a borderline recording; coarse changes (8 bits, clipping at twice full scale,
     # lossy codecs) destroy some of it and may cost more, but not many.
     allowed = {"24-bit WAV": 0, "float32 WAV": 0, "flac": 0,
-               "192 kHz WAV": 1, "stereo 44.1 kHz WAV": 1, "DC offset": 1}
+               "192 kHz WAV": 1, "stereo 44.1 kHz WAV": 1, "44,101 Hz WAV": 1, "DC offset": 1}
     for name, stems in wrong.items():
         most = allowed.get(name, 0.25 * len(right))
         assert len(stems) <= most, f"{name}: wrong on {len(stems)} of {len(right)}: {stems}"
