@@ -434,6 +434,24 @@ def test_streamlit_config_hides_errors_and_limits_uploads():
     assert config["theme"]["primaryColor"]
 
 
+def test_the_websocket_message_cap_fits_a_10_s_recording_and_the_pad(real_data):
+    """The recorder sends its WAV as a JSON list of byte values; a 10 s take in Chromium (44.1 kHz,
+    16-bit stereo) must fit under server.maxMessageSize, and so must the largest PNG the pad may send."""
+    import tomllib
+
+    cap = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxMessageSize"] * 10**6
+    waves = [sf.read(path, dtype="float32")[0]
+             for path in sorted((real_data / "fsdd" / "recordings").glob("*_theo_*.wav"))[:40]]
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(waves)[:10 * 8000], 8000, subtype="PCM_16", format="WAV")
+    take = browser_recording(buf.getvalue())
+    assert sf.info(io.BytesIO(take)).duration >= 9.99
+    message = json.dumps(json.dumps(list(take), separators=(",", ":")))
+    assert len(message) < cap, f"a 10 s recording is {len(message) / 1e6:.1f} MB, over the cap of {cap / 1e6:g} MB"
+    assert len(png_url(bytes(ui.MAX_DRAWING_BYTES))) < cap / 4
+    assert cap <= 25 * 10**6, "a bigger cap lets one browser make the server hold and parse more"
+
+
 def test_pages_hold_no_model_math():
     for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
         source = path.read_text()
