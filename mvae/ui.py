@@ -7,14 +7,17 @@ and what comes back (numpy arrays) is only arranged into widgets and figures.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 from plotly.subplots import make_subplots
 
 import mvae
@@ -142,7 +145,46 @@ def drawing(key: str, stroke_width: int = 18) -> np.ndarray | None:
     st.button("Clear", key=f"{key}-clear", on_click=_clear, args=(key,), icon=":material/ink_eraser:")
     if not (result.json_data or {}).get("objects"):
         return None
-    return result.image_data
+    try:
+        # Not result.image_data: that decodes whatever the browser sent, before any check.
+        return canvas_pixels(result.image_bytes)
+    except mvae.InputError as exc:
+        st.warning(str(exc), icon=":material/block:")
+    except (ValueError, TypeError, AttributeError):  # a tampered value that is no base64 data URL at all
+        st.warning(UNREADABLE, icon=":material/block:")
+    return None
+
+
+# The pad sends a PNG of exactly CANVAS_PX × CANVAS_PX (fabric's toDataURL, multiplier 1, no retina
+# scaling); stored without any compression that is 314 KB. A PNG can unpack to a thousand times its size,
+# so its byte count and its header's dimensions are checked before a single pixel is decoded.
+MAX_DRAWING_BYTES = 1 << 20
+REDRAW = "Clear the pad and draw again."
+UNREADABLE = f"The drawing's image could not be read as a PNG. {REDRAW}"
+
+
+def canvas_pixels(png: bytes | None) -> np.ndarray | None:
+    """The RGBA pixels of the drawing pad's PNG; mvae.InputError for anything the pad cannot have sent."""
+    if png is None:
+        return None
+    if len(png) > MAX_DRAWING_BYTES:
+        raise mvae.InputError(f"The drawing arrived as {len(png) / 1e6:.1f} MB, more than the pad ever sends "
+                              f"({MAX_DRAWING_BYTES / 1e6:.1f} MB at most). {REDRAW}")
+    try:
+        with warnings.catch_warnings():  # Pillow's decompression-bomb warning: the size is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(png), formats=["PNG"])  # reads the header only
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # a damaged or non-PNG image
+        raise mvae.InputError(UNREADABLE) from None
+    with image:
+        if image.size != (CANVAS_PX, CANVAS_PX):
+            width, height = image.size
+            raise mvae.InputError(f"The drawing is {width}×{height} pixels, but the pad is {CANVAS_PX}×{CANVAS_PX}. "
+                                  f"{REDRAW}")
+        try:
+            return np.asarray(image.convert("RGBA"))
+        except (OSError, SyntaxError, ValueError):  # truncated or corrupt pixel data
+            raise mvae.InputError(UNREADABLE) from None
 
 
 def stroke_width(key: str) -> int:

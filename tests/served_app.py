@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,27 +56,64 @@ def healthy(url: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+    log: Path
+
+
+# Only a failure bound: a loaded CI machine can take minutes to import torch and start the server.
+START_TIMEOUT_S = 300
+
+
 @contextmanager
-def streamlit_server(log_path: Path):
-    """Serves app.py on 127.0.0.1 until the block ends; yields its URL. The server's output goes to log_path."""
+def served_app(log_path: Path, *options: str):
+    """Serves app.py on 127.0.0.1 until the block ends, with extra `--section.option value` pairs."""
     url = f"http://127.0.0.1:{free_port()}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.port", url.rsplit(":", 1)[1], "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", *options],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not come up on {url}:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield Served(url, proc.pid, log_path)
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def streamlit_server(log_path: Path):
+    """Serves app.py on 127.0.0.1 until the block ends; yields its URL. The server's output goes to log_path."""
+    with served_app(log_path) as served:
+        yield served.url
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident now, the most it has ever been) of a process, in MB, from Linux's /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def inflating_png(width: int, height: int, extra: bytes = b"") -> bytes:
+    """A black RGBA PNG written row by row, so that a huge one costs little memory here: about a
+    thousandth of its decoded size. `extra` goes into an ancillary chunk (it only adds bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + 4 * width)  # filter byte 0, then transparent black
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + (chunk(b"zzZz", extra) if extra else b"") + chunk(b"IDAT", idat) + chunk(b"IEND", b""))

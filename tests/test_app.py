@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import mvae  # noqa: E402
 from mvae import ui  # noqa: E402
 from mvae.analysis import latent_map  # noqa: E402
+from tests.served_app import inflating_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -214,6 +215,64 @@ def test_draw_a_blank_drawing_is_a_message_not_an_error():
     assert not [m for m in at.metric if m.label == "Predicted digit"]
 
 
+def forged_canvas(url: str) -> dict:
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}}
+
+
+def png_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+# What a tampered browser can send in place of the pad's 280×280 PNG, and the words each one must get.
+FORGED_DRAWINGS = {
+    "13000x13000 (676 MB decoded)": (lambda: png_url(inflating_png(13000, 13000)), "13000×13000 pixels"),
+    "one pixel": (lambda: png_url(inflating_png(1, 1)), "1×1 pixels"),
+    "over the byte cap": (lambda: png_url(inflating_png(280, 280, extra=bytes(ui.MAX_DRAWING_BYTES))), "MB"),
+    "not a PNG": (lambda: "data:image/png;base64," + base64.b64encode(b"GIF89a" + bytes(64)).decode(), "PNG"),
+    "not base64": (lambda: "data:image/png;base64,@@@", "PNG"),
+    "no data URL": (lambda: "hello", "PNG"),
+    "a number": (lambda: 12345, "PNG"),
+}
+
+
+@pytest.mark.parametrize("case", FORGED_DRAWINGS)
+def test_draw_a_forged_drawing_is_refused_in_words(case):
+    make, expected = FORGED_DRAWINGS[case]
+    at = open_page("draw")
+    at.session_state["draw-0"] = forged_canvas(make())
+    rerun(at)
+    refusal = [w.value for w in at.warning]
+    assert refusal and expected in refusal[0] and ui.REDRAW in refusal[0], messages(at)
+    assert not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
+    """In a fresh process, so that its peak resident memory says what the checks let through."""
+    script = (
+        "import resource, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import mvae\n"
+        "from mvae import ui\n"
+        "from tests.served_app import inflating_png\n"
+        "assert ui.canvas_pixels(inflating_png(280, 280)).shape == (280, 280, 4)\n"
+        "bomb = inflating_png(13000, 13000)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    ui.canvas_pixels(bomb)\n"
+        "except mvae.InputError as exc:\n"
+        "    print(exc)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    refusal, grown_mb = done.stdout.splitlines()
+    assert "13000×13000" in refusal
+    assert int(grown_mb) < 50, f"checking the bomb took {grown_mb} MB more at its peak"
+
+
 # -- Speak ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", REAL_RECORDINGS)
 def test_speak_microphone_real_recordings(real_data, name):
@@ -373,6 +432,24 @@ def test_streamlit_config_hides_errors_and_limits_uploads():
     assert config["client"]["showErrorDetails"] == "none"
     assert 1 <= config["server"]["maxUploadSize"] <= 50
     assert config["theme"]["primaryColor"]
+
+
+def test_the_websocket_message_cap_fits_a_10_s_recording_and_the_pad(real_data):
+    """The recorder sends its WAV as a JSON list of byte values; a 10 s take in Chromium (44.1 kHz,
+    16-bit stereo) must fit under server.maxMessageSize, and so must the largest PNG the pad may send."""
+    import tomllib
+
+    cap = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxMessageSize"] * 10**6
+    waves = [sf.read(path, dtype="float32")[0]
+             for path in sorted((real_data / "fsdd" / "recordings").glob("*_theo_*.wav"))[:40]]
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(waves)[:10 * 8000], 8000, subtype="PCM_16", format="WAV")
+    take = browser_recording(buf.getvalue())
+    assert sf.info(io.BytesIO(take)).duration >= 9.99
+    message = json.dumps(json.dumps(list(take), separators=(",", ":")))
+    assert len(message) < cap, f"a 10 s recording is {len(message) / 1e6:.1f} MB, over the cap of {cap / 1e6:g} MB"
+    assert len(png_url(bytes(ui.MAX_DRAWING_BYTES))) < cap / 4
+    assert cap <= 25 * 10**6, "a bigger cap lets one browser make the server hold and parse more"
 
 
 def test_pages_hold_no_model_math():
