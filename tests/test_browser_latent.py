@@ -24,11 +24,10 @@ def page(tmp_path_factory):
 # Where a point of the map's first trace (digit 0) sits on the page, from plotly's own axes.
 POINT_ON_PAGE = """(index) => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const gd = plots.find(p => (p.calcdata || []).length >= 10);
-  const layout = gd._fullLayout, box = gd.getBoundingClientRect();
-  const point = gd.calcdata[0][index];
-  return {x: box.left + layout._size.l + layout.xaxis.c2p(point.x),
-          y: box.top + layout._size.t + layout.yaxis.c2p(point.y)};
+  const gd = plots.find(p => (p._fullData || []).length >= 10);
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect(), trace = gd._fullData[0];
+  return {x: box.left + layout._size.l + layout.xaxis.d2p(trace.x[index]),
+          y: box.top + layout._size.t + layout.yaxis.d2p(trace.y[index])};
 }"""
 
 
