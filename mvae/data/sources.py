@@ -51,7 +51,7 @@ class ImageSet:
 ZIP_MAGIC = b"PK\x03\x04"
 # Far above the largest prepared set (60,000 digits, 47 MB), far below what would exhaust memory: a
 # damaged or hostile archive that declares more is refused before anything is allocated.
-MAX_ARRAY_BYTES = 1 << 29
+MAX_ARRAY_BYTES = 1 << 28  # read and copied once: at most twice this in memory
 
 
 def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
