@@ -471,6 +471,15 @@ def test_the_readers_the_evaluator_and_judges_use_refuse_damaged_files_too(datas
         speech_bank(dataset_copy, "test", AudioFrontEnd(AudioConfig()), progress=False)
 
 
+def test_an_archive_that_claims_a_huge_array_is_refused_before_reading_it(dataset_copy, monkeypatch):
+    from mvae.data import sources
+    from mvae.errors import DataError
+
+    monkeypatch.setattr(sources, "MAX_ARRAY_BYTES", 1000)  # the synthetic sets are small, the real cap is not
+    with pytest.raises(DataError, match=r"declares a [\d,]+-byte 'images' array, more than a prepared set holds"):
+        sources.load_images(dataset_copy, "farsi", "test")
+
+
 def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     """A click in silence is loud enough to pass the up-front check but holds no word to train on."""
     from mvae.audio import AudioFrontEnd
