@@ -12,10 +12,12 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
+from mvae.checkpoint import STATE_FILE
 from mvae.config import ModelConfig, TrainConfig, model_config_from_dict, train_config_from_dict
 from mvae.data import resolve_data_dir
+from mvae.data.checks import check_dataset
 from mvae.errors import CheckpointError, DataError
-from mvae.training import Interrupted, Trainer, load_training_data
+from mvae.training import Interrupted, Trainer, hold_out_dir, load_training_data
 
 TRAIN_HELP = {
     "epochs": "passes over pairs_per_epoch freshly paired examples",
@@ -118,14 +120,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     model_cfg, train_cfg = build_configs(args)
     data_dir = resolve_data_dir(args.data_dir)
+    out = Path(args.out)
     try:
-        data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
-        trainer = Trainer(model_cfg, train_cfg, data, args.out, device=args.device, progress=not args.no_progress,
-                          run_info={"command": recipe(argv if argv is not None else sys.argv[1:])}, save_dtype=args.save_dtype, started=started)
-        print(f"training on {trainer.device}")
-        if args.resume and trainer.resume():
-            print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
-        metrics = trainer.fit()
+        # Every file is read once up front, so a damaged one stops the run in seconds, not an hour in.
+        check_dataset(data_dir, model_cfg.modalities, ("train", "test"), model_cfg.audio)
+        if args.resume and not (out / STATE_FILE).is_file():
+            raise CheckpointError(f"There is no training state to resume in {out} (no {STATE_FILE}). "
+                                  "Check --out, or leave out --resume to start a new run there.")
+        with hold_out_dir(out):
+            data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
+            trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
+                              run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
+                              save_dtype=args.save_dtype, started=started)
+            print(f"training on {trainer.device}")
+            if args.resume:
+                if not trainer.resume():
+                    raise CheckpointError(f"The training state in {out} disappeared before it could be read.")
+                print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
+            metrics = trainer.fit()
     except (DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,8 +3,13 @@ exact resume, and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
+import errno
+import json
 import math
+import numbers
+import os
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,13 +24,126 @@ from .audio import AudioFrontEnd
 from .config import IMAGE_MODALITIES, ModelConfig, TrainConfig, to_dict
 from .data.banks import load_banks
 from .data.paired import Bank, PairedDataset
+from .errors import CheckpointError
 from .evaluation import evaluate_pairs, unimodal_accuracy
 from .model import MVAE, normalise_inputs
 from .objectives import beta_at, mvae_objective
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: runs go unguarded
+    fcntl = None
+
+LOCK_FILE = ".train.lock"
+SAVE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission is denied",
+                 errno.EPERM: "permission is denied"}
+
+
 class Interrupted(Exception):
     """Training stopped on a signal after saving a resumable state."""
+
+
+@contextmanager
+def hold_out_dir(out_dir):
+    """An exclusive lock on a run's folder, held while the run lasts, so that a second trainer refuses
+    to start instead of overwriting the first one's checkpoints. The lock is the kernel's (flock), so a
+    crashed or killed run never leaves a stale one behind; a leftover lock file does not block."""
+    out_dir = Path(out_dir)
+    path = out_dir / LOCK_FILE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise CheckpointError(f"Cannot write into the output folder {out_dir} ({exc.strerror}); "
+                              "choose another --out.") from exc
+    while fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise CheckpointError(
+                f"Another training run{f' (process {holder})' if holder.isdigit() else ''} is writing to {out_dir}. "
+                "Wait for it to finish, or train into another --out.") from None
+        except OSError as exc:  # some network file systems have no locks
+            print(f"warning: cannot lock {path} ({exc.strerror}); make sure no other run writes to {out_dir}",
+                  file=sys.stderr)
+            break
+        # A run that was finishing may have removed the file between our open and our lock; the lock
+        # must be on the file that is there now, or two runs could each hold one.
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            try:  # the holder's id makes the refusal clearer, but a full disk must not stop the run here
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass
+            break
+        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # while still locked, so that no one locks the old file meanwhile
+        os.close(fd)
+
+
+def _count(value, low=0, high=None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+
+def _seconds(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def optimiser_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """The optimiser's settings bar the learning rate, which the schedule sets at every step, in JSON's
+    types so that a saved tuple and a list compare equal."""
+    return [json.loads(json.dumps({k: v for k, v in group.items() if k not in ("params", "lr")}, default=repr))
+            for group in optimizer.param_groups]
+
+
+def settings_differences(saved: list[dict], fresh: list[dict]) -> str:
+    if len(saved) != len(fresh):
+        return f"{len(saved)} parameter groups instead of {len(fresh)}"
+    return "; ".join(f"{key} {a.get(key)!r} where these flags give {b.get(key)!r}"
+                     for a, b in zip(saved, fresh) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
+
+
+def check_position(meta: dict, steps_per_epoch: int) -> str | None:
+    """What is wrong with a training state's position and running totals, in words, or None.
+
+    The loop trusts these values (it sums the history's seconds, pops the partial count), so a damaged
+    or edited state must be refused here rather than fail an epoch later.
+    """
+    if not isinstance(meta, dict):
+        return "its metadata is not a mapping"
+    epoch, batch, history = meta.get("epoch"), meta.get("batch"), meta.get("history")
+    partial, wall = meta.get("partial", {}), meta.get("wall_seconds", 0.0)
+    if not _count(epoch):
+        return f"its epoch is {epoch!r}, not a count"
+    if not _count(batch, 0, steps_per_epoch):
+        return f"its batch is {batch!r}, not a count from 0 to {steps_per_epoch} (the batches of an epoch with these flags)"
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"its history should list the {epoch} finished epoch(s)"
+    for i, entry in enumerate(history):
+        if not (isinstance(entry, dict) and entry.get("epoch") == i + 1 and _seconds(entry.get("seconds"))
+                and isinstance(entry.get("train"), dict) and isinstance(entry.get("test"), dict)):
+            return f"entry {i + 1} of its history is malformed"
+    if not isinstance(partial, dict) or not all(isinstance(k, str) and isinstance(v, numbers.Real)
+                                                and not isinstance(v, bool) and math.isfinite(v)
+                                                for k, v in partial.items()):
+        return "its running totals of the epoch are not finite numbers"
+    if (partial.get("n", 0) if partial else 0) != batch:
+        return f"its running totals count {partial.get('n', 0)} batch(es) but its position is batch {batch}"
+    if not _seconds(wall):
+        return f"its wall-clock is {wall!r}"
+    return None
 
 
 @dataclass
@@ -137,24 +255,62 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(train_cfg.seed)
         self.epoch, self.batch_start, self.history, self.partial = 0, 0, [], {}
         self.steps_per_epoch = -(-train_cfg.pairs_per_epoch // train_cfg.batch_size)
+        self.saved_at: tuple[int, int] | None = None  # (epoch, batch) of the last state this run saved or resumed
 
     def resume(self) -> bool:
-        if not (self.out_dir / checkpoint.STATE_FILE).is_file():
+        """Continues from the state in out_dir; False when there is none. A damaged or altered state is a
+        CheckpointError that names the file."""
+        path = self.out_dir / checkpoint.STATE_FILE
+        if not path.is_file():
             return False
-        meta = checkpoint.load_training_state(self.out_dir, self.model, self.optimizer, self.generator)
+        altered = f"The training state {path} is damaged or was altered"
+        advice = "Train into a new --out, or delete the file to start this run over."
+        settings = optimiser_settings(self.optimizer)
+        try:
+            meta = checkpoint.load_training_state(self.out_dir, self.model, self.optimizer, self.generator)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"{altered} ({type(exc).__name__}: {exc}). {advice}") from exc
+        saved = optimiser_settings(self.optimizer)
+        if saved != settings:
+            raise CheckpointError(f"{altered}, or was made with other flags: its optimiser has "
+                                  f"{settings_differences(saved, settings)}. Resume with the flags of that run. {advice}")
+        problem = check_position(meta, self.steps_per_epoch)
+        if problem:
+            raise CheckpointError(f"{altered}: {problem}. {advice}")
         self.epoch, self.batch_start = meta["epoch"], meta["batch"]
-        self.history, self.partial = meta["history"], meta.get("partial", {})
-        self.wall_before = meta.get("wall_seconds", 0.0)
+        self.history, self.partial = meta["history"], dict(meta.get("partial", {}))
+        self.wall_before = float(meta.get("wall_seconds", 0.0))
+        self.saved_at = (self.epoch, self.batch_start)
         return True
 
     def wall_seconds(self) -> float:
         return self.wall_before + time.monotonic() - self.started
 
+    @contextmanager
+    def _writing(self):
+        """Turns a failed write (a full disk above all) into a CheckpointError that says what is kept."""
+        try:
+            yield
+        except OSError as exc:
+            reason = SAVE_FAILURES.get(exc.errno) or exc.strerror or str(exc)
+            if self.saved_at is None:
+                kept = "Nothing of this run had been saved yet: once there is room, start it again."
+            else:
+                epoch, batch = self.saved_at
+                where = f"after epoch {epoch}" if batch == 0 else f"in epoch {epoch + 1} at batch {batch}"
+                kept = (f"The state saved {where} is intact: once there is room, continue from it with "
+                        f"--resume --out {self.out_dir} and the same flags.")
+            raise CheckpointError(f"Could not save the checkpoint in {self.out_dir}: {reason}. {kept}") from exc
+
     def _save_state(self):
-        checkpoint.save_training_state(self.out_dir, self.model, self.optimizer, self.generator, {
-            "epoch": self.epoch, "batch": self.batch_start, "history": self.history, "partial": self.partial,
-            "train_config": to_dict(self.cfg), "wall_seconds": self.wall_seconds(),
-        })
+        with self._writing():
+            checkpoint.save_training_state(self.out_dir, self.model, self.optimizer, self.generator, {
+                "epoch": self.epoch, "batch": self.batch_start, "history": self.history, "partial": self.partial,
+                "train_config": to_dict(self.cfg), "wall_seconds": self.wall_seconds(),
+            })
+        self.saved_at = (self.epoch, self.batch_start)
 
     def _step(self, batch: dict, step: int) -> dict:
         self.model.train()
@@ -227,5 +383,7 @@ class Trainer:
         info = {"metrics": self.history[-1]["test"] if self.history else {}, "history": self.history,
                 "train_config": to_dict(self.cfg), **self.run_info,
                 "train_seconds": sum(h["seconds"] for h in self.history), "wall_seconds": self.wall_seconds()}
-        checkpoint.save_model(self.out_dir, self.model, info, dtype=self.save_dtype)
+        # The model first and the state last: after a failed write, --resume repeats the epoch in full.
+        with self._writing():
+            checkpoint.save_model(self.out_dir, self.model, info, dtype=self.save_dtype)
         self._save_state()

@@ -1,22 +1,27 @@
-"""Fault injection: training killed mid-epoch and resumed, and damaged checkpoints.
+"""Fault injection: training killed mid-epoch and resumed, damaged checkpoints and training states,
+damaged datasets, a full disk, and two trainers on one folder.
 
 Downloads that drop, fail their checksum or fill the disk are covered in test_download.py.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import mvae
@@ -24,6 +29,7 @@ from mvae.checkpoint import (MODEL_FILE, MODEL_JSON, STATE_FILE, load_training_s
                              save_model, save_training_state)
 from mvae.config import ModelConfig
 from mvae.model import MVAE
+from mvae.training import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2  # killed in the last epoch, so the resumed run ends where the straight one does
@@ -34,7 +40,7 @@ RUN_ARGS = ["--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * 
               "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
 TRAIN_ARGS = [*RUN_ARGS, "--num-threads", "1"]
 PROGRESS = re.compile(r"epoch (\d+)/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
-RUN_TIMEOUT = 120
+RUN_TIMEOUT = 300  # a guard against a hung run only: a loaded machine may be slow
 
 
 class TrainRun:
@@ -174,7 +180,7 @@ def finished(run: TrainRun) -> Path:
     return run.out
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigterm"]
     code, run = scenario.killed()
@@ -190,18 +196,19 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     same_result(resumed.out, finished(runs["straight"]))
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigkill"]
     code, run = scenario.killed()
     assert code == -signal.SIGKILL, run.output[-3000:]
 
     # Nothing was saved after epoch 1; what is there is whole and loads. A hidden .tmp may stay behind
-    # if the kill caught a write, but nothing half-written carries a checkpoint's name.
+    # if the kill caught a write, but nothing half-written carries a checkpoint's name. The lock file
+    # stays too, unlocked, as the kernel dropped the lock with the process.
     folder = scenario.after_kill
     visible = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert visible == sorted([MODEL_FILE, MODEL_JSON, STATE_FILE])
-    assert all(p.name.endswith(".tmp") for p in folder.iterdir() if p.name.startswith("."))
+    assert all(p.name.endswith(".tmp") or p.name == LOCK_FILE for p in folder.iterdir() if p.name.startswith("."))
     pipe = mvae.load(folder)
     assert len(pipe.metadata["info"]["history"]) == 1
     assert json.loads((folder / MODEL_JSON).read_text())["info"]["history"] == pipe.metadata["info"]["history"]
@@ -264,23 +271,372 @@ def test_a_missing_checkpoint_says_how_to_make_one(tmp_path):
     assert str(tmp_path / "nowhere") in str(info.value)
 
 
-@pytest.mark.parametrize("how", ["truncated", "flipped weight byte"])
-def test_resume_from_a_damaged_training_state_says_so_without_a_traceback(synthetic_data, tmp_path, capsys, how):
+def train_main(data_dir: Path, out: Path, *extra: str) -> int:
+    """train.py's main in this process, on one thread as the subprocess runs use."""
     sys.path.insert(0, str(ROOT))
     import train
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train.main(["--data-dir", str(data_dir), "--out", str(out), *RUN_ARGS, "--no-progress", *extra])
+    finally:
+        torch.set_num_threads(threads)  # restored so that later tests are unaffected
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped weight byte"])
+def test_resume_from_a_damaged_training_state_says_so_without_a_traceback(synthetic_data, tmp_path, capsys, how):
     folder = tmp_path / "run"
     model = MVAE(ModelConfig(hidden=32, latent_dim=8))
     save_training_state(folder, model, torch.optim.Adam(model.parameters()), torch.Generator(),
                         {"epoch": 1, "batch": 0, "history": []})
     damage(folder / STATE_FILE, how)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocess runs do; restored so that later tests are unaffected
-    try:
-        code = train.main(["--data-dir", str(synthetic_data), "--out", str(folder), *RUN_ARGS, "--resume",
-                           "--no-progress"])
-    finally:
-        torch.set_num_threads(threads)
-    assert code == 2
+    assert train_main(synthetic_data, folder, "--resume") == 2
     err = capsys.readouterr().err
     assert f"error: The checkpoint {folder / STATE_FILE} is damaged" in err and "Re-download or retrain" in err
+
+
+# -- altered training states --------------------------------------------------------------------------
+
+EPOCH = {"epoch": 1, "train": {"loss": 1.0}, "test": {"elbo": -1.0}, "seconds": 1.0}
+ALTERED_STATES = {
+    "epoch as text": {"epoch": "1", "batch": 0, "history": [EPOCH]},
+    "negative epoch": {"epoch": -1, "batch": 0, "history": []},
+    "no history": {"epoch": 1, "batch": 0},
+    "history of numbers": {"epoch": 1, "batch": 0, "history": [5]},
+    "history shorter than the epochs": {"epoch": 3, "batch": 0, "history": [EPOCH]},
+    "entry without seconds": {"epoch": 1, "batch": 0, "history": [{k: v for k, v in EPOCH.items() if k != "seconds"}]},
+    "batch beyond the epoch": {"epoch": 0, "batch": 10**9, "history": []},
+    "batch as a list": {"epoch": 0, "batch": [1], "history": []},
+    "totals that miscount": {"epoch": 1, "batch": 3, "history": [EPOCH], "partial": {"loss": 3.0}},
+    "totals as text": {"epoch": 0, "batch": 2, "history": [], "partial": {"n": 2, "loss": "x"}},
+    "wall-clock as text": {"epoch": 1, "batch": 0, "history": [EPOCH], "wall_seconds": "soon"},
+}
+
+
+def saved_state(folder: Path, state: dict) -> Path:
+    model = MVAE(ModelConfig(hidden=32, latent_dim=8))
+    return save_training_state(folder, model, torch.optim.Adam(model.parameters()), torch.Generator(), state)
+
+
+@pytest.mark.parametrize("case", ALTERED_STATES)
+def test_resume_from_an_altered_training_state_is_a_clear_error(synthetic_data, tmp_path, capsys, case):
+    folder = tmp_path / "run"
+    path = saved_state(folder, ALTERED_STATES[case])
+    assert train_main(synthetic_data, folder, "--resume") == 2
+    captured = capsys.readouterr()
+    assert f"error: The training state {path} is damaged or was altered" in captured.err, captured.err
+    assert "new --out" in captured.err and "Traceback" not in captured.err
+    assert "resuming" not in captured.out
+
+
+def rewrite_metadata(path: Path, edit) -> None:
+    """Edits the JSON metadata inside a safetensors header in place, as someone with a text editor would."""
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    header["__metadata__"]["mvae"] = json.dumps(edit(json.loads(header["__metadata__"]["mvae"])))
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length:])
+
+
+RAW_EDITS = {
+    "optimiser scalars as a list": lambda m: {**m, "optim_scalars": [1, 2]},
+    "no optimiser scalars": lambda m: {k: v for k, v in m.items() if k != "optim_scalars"},
+    "version as text": lambda m: {**m, "version": "2"},
+    "metadata as a list": lambda m: [m],
+    "epoch as a float": lambda m: {**m, "epoch": 0.5},
+    "betas as text": lambda m: {**m, "param_groups": [{**g, "betas": "fast"} for g in m["param_groups"]]},
+    "another weight decay": lambda m: {**m, "param_groups": [{**g, "weight_decay": 0.5} for g in m["param_groups"]]},
+}
+
+
+@pytest.mark.parametrize("case", RAW_EDITS)
+def test_resume_from_hand_edited_state_metadata_is_a_clear_error(synthetic_data, tmp_path, capsys, case):
+    folder = tmp_path / "run"
+    path = saved_state(folder, {"epoch": 0, "batch": 0, "history": []})
+    rewrite_metadata(path, RAW_EDITS[case])
+    assert train_main(synthetic_data, folder, "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err, err
+    assert "Traceback" not in err
+
+
+def test_resume_without_a_saved_state_refuses_instead_of_starting_over(synthetic_data, tmp_path, capsys):
+    assert train_main(synthetic_data, tmp_path / "empty", "--resume") == 2
+    err = capsys.readouterr().err
+    assert f"There is no training state to resume in {tmp_path / 'empty'}" in err
+    assert not (tmp_path / "empty" / MODEL_FILE).exists()
+
+
+# -- damaged datasets -------------------------------------------------------------------------------
+
+
+def flip(path: Path, where: float) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def rewrite_npz(path: Path, **arrays) -> None:
+    with np.load(path) as archive:
+        content = {**dict(archive), **arrays}
+    path.unlink()
+    np.savez_compressed(path, **content)
+
+
+def labels_with_twelve(path: Path) -> None:
+    with np.load(path) as archive:
+        labels = archive["labels"].copy()
+    labels[7] = 12
+    rewrite_npz(path, labels=labels)
+
+
+def silent(path: Path) -> None:
+    sf.write(path, np.zeros(4000, np.float32), 8000, subtype="PCM_16")
+
+
+def cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DATA_FAULTS = {
+    # case: (file, damage, words the message must hold)
+    "truncated train.npz": ("farsi/train.npz", lambda p: p.write_bytes(p.read_bytes()[:-300]), "is damaged"),
+    "train.npz with a byte flipped in its data": ("farsi/train.npz", lambda p: flip(p, 0.5), "is damaged"),
+    "train.npz with a byte flipped in its index": ("kannada/train.npz", lambda p: flip(p, 0.995), "is damaged"),
+    "train.npz with a byte flipped in its first header": ("kannada/train.npz", lambda p: flip(p, 0.0005), "is damaged"),
+    "random bytes as test.npz": ("kannada/test.npz", lambda p: p.write_bytes(np.random.default_rng(0).bytes(50_000)),
+                                 "is not an .npz archive"),
+    "empty test.npz": ("farsi/test.npz", lambda p: p.write_bytes(b""), "is not an .npz archive"),
+    "a label of 12": ("kannada/test.npz", labels_with_twelve, "outside 0-9, the first 12 at row 7"),
+    "float images": ("farsi/train.npz", lambda p: rewrite_npz(p, images=np.zeros((10, 28, 28), np.float32),
+                                                               labels=np.arange(10)), "expected uint8 (N, 28, 28)"),
+    "images of the wrong size": ("farsi/test.npz", lambda p: rewrite_npz(p, images=np.zeros((10, 28, 27), np.uint8),
+                                                                         labels=np.arange(10)), "(N, 28, 28)"),
+    "fewer labels than images": ("kannada/train.npz", lambda p: rewrite_npz(p, labels=np.arange(10)),
+                                 "one whole-number label per image"),
+    "labels as Python objects": ("farsi/test.npz", lambda p: rewrite_npz(p, labels=np.array([1, "x"], object)),
+                                 "Python objects"),
+    "no labels": ("farsi/test.npz", lambda p: np.savez(p.with_suffix(""), images=np.zeros((3, 28, 28), np.uint8)),
+                  "has no 'labels' array"),
+    "corrupt FSDD WAV": ("fsdd/recordings/3_bob_2.wav", lambda p: p.write_bytes(b"RIFF" + bytes(range(200))),
+                         "is damaged or is not audio"),
+    "empty FSDD WAV": ("fsdd/recordings/7_alice_0.wav", lambda p: p.write_bytes(b""), "is empty"),
+    "truncated FSDD WAV": ("fsdd/recordings/5_alice_4.wav", cut_short, "is truncated"),
+    "silent FSDD WAV": ("fsdd/recordings/1_bob_3.wav", silent, "is silent"),
+    "silent FSDD WAV for training": ("fsdd/recordings/8_alice_11.wav", silent, "is silent"),
+}
+
+
+@pytest.fixture
+def dataset_copy(synthetic_data, tmp_path) -> Path:
+    return Path(shutil.copytree(synthetic_data, tmp_path / "data"))
+
+
+@pytest.mark.parametrize("case", DATA_FAULTS)
+def test_a_damaged_dataset_stops_train_py_before_training_naming_the_file(dataset_copy, tmp_path, capsys,
+                                                                         monkeypatch, case):
+    import train
+
+    name, spoil, words = DATA_FAULTS[case]
+    spoil(dataset_copy / name)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded for training before it was checked")
+
+    monkeypatch.setattr(train, "load_training_data", no_loading)
+    assert train_main(dataset_copy, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: The recording {dataset_copy / name} " if name.endswith(".wav")
+                          else f"error: {dataset_copy / name} "), err
+    assert words in err, err
+    assert "--force" in err and "allow_pickle" not in err and "microphone" not in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "nothing may be written for a run that cannot start"
+
+
+def test_the_readers_the_evaluator_and_judges_use_refuse_damaged_files_too(dataset_copy):
+    from mvae.audio import AudioFrontEnd
+    from mvae.config import AudioConfig
+    from mvae.data.banks import image_bank, speech_bank
+    from mvae.errors import DataError
+
+    labels_with_twelve(dataset_copy / "kannada" / "dig.npz")
+    with pytest.raises(DataError, match="outside 0-9"):
+        image_bank(dataset_copy, "kannada", "extra")
+    silent(dataset_copy / "fsdd" / "recordings" / "2_bob_0.wav")
+    with pytest.raises(DataError, match=r"2_bob_0\.wav is silent"):
+        speech_bank(dataset_copy, "test", AudioFrontEnd(AudioConfig()), progress=False)
+
+
+def test_an_archive_that_claims_a_huge_array_is_refused_before_reading_it(dataset_copy, monkeypatch):
+    from mvae.data import sources
+    from mvae.errors import DataError
+
+    monkeypatch.setattr(sources, "MAX_ARRAY_BYTES", 1000)  # the synthetic sets are small, the real cap is not
+    with pytest.raises(DataError, match=r"declares a [\d,]+-byte 'images' array, more than a prepared set holds"):
+        sources.load_images(dataset_copy, "farsi", "test")
+
+
+def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
+    """A click in silence is loud enough to pass the up-front check but holds no word to train on."""
+    from mvae.audio import AudioFrontEnd
+    from mvae.config import AudioConfig
+    from mvae.data.banks import speech_bank
+    from mvae.errors import DataError
+
+    click = np.zeros(4000, np.float32)
+    click[2000] = 0.5
+    path = dataset_copy / "fsdd" / "recordings" / "4_alice_1.wav"
+    sf.write(path, click, 8000, subtype="PCM_16")
+    with pytest.raises(DataError) as info:
+        speech_bank(dataset_copy, "test", AudioFrontEnd(AudioConfig()), progress=False)
+    assert f"The recording {path} cannot be used" in str(info.value) and "--only fsdd --force" in str(info.value)
+
+
+def test_the_whole_real_dataset_passes_the_checks(real_data):
+    from mvae.config import INPUT_MODALITIES
+    from mvae.data.checks import check_dataset
+
+    check_dataset(real_data, INPUT_MODALITIES, ("train", "test"))
+
+
+# -- a full disk --------------------------------------------------------------------------------------
+
+
+class FullDisk:
+    """Lets checkpoint writes through until the `nth` write of the file called `name`, which fails as
+    on a full disk; every later write fails too, as it would until space is freed."""
+
+    def __init__(self, monkeypatch, name: str, nth: int, code: int = errno.ENOSPC):
+        from mvae import checkpoint
+
+        self.real, self.name, self.nth, self.code, self.seen, self.full = checkpoint.atomic_write, name, nth, code, 0, False
+        monkeypatch.setattr(checkpoint, "atomic_write", self)
+
+    def __call__(self, path, data):
+        if Path(path).name == self.name:
+            self.seen += 1
+            self.full = self.full or self.seen == self.nth
+        if self.full:
+            raise OSError(self.code, os.strerror(self.code), str(path))
+        self.real(path, data)
+
+
+@pytest.fixture(scope="module")
+def straight_run(synthetic_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight-in-process") / "run"
+    assert train_main(synthetic_data, out) == 0
+    return out
+
+
+@pytest.mark.parametrize("failing", [MODEL_FILE, STATE_FILE])
+def test_a_full_disk_keeps_the_last_state_and_resume_continues_from_it(synthetic_data, tmp_path, capsys,
+                                                                     monkeypatch, straight_run, failing):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        FullDisk(patch, failing, nth=2)  # the save after epoch 2
+        assert train_main(synthetic_data, out) == 2
+    err = capsys.readouterr().err
+    assert f"error: Could not save the checkpoint in {out}: the disk is full." in err, err
+    assert "The state saved after epoch 1 is intact" in err and f"--resume --out {out}" in err
+    assert "Traceback" not in err
+
+    # What is on disk is whole: the state of epoch 1 and a model that loads.
+    assert load_training_state(out, *_fresh_training_objects())["epoch"] == 1
+    assert len(mvae.load(out).metadata["info"]["history"]) == (2 if failing == STATE_FILE else 1)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    assert train_main(synthetic_data, out, "--resume") == 0
+    assert "resuming at epoch 2, batch 0" in capsys.readouterr().out
+    same_result(out, straight_run)
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "the disk is full"),
+                                         (errno.EDQUOT, "the disk quota is exceeded")])
+def test_a_full_disk_at_the_first_save_says_nothing_was_kept(synthetic_data, tmp_path, capsys, monkeypatch, code, words):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        FullDisk(patch, MODEL_FILE, nth=1, code=code)
+        assert train_main(synthetic_data, out, "--epochs", "1") == 2
+    err = capsys.readouterr().err
+    assert f"Could not save the checkpoint in {out}: {words}." in err and "Nothing of this run had been saved" in err
+    assert "Traceback" not in err
+    assert train_main(synthetic_data, out, "--resume") == 2
+    assert "There is no training state to resume" in capsys.readouterr().err
+
+
+def test_a_full_disk_on_a_stop_signal_is_a_clear_error(synthetic_data, tmp_path, monkeypatch):
+    """The state saved on SIGTERM goes through the same check as the one saved after an epoch."""
+    from mvae.config import TrainConfig
+    from mvae.errors import CheckpointError
+    from mvae.training import Trainer, load_training_data
+
+    cfg = TrainConfig(epochs=1, batch_size=8, pairs_per_epoch=80, speech_aug_copies=0)
+    model_cfg = ModelConfig(hidden=32, latent_dim=8)
+    trainer = Trainer(model_cfg, cfg, load_training_data(synthetic_data, model_cfg, cfg, progress=False),
+                      tmp_path / "run", progress=False)
+    steps = []
+
+    def step_then_signal(batch, step):
+        steps.append(step)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(batch, step)
+
+    real_step = trainer._step
+    monkeypatch.setattr(trainer, "_step", step_then_signal)
+    FullDisk(monkeypatch, STATE_FILE, nth=1)
+    with pytest.raises(CheckpointError, match="the disk is full. Nothing of this run had been saved yet"):
+        trainer.fit()
+
+
+# -- two trainers on one folder -----------------------------------------------------------------------
+
+
+def test_a_second_trainer_on_a_locked_folder_refuses(synthetic_data, tmp_path, capsys):
+    from mvae.training import hold_out_dir
+
+    out = tmp_path / "run"
+    with hold_out_dir(out):
+        assert train_main(synthetic_data, out) == 2
+        err = capsys.readouterr().err
+        assert f"error: Another training run (process {os.getpid()}) is writing to {out}." in err, err
+        assert "another --out" in err
+        assert [p.name for p in out.iterdir()] == [LOCK_FILE], "the refused run must write nothing"
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_a_lock_file_left_by_a_crash_does_not_block(synthetic_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("999999\n")  # what a killed run leaves: the file, but no lock
+    assert train_main(synthetic_data, out, "--epochs", "1") == 0
+    assert (out / MODEL_FILE).is_file() and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.timeout(600)
+def test_two_trainers_on_one_folder_the_second_refuses_and_the_first_goes_on(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    first = TrainRun(synthetic_data, out, "--epochs", "1000")  # runs until stopped below
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while first.position() is None and first.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.position() is not None, f"the first run never started training:\n{first.output[-3000:]}"
+        second = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), "--data-dir", str(synthetic_data), "--out", str(out),
+             *TRAIN_ARGS, "--no-progress"],
+            cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"error: Another training run (process {first.proc.pid}) is writing to {out}." in second.stderr
+        assert "Traceback" not in second.stderr and "epoch" not in second.stdout
+        assert first.proc.poll() is None, "the first run must go on"
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.wait() == 130, first.output[-3000:]
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()

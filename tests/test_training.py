@@ -1,4 +1,8 @@
-"""A short training run must learn: the loss falls and label accuracy rises well above chance (10 %)."""
+"""A short training run must learn: the loss falls and label accuracy rises well above chance (10 %).
+
+The runs use one thread: two threads fighting other jobs for two cores can run many times slower than
+one, and a test must hold on a loaded machine.
+"""
 
 from dataclasses import replace
 
@@ -12,6 +16,19 @@ from mvae.training import Trainer, load_training_data
 SMALL = ModelConfig(hidden=128, latent_dim=16)
 SHORT = TrainConfig(epochs=5, batch_size=64, pairs_per_epoch=3000, lr=2e-3, speech_aug_copies=1, beta_warmup_epochs=1,
                     eval_pairs=600, image_aug=0.0)
+# A slice of the real data: 1,500 items of each bank and no speech augmentation, about 300 steps in all.
+# It reaches about 85 % on every modality (chance is 10 %) at a fraction of a full run's cost.
+REAL_SLICE = 1500
+REAL = replace(SHORT, epochs=6, speech_aug_copies=0, eval_pairs=300)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """From data loading on: log-mels computed on another number of threads differ in the last bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def run(data_dir, out_dir, limit=None, train_cfg=SHORT):
@@ -40,7 +57,7 @@ def test_learns_on_synthetic_data(synthetic_data, tmp_path):
 
 
 def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
-    trainer = run(real_data, tmp_path, limit=3000, train_cfg=replace(SHORT, epochs=10))
+    trainer = run(real_data, tmp_path, limit=REAL_SLICE, train_cfg=REAL)
     check_learns(trainer, 0.5)
 
 

@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from ..audio import AudioFrontEnd
 from ..config import IMAGE_MODALITIES
+from ..errors import InputError
+from .checks import check_recordings, recording_error
 from .paired import Bank
 from .sources import fsdd_recordings, load_images
 
@@ -40,9 +42,13 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
     waves, labels = [], []
     recordings = fsdd_recordings(data_dir, split)
     recordings = [recordings[i] for i in spread(len(recordings), limit)]
+    check_recordings(recordings, front_end.cfg, Path(data_dir))
     for rec in tqdm(recordings, desc=f"speech {split}", disable=not progress, leave=False):
         samples, rate = sf.read(rec.path, dtype="float32", always_2d=True)
-        prepared = front_end.prepare(samples, rate)
+        try:
+            prepared = front_end.prepare(samples, rate)
+        except InputError as exc:  # its advice is for a person at a microphone, not for a dataset
+            raise recording_error(rec.path, Path(data_dir), f"cannot be used ({exc})") from exc
         waves.append(front_end.fix_length(prepared.voiced))
         labels.append(rec.digit)
         for _ in range(aug_copies):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..config import IMAGE_SIZE, N_CLASSES
 from ..errors import DataError
 
 DOWNLOAD_HINT = "python -m mvae.data.download --data-dir {dir}"
@@ -44,6 +48,70 @@ class ImageSet:
     labels: np.ndarray  # (N,) int64
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+# Far above the largest prepared set (60,000 digits, 47 MB), far below what would exhaust memory: a
+# damaged or hostile archive that declares more is refused before anything is allocated.
+MAX_ARRAY_BYTES = 1 << 28  # read and copied once: at most twice this in memory
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """One .npy member, its header checked against the archive's own sizes before the data is read."""
+    try:
+        info = archive.getinfo(f"{name}.npy")
+    except KeyError:
+        raise DataError(f"has no {name!r} array (it holds {', '.join(archive.namelist()) or 'nothing'})") from None
+    if info.file_size > MAX_ARRAY_BYTES:
+        raise DataError(f"declares a {info.file_size:,}-byte {name!r} array, more than a prepared set holds")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0)(f)
+        if dtype.hasobject:
+            raise DataError(f"stores its {name!r} as Python objects, which are never loaded")
+        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if f.tell() + need != info.file_size:
+            raise DataError(f"declares a {name!r} array of {shape} {dtype} that does not fit its "
+                            f"{info.file_size:,} bytes")
+        data = f.read()  # reading to the end checks the member's CRC
+    # A copy: arrays over the read-only bytes could not be handed to torch.from_numpy.
+    array = np.frombuffer(data, dtype=dtype, count=need // max(dtype.itemsize, 1)).copy()
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def read_image_archive(path: Path) -> ImageSet:
+    """A prepared .npz image set, every byte checked: readable, (N, 28, 28) uint8 images, N labels 0-9.
+
+    Nothing is unpickled, and a damaged archive is a DataError whatever its damage.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror}).") from exc
+    try:
+        with f:
+            if f.read(4) != ZIP_MAGIC:
+                raise DataError("is not an .npz archive (it does not start like a zip file)")
+            with zipfile.ZipFile(f) as archive:
+                images, labels = _read_member(archive, "images"), _read_member(archive, "labels")
+    except DataError as exc:
+        raise DataError(f"{path} {exc}.") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, struct.error) as exc:
+        raise DataError(f"{path} is damaged: truncated or altered ({type(exc).__name__}: {exc}).") from exc
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{path} holds images of {images.dtype} {images.shape}; expected uint8 (N, 28, 28).")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+        raise DataError(f"{path} holds {labels.dtype} labels of shape {labels.shape} for {len(images)} images; "
+                        "expected one whole-number label per image.")
+    if len(images) == 0:
+        raise DataError(f"{path} holds no images.")
+    wrong = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    if wrong.size:
+        raise DataError(f"{path} has {wrong.size} label(s) outside 0-{N_CLASSES - 1}, the first {labels[wrong[0]]} "
+                        f"at row {wrong[0]}.")
+    return ImageSet(images, labels.astype(np.int64))
+
+
 def load_images(data_dir, script: str, split: str) -> ImageSet:
     data_dir = Path(data_dir)
     try:
@@ -54,14 +122,10 @@ def load_images(data_dir, script: str, split: str) -> ImageSet:
     if not path.is_file():
         raise _missing(data_dir, f"The {script} {split} set", path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            images, labels = archive["images"], archive["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path} is not a prepared image set ({exc}). Re-run: {DOWNLOAD_HINT.format(dir=data_dir)} --force") from exc
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataError(f"{path} holds images {images.dtype} {images.shape} and {labels.shape} labels; "
-                        "expected uint8 (N, 28, 28) with N labels.")
-    return ImageSet(images, labels.astype(np.int64))
+        return read_image_archive(path)
+    except DataError as exc:
+        raise DataError(f"{exc} Prepare it again with: {DOWNLOAD_HINT.format(dir=data_dir)} --only {script} --force") \
+            from exc
 
 
 @dataclass

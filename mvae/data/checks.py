@@ -1,0 +1,86 @@
+"""Up-front checks of a prepared dataset, so that a damaged file stops a run within seconds, before
+minutes of feature extraction or training, with a DataError that names the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
+from ..config import IMAGE_MODALITIES, AudioConfig
+from ..errors import DataError
+from .sources import DOWNLOAD_HINT, Recording, fsdd_recordings, load_images
+
+# Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and
+# the speech bank that follows it read each file once more between them, not twice.
+_sound: set[tuple[str, int, int]] = set()
+
+
+def _problem(path: Path, cfg: AudioConfig) -> str | None:
+    """What makes one recording unusable for training, in words, or None."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not data:
+        return "is empty (0 bytes)"
+    try:
+        info = sf.info(path)
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError, OSError) as exc:
+        return f"is damaged or is not audio ({exc})"
+    shortfall = _wav_shortfall(data)
+    if shortfall:
+        return f"is truncated: it holds {shortfall[0]:,} of the {shortfall[1]:,} bytes of audio its header declares"
+    if len(samples) == 0:
+        return "holds no samples"
+    if not MIN_INPUT_RATE <= rate <= cfg.max_input_rate:
+        return f"has a sample rate of {rate} Hz, outside {MIN_INPUT_RATE}-{cfg.max_input_rate} Hz"
+    if info.channels > MAX_CHANNELS:
+        return f"has {info.channels} channels (at most {MAX_CHANNELS})"
+    seconds = len(samples) / rate
+    if not cfg.min_input_s <= seconds <= cfg.max_input_s:
+        return f"lasts {seconds:.3f} s, outside {cfg.min_input_s:g}-{cfg.max_input_s:g} s"
+    if not np.isfinite(samples).all():
+        return "holds NaN or infinite samples"
+    peak = float(np.abs(samples - samples.mean(axis=0)).max())
+    if peak < cfg.silence_peak:
+        return f"is silent: its loudest sample is {peak:.2g} of full scale"
+    return None
+
+
+def recording_error(path: Path, data_dir: Path | None, what: str) -> DataError:
+    again = DOWNLOAD_HINT.format(dir=data_dir if data_dir is not None else Path(path).parents[2])
+    return DataError(f"The recording {path} {what}. Delete it, or prepare the spoken digits again with: "
+                     f"{again} --only fsdd --force")
+
+
+def check_recordings(recordings: list[Recording], cfg: AudioConfig, data_dir=None) -> None:
+    """Every recording decodable, whole and not silent; else a DataError naming the first bad file."""
+    for rec in recordings:
+        try:
+            stat = os.stat(rec.path)
+        except OSError as exc:
+            raise recording_error(rec.path, data_dir, f"cannot be read ({exc.strerror})") from exc
+        key = (str(rec.path), stat.st_size, stat.st_mtime_ns)
+        if key in _sound:
+            continue
+        problem = _problem(Path(rec.path), cfg)
+        if problem:
+            raise recording_error(rec.path, data_dir, problem)
+        _sound.add(key)
+
+
+def check_dataset(data_dir, modalities, splits=("train", "test"), audio: AudioConfig | None = None) -> None:
+    """Reads every file a run will use, before any of it is used; raises DataError naming a bad file."""
+    data_dir = Path(data_dir)
+    audio = audio or AudioConfig()
+    for split in splits:
+        for name in modalities:
+            if name in IMAGE_MODALITIES:
+                load_images(data_dir, name, split)
+            elif name == "speech":
+                check_recordings(fsdd_recordings(data_dir, split), audio, data_dir)
