@@ -1,8 +1,15 @@
-"""Configuration dataclasses: every number the model, the audio front end and training use."""
+"""Configuration dataclasses: every number the model, the audio front end and training use.
+
+A config read from a file (a checkpoint's metadata, train.py's --config) is checked by `validate()` before
+anything is built from it: types, and ranges that keep a model and its audio front end a size a CPU
+can hold. The ranges are in LIMITS; a field that has none there gets DEFAULT_INT_RANGE or
+DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without further edits.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +19,9 @@ LABEL = "label"
 N_CLASSES = 10
 IMAGE_SIZE = 28
 IMAGE_FIT = 20  # MNIST convention: the long side of the ink is fitted to 20 px inside 28x28
+ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder family when they differ
+SPEECH_LIKELIHOODS = ("laplace", "gaussian")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -47,6 +57,27 @@ class AudioConfig:
     def num_samples(self) -> int:
         return (self.n_frames - 1) * self.hop_length
 
+    def validate(self) -> "AudioConfig":
+        _raise(self._problems(""))
+        return self
+
+    def _problems(self, prefix: str) -> list[str]:
+        problems = _field_problems(self, prefix)
+        if problems:
+            return problems
+        if self.hop_length > self.n_fft:
+            problems.append(f"{prefix}hop_length ({self.hop_length}) must not exceed {prefix}n_fft ({self.n_fft})")
+        if self.n_mels > self.n_fft // 2 + 1:
+            problems.append(f"{prefix}n_mels ({self.n_mels}) must not exceed n_fft // 2 + 1 ({self.n_fft // 2 + 1})")
+        if not self.f_min < self.f_max <= self.sample_rate / 2:
+            problems.append(f"{prefix}f_min < f_max <= sample_rate / 2 must hold; got f_min={self.f_min}, "
+                            f"f_max={self.f_max}, sample_rate={self.sample_rate}")
+        if self.min_input_s > self.max_input_s:
+            problems.append(f"{prefix}min_input_s ({self.min_input_s}) must not exceed max_input_s ({self.max_input_s})")
+        if self.aug_snr_db[0] > self.aug_snr_db[1]:
+            problems.append(f"{prefix}aug_snr_db must be (low, high); got {list(self.aug_snr_db)}")
+        return problems
+
 
 @dataclass
 class ModelConfig:
@@ -81,6 +112,23 @@ class ModelConfig:
     speech_scale: float = 1.0  # scale of the log-mel likelihood, in units of the per-bin std
     audio: AudioConfig = field(default_factory=AudioConfig)
 
+    def validate(self) -> "ModelConfig":
+        _raise(self._problems(""))
+        return self
+
+    def _problems(self, prefix: str) -> list[str]:
+        problems = _field_problems(self, prefix)
+        if problems:
+            return problems
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities) \
+                or not set(self.modalities) <= set(INPUT_MODALITIES):
+            problems.append(f"{prefix}modalities must be distinct names from {list(INPUT_MODALITIES)}; "
+                            f"got {list(self.modalities)}")
+        if not set(self.recon_weights) <= set(INPUT_MODALITIES):
+            problems.append(f"{prefix}recon_weights may only name {list(INPUT_MODALITIES)}; "
+                            f"got {sorted(self.recon_weights)}")
+        return problems
+
 
 @dataclass
 class TrainConfig:
@@ -102,31 +150,153 @@ class TrainConfig:
     grad_clip: float = 5.0
     num_threads: int = 0  # 0: torch's default
 
+    def validate(self) -> "TrainConfig":
+        _raise(self._problems(""))
+        return self
+
+    def _problems(self, prefix: str) -> list[str]:
+        return _field_problems(self, prefix)
+
+
+# Ranges (inclusive) of the fields that need other bounds than the defaults below. The sizes keep the
+# largest model within what a CPU loads in seconds; checkpoint.MAX_PARAMETERS bounds their product.
+LIMITS: dict[str, dict[str, tuple[float, float]]] = {
+    "AudioConfig": {
+        "sample_rate": (1_000, 96_000), "n_fft": (16, 8_192), "hop_length": (1, 8_192), "n_mels": (1, 256),
+        "n_frames": (1, 1_024), "f_min": (0.0, 48_000.0), "f_max": (1.0, 48_000.0), "log_floor": (1e-12, 1.0),
+        "trim_top_db": (0.0, 200.0), "trim_frame": (4, 65_536), "trim_floor_margin_db": (0.0, 200.0),
+        "trim_min_range_db": (0.0, 200.0), "silence_peak": (0.0, 1.0), "min_voiced_s": (0.0, 60.0),
+        "min_input_s": (0.0, 60.0), "max_input_s": (0.01, 600.0), "max_input_rate": (1_000, 384_000),
+        "target_peak": (1e-3, 1.0), "griffin_lim_iters": (1, 512), "aug_speed": (0.0, 0.9),
+        "aug_pitch_semitones": (0.0, 24.0), "aug_snr_db": (-50.0, 200.0), "aug_gain_db": (0.0, 60.0),
+        "aug_shift_frames": (0, 1_024),
+    },
+    "ModelConfig": {
+        "latent_dim": (1, 1_024), "hidden": (1, 4_096), "conv_channels": (1, 256), "image_conv_extra": (0, 8),
+        "n_classes": (2, 1_000), "reference_dim": (1, 1_000_000), "recon_weights": (0.0, 1e6),
+        "label_weight": (0.0, 1e6), "speech_scale": (1e-6, 1e6),
+    },
+    "TrainConfig": {
+        "epochs": (0, 100_000), "batch_size": (1, 65_536), "lr": (0.0, 10.0), "lr_floor": (0.0, 1.0),
+        "weight_decay": (0.0, 10.0), "beta": (0.0, 1e6), "beta_warmup_epochs": (0.0, 1e5),
+        "pairs_per_epoch": (1, 100_000_000), "seed": (0, 2**63 - 1), "speech_aug_copies": (0, 64),
+        "aug_strength": (0.0, 10.0), "image_aug": (0.0, 10.0), "eval_pairs": (0, 100_000_000),
+        "eval_batch_size": (1, 65_536), "grad_clip": (0.0, 1e6), "num_threads": (0, 1_024),
+    },
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ARCHITECTURES, "speech_likelihood": SPEECH_LIKELIHOODS, "lr_schedule": LR_SCHEDULES,
+}
+DEFAULT_INT_RANGE = (0, 4_096)
+DEFAULT_FLOAT_RANGE = (-1e6, 1e6)
+MAX_STR_LEN = 200
+MAX_ITEMS = 64  # of a tuple or dict field
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_problem(name: str, value, kind: type, bounds) -> str | None:
+    if kind is int and not _is_int(value):
+        return f"{name} must be a whole number, not {value!r}"
+    if kind is float and not _is_real(value):
+        return f"{name} must be a finite number, not {value!r}"
+    low, high = bounds
+    if not low <= value <= high:
+        return f"{name} is {value!r}; it must lie between {low:g} and {high:g}"
+    return None
+
+
+def _field_problems(cfg, prefix: str) -> list[str]:
+    """Each field checked against the type of its default and its range in LIMITS."""
+    limits = LIMITS.get(type(cfg).__name__, {})
+    problems: list[str] = []
+    for f in dataclasses.fields(cfg):
+        name, value = prefix + f.name, getattr(cfg, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        problem = None
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, type(default)):
+                problem = f"{name} must be an object of {type(default).__name__} fields, not {value!r}"
+            else:
+                check = getattr(value, "_problems", None) or (lambda p, v=value: _field_problems(v, p))
+                problems += check(name + ".")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                problem = f"{name} must be true or false, not {value!r}"
+        elif isinstance(default, (int, float)):
+            kind = int if _is_int(default) else float
+            fallback = DEFAULT_INT_RANGE if kind is int else DEFAULT_FLOAT_RANGE
+            problem = _number_problem(name, value, kind, limits.get(f.name, fallback))
+        elif isinstance(default, str):
+            choices = CHOICES.get(f.name)
+            if not isinstance(value, str) or len(value) > MAX_STR_LEN:
+                problem = f"{name} must be a short text, not {value!r:.80}"
+            elif choices and value not in choices:
+                problem = f"{name} is {value!r}; use one of {list(choices)}"
+        elif isinstance(default, (tuple, dict)):
+            kind = type(default)
+            if not isinstance(value, kind) or len(value) > MAX_ITEMS:
+                problem = f"{name} must be a {'list' if kind is tuple else 'mapping'} of at most {MAX_ITEMS} items"
+            else:
+                items = list(value.items()) if kind is dict else list(enumerate(value))
+                sample = next(iter(default.values() if kind is dict else default), None)
+                for key, item in items:
+                    if kind is dict and (not isinstance(key, str) or len(key) > MAX_STR_LEN):
+                        problem = f"{name} keys must be short texts, not {key!r:.80}"
+                    elif isinstance(sample, str):
+                        if not isinstance(item, str) or len(item) > MAX_STR_LEN:
+                            problem = f"{name}[{key!r}] must be a short text, not {item!r:.80}"
+                    elif isinstance(sample, (int, float)):
+                        kind_item = int if _is_int(sample) else float
+                        fallback = DEFAULT_INT_RANGE if kind_item is int else DEFAULT_FLOAT_RANGE
+                        problem = _number_problem(f"{name}[{key!r}]", item, kind_item, limits.get(f.name, fallback))
+                    if problem:
+                        break
+        if problem:
+            problems.append(problem)
+    return problems
+
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _build(cls, data: dict):
+def _build(cls, data: dict, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix.rstrip('.') or cls.__name__} must be an object of {cls.__name__} fields, "
+                         f"not {type(data).__name__}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
-        if f.name == "audio":
-            value = _build(AudioConfig, value)
-        elif isinstance(value, list):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{prefix}{f.name}.")
+        elif isinstance(value, list) and isinstance(default, tuple):
             value = tuple(value)
         kwargs[f.name] = value
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(map(str, unknown))}")
     return cls(**kwargs)
 
 
 def model_config_from_dict(data: dict) -> ModelConfig:
-    return _build(ModelConfig, data)
+    """A ModelConfig from parsed JSON; ValueError, naming the field, when a value is of the wrong type or size."""
+    return _build(ModelConfig, data).validate()
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:
-    return _build(TrainConfig, data)
+    return _build(TrainConfig, data).validate()

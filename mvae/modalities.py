@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nets
-from .config import IMAGE_MODALITIES, IMAGE_SIZE, LABEL, ModelConfig
+from .config import ARCHITECTURES, IMAGE_MODALITIES, IMAGE_SIZE, LABEL, ModelConfig
 
 
 def bernoulli_nll(logits, target):
@@ -48,9 +48,6 @@ class Modality:
     make_encoder: Callable[[], nn.Module]
     make_decoder: Callable[[], nn.Module]
     to_output: Callable[[torch.Tensor], torch.Tensor]  # decoder output -> the modality's data space
-
-
-ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder family when they differ
 
 
 def _network_factories(cfg: ModelConfig, shape, digits: bool):

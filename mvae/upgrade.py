@@ -1,0 +1,38 @@
+"""Verify checkpoint files, and rewrite those of an older format in the current one.
+
+    python -m mvae.upgrade checkpoints/default checkpoints/judges/judges.safetensors
+
+The tensors' bytes are kept as they are, so an upgraded model predicts exactly as before; only the header
+(format version and digest) changes. Files already in the current format are left as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .checkpoint import VERSION, model_path, unpack, upgrade
+from .errors import CheckpointError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", help="checkpoint folders or .safetensors files")
+    p.add_argument("--dry-run", action="store_true", help=f"only verify; do not rewrite files to format {VERSION}")
+    args = p.parse_args(argv)
+    try:
+        for path in args.paths:
+            file = model_path(path)
+            before = unpack(file)[1]["version"]
+            if not args.dry_run:
+                upgrade(file)
+            after = unpack(file)[1]["version"]
+            print(f"{file}: format {before}" + (f" -> {after}" if after != before else "") + ", verified")
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
