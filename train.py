@@ -43,6 +43,7 @@ MODEL_HELP = {
     "latent_dim": "size of the shared latent z",
     "style_dim": "size of each modality's private style latent (0: the plain PoE-MVAE)",
     "cross_style_scale": "scale of the prior a missing modality's style is drawn from in training",
+    "shared_kl_weight": "multiplies beta for the shared latent, pushing all but the digit into the styles",
     "hidden": "width of the hidden layers",
     "conv_channels": "channels of the first conv layer (conv architecture)",
     "image_conv_extra": "3x3 conv layers after each stride-2 conv of the digit encoders (conv architecture)",

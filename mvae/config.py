@@ -94,6 +94,9 @@ class ModelConfig:
     # Scale of the prior a missing modality's style is drawn from during training (MMVAE+'s auxiliary
     # prior): wider than N(0, I), so the decoder learns to take the digit from the shared latent.
     cross_style_scale: float = 1.0
+    # Multiplies beta for the shared latent. A nat spent there costs more than one spent in a style, so
+    # the shared latent keeps to the digit and everything else about an item moves into its style.
+    shared_kl_weight: float = 1.0
     hidden: int = 512
     conv_channels: int = 32
     # 3x3 convs after each stride-2 conv of the digit encoders; the 64x64 log-mel would make them costly.

@@ -45,6 +45,7 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
     n_subsets, batch_size, latent_dim = mu.shape
     z = mu + standard_normal(mu, generator) * (0.5 * logvar).exp() if sample else mu
     kl = kl_to_prior(mu, logvar).sum(-1)  # (S, B)
+    priced = model.cfg.shared_kl_weight * kl
     # A given modality reconstructs itself with its own style; a missing one draws its style from the
     # (auxiliary) prior, so only the shared latent can tell its decoder which digit to make.
     styles = {}
@@ -53,7 +54,8 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         own = style_mu + standard_normal(style_mu, generator) * (0.5 * style_logvar).exp() if sample else style_mu
         drawn = model.cfg.cross_style_scale * standard_normal(mu.new_empty(n_subsets, *style_mu.shape), generator)
         styles[name] = torch.where(present, own.unsqueeze(0), drawn).flatten(0, 1)
-        kl = kl + present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
+        style_kl = present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
+        kl, priced = kl + style_kl, priced + style_kl
     decoded = model.decode_parts(z.reshape(n_subsets * batch_size, latent_dim), styles)
 
     nll, weighted = {}, torch.zeros(n_subsets, batch_size, device=mu.device)
@@ -62,7 +64,7 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         per_example = model.modalities[name].nll(out.view(n_subsets, batch_size, *out.shape[1:]), target)
         nll[name] = per_example.mean(dim=1)
         weighted = weighted + model.modalities[name].weight * per_example
-    loss = (weighted + beta * kl).mean(dim=1).sum()
+    loss = (weighted + beta * priced).mean(dim=1).sum()
 
     with torch.no_grad():
         predicted = model.classify(mu).argmax(-1)
