@@ -36,8 +36,12 @@ REAL_RECORDINGS = ("7_jackson_0.wav", "5_theo_1.wav")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
+# Only catches a hung page: a run takes seconds, but the CI machine may be loaded many times over.
+SCRIPT_TIMEOUT_S = 600
+
+
 def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=SCRIPT_TIMEOUT_S)
     at.run()
     return at.switch_page(f"pages/{page}.py").run()
 
@@ -374,7 +378,7 @@ def test_generate_gives_samples_in_every_modality():
 
 
 # -- Latent explorer -----------------------------------------------------------------------------------------
-def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data):
+def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data, pipe):
     at = open_page("draw")
     at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
     rerun(at)
@@ -382,11 +386,16 @@ def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data):
     rerun(at)
     start = at.selectbox(key="trav-start")
     assert start.value == "last" and "Farsi drawing" in start.format_func(start.value)
-    at.multiselect(key="trav-dims").set_value([0, 5])
+    dims = at.multiselect(key="trav-dims-farsi-shared")
+    shared = pipe.latent_layout["shared"]
+    effects = pipe.dimension_effects(at.session_state["last_latent"]["z"], "farsi")[shared]
+    assert len(dims.value) == 4 and list(dims.value) == list(np.argsort(-effects)[:4] + shared.start), \
+        "the default dimensions are those that change the shown digit most"
+    dims.set_value([0, 5])
     at.slider(key="trav-steps").set_value(5)
     rerun(at)
     grid = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert grid["layout"]["yaxis"]["ticktext"] == ["dim 0", "dim 5"]
+    assert grid["layout"]["yaxis"]["ticktext"] == ["shared 0", "shared 5"]
     assert len(grid["layout"]["xaxis"]["ticktext"]) == 5
     assert len(at.get("audio")) == 2, "audio at a traversal point and at an interpolation step"
     caption = " ".join(c.value for c in at.caption)
