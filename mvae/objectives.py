@@ -52,7 +52,9 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
     for name, (style_mu, style_logvar) in encoded.styles.items():
         present = torch.tensor([name in s for s in subset_list], device=mu.device)[:, None, None]
         own = style_mu + standard_normal(style_mu, generator) * (0.5 * style_logvar).exp() if sample else style_mu
-        drawn = model.cfg.cross_style_scale * standard_normal(mu.new_empty(n_subsets, *style_mu.shape), generator)
+        drawn = mu.new_zeros(n_subsets, *style_mu.shape)  # the prior's mean when nothing is sampled
+        if sample:
+            drawn = model.cfg.cross_style_scale * standard_normal(drawn, generator)
         styles[name] = torch.where(present, own.unsqueeze(0), drawn).flatten(0, 1)
         style_kl = present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
         kl, priced = kl + style_kl, priced + style_kl

@@ -1,0 +1,98 @@
+"""Private style latents beside the shared PoE latent: the objective, generation and the facade's layout."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvae.config import AudioConfig, ModelConfig
+from mvae.inference import Pipeline
+from mvae.model import MVAE
+from mvae.objectives import mvae_objective
+from mvae.poe import kl_to_prior
+
+SHARED, STYLE = 4, 3
+
+
+@pytest.fixture
+def styled():
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=SHARED, style_dim=STYLE, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8))
+    model = MVAE(cfg).eval()
+    b = 5
+    batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
+             "label": torch.randint(0, 10, (b,))}
+    return model, batch
+
+
+def test_the_full_latent_is_the_shared_part_then_each_style(styled):
+    model, _ = styled
+    layout = model.latent_layout()
+    assert list(layout) == ["shared", "farsi", "kannada", "speech"]
+    assert layout["shared"] == slice(0, SHARED) and layout["speech"] == slice(SHARED + 2 * STYLE, SHARED + 3 * STYLE)
+    assert model.full_latent_dim == SHARED + 3 * STYLE
+
+
+def test_plain_model_has_no_styles():
+    model = MVAE(ModelConfig(latent_dim=SHARED, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8)))
+    assert model.style_names == () and model.full_latent_dim == SHARED and list(model.latent_layout()) == ["shared"]
+
+
+def test_objective_prices_each_style_only_where_its_modality_is_given(styled):
+    """Without sampling, a missing modality's style is its prior's mean, zero."""
+    model, batch = styled
+    out = mvae_objective(model, batch, beta=1.0, sample=False)
+    encoded = model.encode(batch)
+    for i, subset in enumerate(out.subsets):
+        mu, logvar = model.posterior({k: batch[k] for k in subset})
+        kl = kl_to_prior(mu[0], logvar[0]).sum(-1)
+        for name in ("farsi", "kannada", "speech"):
+            if name in subset:
+                kl = kl + kl_to_prior(*encoded.styles[name]).sum(-1)
+        assert torch.allclose(out.kl[i], kl.mean(), rtol=1e-5), subset
+        style = encoded.styles["farsi"][0] if "farsi" in subset else torch.zeros(len(mu[0]), STYLE)
+        logits = model.decoders["farsi"](torch.cat([mu[0], style], -1))
+        nll = F.binary_cross_entropy_with_logits(logits, batch["farsi"], reduction="none").sum((1, 2))
+        assert torch.allclose(out.nll["farsi"][i], nll.mean(), rtol=1e-5), subset
+
+
+def test_shared_kl_weight_prices_the_shared_latent_only(styled):
+    model, batch = styled
+    base = mvae_objective(model, batch, beta=1.0, sample=False)
+    model.cfg.shared_kl_weight = 3.0
+    heavier = mvae_objective(model, batch, beta=1.0, sample=False)
+    mu, logvar = model.posterior(subset_list=model.training_subsets(), encoded=model.encode(batch))
+    shared = kl_to_prior(mu, logvar).sum(-1).mean(1).sum()
+    assert torch.allclose(heavier.loss - base.loss, 2.0 * shared, rtol=1e-4)
+    assert torch.equal(heavier.kl, base.kl), "the reported KL stays the unweighted one"
+
+
+def test_generation_keeps_a_given_style_and_draws_a_missing_one(styled):
+    model, batch = styled
+    given = {"farsi": batch["farsi"]}
+    mean = model.generate(given, ["farsi", "kannada"], temperature=0.0)
+    encoded = model.encode(given)
+    shared = model.posterior(encoded=encoded)[0][0]
+    own = torch.sigmoid(model.decoders["farsi"](torch.cat([shared, encoded.styles["farsi"][0]], -1)))
+    prior_mean = torch.sigmoid(model.decoders["kannada"](torch.cat([shared, torch.zeros(5, STYLE)], -1)))
+    assert torch.allclose(mean["farsi"], own, atol=1e-6) and torch.allclose(mean["kannada"], prior_mean, atol=1e-6)
+    a = model.generate(given, ["kannada"], temperature=1.0, generator=torch.Generator().manual_seed(1))["kannada"]
+    b = model.generate(given, ["kannada"], temperature=1.0, generator=torch.Generator().manual_seed(2))["kannada"]
+    assert (a - b).abs().mean() > 1e-4, "temperature 1 draws a new style each time"
+
+
+def test_restyle_keeps_the_digit_and_the_kept_styles(styled):
+    model, _ = styled
+    pipe = Pipeline(model)
+    latent = np.arange(pipe.latent_dim, dtype=np.float32) / 10
+    decoded = pipe.restyle(latent, keep=("farsi",), n=4, seed=0)
+    layout = pipe.latent_layout
+    for part in ("shared", "farsi"):
+        assert np.array_equal(decoded.latents[:, layout[part]], np.repeat(latent[None, layout[part]], 4, 0))
+    drawn = decoded.latents[:, layout["kannada"]]
+    assert not np.allclose(drawn, latent[layout["kannada"]]) and len(np.unique(drawn[:, 0])) == 4
+    effects = pipe.dimension_effects(latent, "kannada")
+    assert effects.shape == (pipe.latent_dim,)
+    assert np.all(effects[layout["farsi"]] == 0) and np.all(effects[layout["speech"]] == 0), \
+        "another modality's style cannot change a Kannada digit"
+    assert effects[layout["kannada"]].max() > 0
