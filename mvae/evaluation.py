@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -71,3 +72,56 @@ def unimodal_accuracy(model: MVAE, name: str, bank: Bank, batch_size: int = 1024
         predicted = model.classify(mu[0]).argmax(-1).cpu()
         correct += int((predicted == torch.as_tensor(bank.labels[start:start + batch_size])).sum())
     return correct / len(bank.labels)
+
+
+# -- generative metrics: each compares what a model made with real test data ------------------------------
+INK, SOLID = 0.25, 0.75  # a pixel above INK is ink; ink up to SOLID is a half-tone
+
+
+def mean_pairwise_distance(items: torch.Tensor) -> float:
+    """Mean L2 distance between every two of the items (n, ...), each flattened; 0 for fewer than two."""
+    flat = torch.as_tensor(items).flatten(1).double()
+    if len(flat) < 2:
+        return 0.0
+    return float(torch.pdist(flat).mean())
+
+
+def diversity(generated: torch.Tensor, generated_labels, real: torch.Tensor, real_labels) -> float:
+    """Per class, the mean pairwise distance of the generated items over that of the real ones, averaged
+    over the classes present in both: 1 when samples vary as much as real data, 0 when they are all alike."""
+    generated_labels, real_labels = np.asarray(generated_labels), np.asarray(real_labels)
+    ratios = []
+    for c in np.intersect1d(generated_labels, real_labels):
+        spread_real = mean_pairwise_distance(real[torch.as_tensor(real_labels == c)])
+        if spread_real > 0:
+            ratios.append(mean_pairwise_distance(generated[torch.as_tensor(generated_labels == c)]) / spread_real)
+    if not ratios:
+        raise ValueError("no class has two or more real items that differ, so diversity has no reference")
+    return float(np.mean(ratios))
+
+
+def halftone_share(images: torch.Tensor, ink: float = INK, solid: float = SOLID) -> float:
+    """Among the ink pixels (> ink) of all the images, the share that are half-tones (<= solid): 0 for
+    a binary digit, near 1 for a faint or blurred one."""
+    x = torch.as_tensor(images)
+    inked = x > ink
+    n_ink = int(inked.sum())
+    return float((inked & (x <= solid)).sum()) / n_ink if n_ink else 0.0
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (n, d), as FID does:
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2).
+
+    The trace of the matrix square root is taken from the eigenvalues of the symmetric S_a^1/2 S_b S_a^1/2,
+    which equals tr((S_a S_b)^1/2) and stays real where a general sqrtm can turn complex.
+    """
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two feature sets (n >= 2, d) of the same width, got {tuple(a.shape)} and {tuple(b.shape)}")
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+    middle = root_a @ cov_b @ root_a
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)

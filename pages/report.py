@@ -37,6 +37,15 @@ else:
         st.caption("Quality bars: " + ", ".join(f"{'✅' if ok else '❌'} {name}"
                                                  for name, ok in evaluation["meets_bar"].items()))
 
+    st.subheader("Generation")
+    settings = evaluation.get("generation", {})
+    st.caption("Every generated digit or word is read by a judge: a classifier trained on real training data "
+               "only (`python -m mvae.judges`), never on blur, class averages or a model's output. Generation "
+               f"is at temperature {settings.get('temperature', 1):g}, the bar's; speech is judged after Griffin-Lim.")
+    label_coherence = evaluation.get("label_coherence", {})
+    if label_coherence:
+        st.plotly_chart(ui.bars({f"label → {t}": v for t, v in label_coherence.items()},
+                                "Coherence from the label alone", horizontal=True))
     coherence = evaluation.get("coherence", {})
     names = ["farsi", "kannada", "speech"]
     matrix = np.full((3, 3), np.nan)
@@ -48,6 +57,26 @@ else:
     heat.plotly_chart(ui.heatmap(matrix, names, names, "Coherence: is the generated digit the given one?"))
     pairs.plotly_chart(ui.bars({k: v for k, v in coherence.items() if "+" in k}, "Two inputs → the third",
                                horizontal=True))
+    scripts = list(evaluation.get("diversity", {}))
+    if scripts:
+        cells = st.columns(4)
+        for script in scripts:
+            halftone, floor = evaluation["halftone"][script], evaluation.get("frechet_real_floor", {}).get(script)
+            cells[0].metric(f"Diversity, {script}", f"{evaluation['diversity'][script]:.2f}",
+                            help="Mean distance between generated digits of a class, over that between real ones.")
+            cells[1].metric(f"Half-tone share, {script}", f"{halftone['ratio']:.2f}× real",
+                            help=f"Half-tone ink: {halftone['generated']:.1%} generated, {halftone['real']:.1%} real.")
+            cells[2].metric(f"Fréchet distance, {script}", f"{evaluation['frechet'][script]:.2f}",
+                            help="In the judge's features, generated against real test digits"
+                                 + (f"; two sets of real digits score {floor:.2f}." if floor is not None else "."))
+            cells[3].metric(f"Live dimensions, {script}", str(evaluation.get("live_dimensions", {}).get(script, "—")),
+                            help="Latent dimensions that change the digit by at least 0.02 per pixel over ±2.")
+    effects = evaluation.get("dimension_effects", {})
+    if effects:
+        shown = st.selectbox("Effect of each latent dimension on", list(effects))
+        st.plotly_chart(ui.bars({str(i): v for i, v in enumerate(effects[shown])},
+                                f"Mean change of {shown} per value when a dimension goes from −2 to +2",
+                                percent=False))
 
     recon = evaluation.get("recon", {})
     if recon:

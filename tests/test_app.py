@@ -119,7 +119,13 @@ def evaluated(tmp_path, monkeypatch, pipe):
               "extra_accuracy": {"kannada/dig": 0.7, "farsi/remaining": 0.96}, "coherence": coherence,
               "recon": {n: {"given": 100.0, "missing": 150.0} for n in names}, "elbo": -1234.5,
               "active_units": 17, "kl_per_dim": list(np.linspace(0, 2, pipe.latent_dim)),
-              "meets_bar": {"coherence": True, "multimodal_accuracy": False}}
+              "meets_bar": {"coherence": True, "multimodal_accuracy": False},
+              "label_coherence": {n: 0.9 for n in names}, "diversity": {"farsi": 0.42, "kannada": 0.5},
+              "halftone": {s: {"generated": 0.3, "real": 0.2, "ratio": 1.5} for s in ("farsi", "kannada")},
+              "frechet": {"farsi": 3.25, "kannada": 4.0}, "frechet_real_floor": {"farsi": 0.1, "kannada": 0.1},
+              "live_dimensions": {"farsi": 9, "kannada": 3},
+              "dimension_effects": {n: list(np.linspace(0, 0.05, pipe.latent_dim)) for n in names},
+              "generation": {"temperature": 1.0, "per_class": 200}}
     (folder / "eval.json").write_text(json.dumps(report))
     (folder / "eval.md").write_text("| subset | accuracy |\n|---|---|\n| farsi | 95.0% |\n")
     rng = np.random.default_rng(0)
@@ -167,6 +173,9 @@ def test_home_and_report_show_the_evaluation_when_present(evaluated):
     assert len(report.get("plotly_chart")) >= 7  # curves, accuracies, coherence, pairs, recon, KL, sweep
     assert report.table, "the sweep's best trials are missing"
     assert "✅ coherence" in " ".join(c.value for c in report.caption)
+    generation = {m.label: m.value for m in report.metric}
+    assert generation["Diversity, farsi"] == "0.42" and generation["Fréchet distance, farsi"] == "3.25"
+    assert generation["Half-tone share, kannada"] == "1.50× real" and generation["Live dimensions, kannada"] == "3"
 
 
 def test_report_says_when_not_evaluated_yet(pipe, tmp_path, monkeypatch):

@@ -55,21 +55,40 @@ def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
         shipped_pipeline.predict({"speech": wav_bytes(np.zeros((88200, 2), np.float32), 44100)})
 
 
+# The bar test scores fewer speech targets than the evaluator's default (each costs a Griffin-Lim
+# resynthesis) and only at the bar's temperature, to keep CI within a few minutes; everything else is
+# computed as the evaluator does.
+SHIPPED_TEST_SPEECH_PAIRS = 200
+
+
 def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
-    """The evaluator, re-run on the real test splits, finds every number of the bar met, and the report
-    shipped beside the checkpoint (the README's table) says what it finds."""
+    """The evaluator, re-run on the real test splits with the judges of rule 1 (real training data only),
+    finds every line of the bar met, and the report shipped beside the checkpoint (the README's table)
+    says what it finds."""
     import json
 
-    from mvae.evaluate import BAR, EVAL_JSON, ROBUSTNESS_AIM, evaluate_checkpoint, meets_bar
+    from mvae.evaluate import (BAR, EVAL_JSON, GENERATION_TEMPERATURE, ROBUSTNESS_AIM, evaluate_checkpoint,
+                               judges_id, meets_bar)
     from mvae.inference import DEFAULT_CHECKPOINT
 
-    report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False)
+    report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False,
+                                 speech_pairs=SHIPPED_TEST_SPEECH_PAIRS, temperatures=(GENERATION_TEMPERATURE,))
     assert report["meets_bar"] == meets_bar(report)
     failed = {k: v for k, v in report["meets_bar"].items() if not v}
     assert not failed, f"the shipped checkpoint misses the bar {BAR} on {sorted(failed)}"
     short = {k: v for k, v in report["robustness"].items() if v < ROBUSTNESS_AIM}
     assert len(report["robustness"]) == 16 and not short, f"stand-ins for real users under the aim: {short}"
     shipped = json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())
-    for section in ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence", "robustness"):
+    assert shipped.get("judges_id") == judges_id(), "eval.json was judged by other judges: re-run the evaluator"
+    sections = ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence", "label_coherence", "robustness",
+                "diversity", "frechet", "live_dimensions")
+    for section in sections:
         for key, value in report[section].items():
-            assert abs(shipped[section][key] - value) < 0.005, f"eval.json {section}/{key} is stale"
+            # Speech targets are scored on fewer samples here than in eval.json, and the label's digits are
+            # drawn after them from the same random stream: allow their sampling error (about 2.5 standard
+            # errors of 200 and of 2,000 draws). Everything else is computed exactly as in eval.json.
+            tolerance = 0.08 if key.endswith("speech") else 0.03 if section == "label_coherence" else 0.005
+            assert abs(shipped[section][key] - value) <= tolerance * max(1.0, abs(value)), \
+                f"eval.json {section}/{key} is stale"
+    for script, halftone in report["halftone"].items():
+        assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, f"eval.json halftone/{script} is stale"
