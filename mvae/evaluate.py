@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import checkpoint
@@ -40,7 +42,7 @@ EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 # test split) of the plain PoE-MVAE shipped before the style latents (checkpoints/default at the commit
 # that brought these judges, "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on
 # digits, plain PoE, latent 64"), measured by `python -m mvae.evaluate checkpoints/default` with the judges
-# of checkpoints/judges (judges_id e233ae1aef6a). They depend on the judges: retrain them, measure again.
+# of checkpoints/judges (judges_id 7750301567aa). They depend on the judges: retrain them, measure again.
 FRECHET_REFERENCE = {"farsi": 164.76, "kannada": 168.60}
 # The quality bar of the shipped default model (fractions; generation at temperature 1, judged by the
 # judges of mvae.judges, which never saw anything but real training data).
@@ -57,6 +59,10 @@ BAR = {
 # The aim for people who are not in the data (drawings on a canvas, other microphones and voices); the
 # evaluator measures it on stand-ins made from the test splits (mvae.robustness).
 ROBUSTNESS_AIM = 0.80
+# The lines of the bar the shipped checkpoint must hold today. The generative lines are the targets of the
+# open generative-model work: the evaluator reports them, met or not, and CI checks they are reproduced.
+HELD_LINES = ("unimodal_accuracy/farsi", "unimodal_accuracy/kannada", "unimodal_accuracy/speech",
+              "extra_accuracy/kannada/dig", "multimodal_accuracy", "robustness")
 GENERATION_TEMPERATURE = 1.0  # the bar's temperature; the posterior means (0) are reported beside it
 
 
@@ -267,10 +273,16 @@ def judges_id(judges_dir=None) -> str:
     """A short fingerprint of the judges' weights: reports judged by different judges do not compare."""
     path = Path(judges_dir or DEFAULT_JUDGES) / JUDGE_FILE
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    except OSError as exc:
-        raise CheckpointError(f"Cannot read the judges at {path} ({exc.strerror}); train them with "
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"Cannot read the judges at {path} ({exc}); train them with "
                               "`python -m mvae.judges`.") from exc
+    # The weights alone, so that rewriting the file in a newer format keeps the reports comparable.
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def read_report(path: Path) -> dict:
