@@ -264,6 +264,10 @@ def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction"
 STYLE_SAMPLES = 6
 
 
+def _next(key: str) -> None:
+    st.session_state[key] = st.session_state.get(key, 0) + 1
+
+
 def other_styles(pred: mvae.Prediction) -> None:
     """The same digit in the missing modalities, each time in a style drawn afresh from the prior."""
     pipe = pipeline()
@@ -274,8 +278,7 @@ def other_styles(pred: mvae.Prediction) -> None:
     head, button = st.columns([3, 1])
     head.markdown("**In other styles.** The digit stays; each column draws a new hand"
                   + (" and voice" if "speech" not in pred.inputs else "") + ".")
-    if button.button("New styles", icon=":material/casino:", key=f"{key}-button"):
-        st.session_state[key] = st.session_state.get(key, 0) + 1
+    button.button("New styles", icon=":material/casino:", key=f"{key}-button", on_click=_next, args=(key,))
     decoded = pipe.restyle(pred.latent_mean, keep=tuple(pred.inputs), n=STYLE_SAMPLES,
                            seed=st.session_state.get(key, 0))
     st.plotly_chart(image_grid(np.stack([decoded.images[name] for name in missing]),

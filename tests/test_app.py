@@ -499,3 +499,32 @@ def test_faint_generated_digits_are_shown_at_full_ink_and_blank_ones_stay_blank(
     noise = np.full((28, 28), FAINTEST_SHOWN / 2, np.float32)
     assert np.array_equal(stretched(noise), noise)
     assert np.array_equal(stretched(np.zeros((28, 28))), np.zeros((28, 28)))
+
+
+# -- a model with style latents ------------------------------------------------------------------------------
+def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_data, tmp_path, monkeypatch):
+    import torch
+
+    from mvae.checkpoint import save_model
+    from mvae.config import ModelConfig
+    from mvae.model import MVAE
+
+    torch.manual_seed(0)
+    folder = tmp_path / "styled"
+    save_model(folder, MVAE(ModelConfig(latent_dim=4, style_dim=3, hidden=16)), {})
+    monkeypatch.setenv("MVAE_CHECKPOINT", str(folder))
+    at = open_page("draw")
+    at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
+    rerun(at)
+    grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    styles = [g for g in grids if g["layout"].get("yaxis", {}).get("ticktext") == ["Kannada"]]
+    assert len(styles) == 1, "the drawn script keeps its own style; the missing one is shown in new ones"
+    assert len(styles[0]["layout"]["xaxis"]["ticktext"]) == ui.STYLE_SAMPLES
+    assert len(at.get("audio")) >= 1 + 3, "the reconstruction and three voices"
+    first = styles[0]["data"][0]["z"]
+    at.button(key="style-draw-button").click()
+    rerun(at)
+    assert at.session_state["style-draw"] == 1
+    grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    again = [g for g in grids if g["layout"].get("yaxis", {}).get("ticktext") == ["Kannada"]]
+    assert again[0]["data"][0]["z"] != first, "New styles draws new ones"
