@@ -24,8 +24,19 @@ SPEECH_LIKELIHOODS = ("laplace", "gaussian")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+class _Checked:
+    """validate() for a config dataclass: every field within its range, then the class's own cross-checks."""
+
+    def validate(self):
+        _raise(self._problems(""))
+        return self
+
+    def _problems(self, prefix: str) -> list[str]:
+        return _field_problems(self, prefix)
+
+
 @dataclass
-class AudioConfig:
+class AudioConfig(_Checked):
     sample_rate: int = 8000
     n_fft: int = 512
     hop_length: int = 128
@@ -57,12 +68,8 @@ class AudioConfig:
     def num_samples(self) -> int:
         return (self.n_frames - 1) * self.hop_length
 
-    def validate(self) -> "AudioConfig":
-        _raise(self._problems(""))
-        return self
-
     def _problems(self, prefix: str) -> list[str]:
-        problems = _field_problems(self, prefix)
+        problems = super()._problems(prefix)
         if problems:
             return problems
         if self.hop_length > self.n_fft:
@@ -80,7 +87,7 @@ class AudioConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Checked):
     # "mlp" (the seed's fully connected nets), "conv" (conv encoders, transposed-conv decoders) or
     # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
     # dominate the cost on a CPU)
@@ -115,12 +122,8 @@ class ModelConfig:
     speech_scale: float = 1.0  # scale of the log-mel likelihood, in units of the per-bin std
     audio: AudioConfig = field(default_factory=AudioConfig)
 
-    def validate(self) -> "ModelConfig":
-        _raise(self._problems(""))
-        return self
-
     def _problems(self, prefix: str) -> list[str]:
-        problems = _field_problems(self, prefix)
+        problems = super()._problems(prefix)
         if problems:
             return problems
         if not self.modalities or len(set(self.modalities)) != len(self.modalities) \
@@ -134,7 +137,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -152,13 +155,6 @@ class TrainConfig:
     eval_batch_size: int = 512
     grad_clip: float = 5.0
     num_threads: int = 0  # 0: torch's default
-
-    def validate(self) -> "TrainConfig":
-        _raise(self._problems(""))
-        return self
-
-    def _problems(self, prefix: str) -> list[str]:
-        return _field_problems(self, prefix)
 
 
 # Ranges (inclusive) of the fields that need other bounds than the defaults below. The sizes keep the
