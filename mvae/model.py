@@ -99,11 +99,6 @@ class MVAE(nn.Module):
                 styles[name] = (mu[:, shared:], logvar[:, shared:])
         return Encoded(tuple(given), torch.stack(mus), torch.stack(logvars), styles)
 
-    def experts(self, inputs: dict[str, torch.Tensor]):
-        """Each given modality's shared expert: returns names, mu (E, B, D), logvar (E, B, D)."""
-        encoded = self.encode(inputs)
-        return list(encoded.names), encoded.mu, encoded.logvar
-
     def posterior(self, inputs: dict[str, torch.Tensor] | None = None, subset_list=None,
                   encoded: Encoded | None = None):
         """The PoE posterior of the shared latent for each subset (default: all given modalities together)
