@@ -22,6 +22,8 @@ IMAGE_FIT = 20  # MNIST convention: the long side of the ink is fitted to 20 px 
 ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder family when they differ
 SPEECH_LIKELIHOODS = ("laplace", "gaussian")
 LR_SCHEDULES = ("constant", "cosine")
+CROSS_STYLES = ("prior", "own")
+DECODER_FAMILIES = ("mlp", "conv")
 
 
 class _Checked:
@@ -101,6 +103,16 @@ class ModelConfig(_Checked):
     # Scale of the prior a missing modality's style is drawn from during training (MMVAE+'s auxiliary
     # prior): wider than N(0, I), so the decoder learns to take the digit from the shared latent.
     cross_style_scale: float = 1.0
+    # Where a cross-modal term of the objective takes the style of the modality it reconstructs: "prior"
+    # draws it (MMVAE+, scaled by cross_style_scale); "own" uses the style the target's own encoder infers
+    # (DMVAE), so the term asks "this digit, drawn in this hand, from the other modality's content" and
+    # trains the decoder to take the digit from the shared latent without averaging the hands away.
+    cross_style: str = "prior"
+    # Weight of the style-swap term: each modality's decoder draws digits of random other classes (shared
+    # latents from the label expert) in the batch's own styles and in styles from the prior, and the
+    # modality's own encoder, frozen for this term, must read the drawn class back. It asks of training
+    # what cross-modal generation asks of the model: the digit from the shared latent, whatever the style.
+    swap_weight: float = 0.0
     # Multiplies beta for the shared latent. A nat spent there costs more than one spent in a style, so
     # the shared latent keeps to the digit and everything else about an item moves into its style.
     shared_kl_weight: float = 1.0
@@ -109,6 +121,9 @@ class ModelConfig(_Checked):
     # 3x3 convs after each stride-2 conv of the digit encoders; the 64x64 log-mel would make them costly.
     image_conv_extra: int = 0
     image_conv_batchnorm: bool = False  # batch norm after every conv of the digit encoders
+    # The digits' decoder family when it differs from the architecture's: "conv" draws strokes with
+    # transposed convs at a quarter of the cost of conv decoders for the 64x64 log-mel as well.
+    image_decoder: str = ""
     n_classes: int = N_CLASSES
     modalities: tuple[str, ...] = INPUT_MODALITIES
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin
@@ -173,7 +188,9 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
     "ModelConfig": {
         "latent_dim": (1, 1_024), "hidden": (1, 4_096), "conv_channels": (1, 256), "image_conv_extra": (0, 8),
         "n_classes": (2, 1_000), "reference_dim": (1, 1_000_000), "recon_weights": (0.0, 1e6),
-        "label_weight": (0.0, 1e6), "speech_scale": (1e-6, 1e6),
+        "label_weight": (0.0, 1e6), "speech_scale": (1e-6, 1e6), "style_dim": (0, 1_024),
+        "cross_style_scale": (0.0, 100.0), "shared_kl_weight": (0.0, 1e6),
+        "swap_weight": (0.0, 1e6),
     },
     "TrainConfig": {
         "epochs": (0, 100_000), "batch_size": (1, 65_536), "lr": (0.0, 10.0), "lr_floor": (0.0, 1.0),
@@ -185,6 +202,7 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ARCHITECTURES, "speech_likelihood": SPEECH_LIKELIHOODS, "lr_schedule": LR_SCHEDULES,
+    "cross_style": CROSS_STYLES, "image_decoder": ("",) + DECODER_FAMILIES,
 }
 DEFAULT_INT_RANGE = (0, 4_096)
 DEFAULT_FLOAT_RANGE = (-1e6, 1e6)

@@ -251,8 +251,15 @@ def describe(cfg: dict) -> str:
             words.append(f"+{cfg['image_conv_extra']} conv per stage on digits")
         if cfg.get("image_conv_batchnorm"):
             words.append("batch norm on digits")
+    if cfg.get("image_decoder"):
+        words.append(f"{cfg['image_decoder']} decoders for digits")
     if cfg.get("style_dim"):
-        words.append(f"style {cfg['style_dim']} per modality")
+        words.append(f"shared {cfg['latent_dim']}, style {cfg['style_dim']} per modality")
+        if cfg.get("cross_style") == "own":
+            words.append("own style in cross terms")
+        if cfg.get("swap_weight"):
+            words.append(f"style swap ×{cfg['swap_weight']:g}")
+
     else:
         words.append("plain PoE")
     return ", ".join(words)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from .config import IMAGE_MODALITIES, LABEL
 from .model import MVAE, standard_normal
-from .poe import kl_to_prior
+from .poe import kl_to_prior, product_of_experts
 
 
 @dataclass
@@ -22,10 +24,11 @@ class Objective:
     kl: torch.Tensor  # (S,) mean KL per example: the shared latent and the given modalities' styles
     elbo: torch.Tensor  # (S,) mean unweighted ELBO per example: -(sum of nll) - KL
     correct: torch.Tensor  # (S,) fraction of the batch whose label the subset's posterior mean predicts
+    swap: float = 0.0  # the style-swap cross-entropy (ln 10 when the drawn digits read as chance)
 
     def log(self) -> dict[str, float]:
         """Every term, per subset, as plain floats for logging."""
-        out = {"loss": self.loss.item()}
+        out = {"loss": self.loss.item(), "swap": self.swap}
         for i, s in enumerate(self.subsets):
             key = "+".join(s)
             out[f"elbo/{key}"] = float(self.elbo[i])
@@ -46,16 +49,19 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
     z = mu + standard_normal(mu, generator) * (0.5 * logvar).exp() if sample else mu
     kl = kl_to_prior(mu, logvar).sum(-1)  # (S, B)
     priced = model.cfg.shared_kl_weight * kl
-    # A given modality reconstructs itself with its own style; a missing one draws its style from the
-    # (auxiliary) prior, so only the shared latent can tell its decoder which digit to make.
-    styles = {}
+    # A given modality reconstructs itself with its own style. A missing one takes its style from the
+    # prior (MMVAE+) or, with cross_style="own", from its own encoder (DMVAE); either way only the shared
+    # latent can tell its decoder which digit to make.
+    own_everywhere = model.cfg.cross_style == "own"
+    styles, own_styles = {}, {}
     for name, (style_mu, style_logvar) in encoded.styles.items():
-        present = torch.tensor([name in s for s in subset_list], device=mu.device)[:, None, None]
+        present = torch.tensor([own_everywhere or name in s for s in subset_list], device=mu.device)[:, None, None]
         own = style_mu + standard_normal(style_mu, generator) * (0.5 * style_logvar).exp() if sample else style_mu
         drawn = mu.new_zeros(n_subsets, *style_mu.shape)  # the prior's mean when nothing is sampled
         if sample:
             drawn = model.cfg.cross_style_scale * standard_normal(drawn, generator)
         styles[name] = torch.where(present, own.unsqueeze(0), drawn).flatten(0, 1)
+        own_styles[name] = own
         style_kl = present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
         kl, priced = kl + style_kl, priced + style_kl
     decoded = model.decode_parts(z.reshape(n_subsets * batch_size, latent_dim), styles)
@@ -66,14 +72,49 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         per_example = model.modalities[name].nll(out.view(n_subsets, batch_size, *out.shape[1:]), target)
         nll[name] = per_example.mean(dim=1)
         weighted = weighted + model.modalities[name].weight * per_example
-    loss = (weighted + beta * priced).mean(dim=1).sum()
+    swapped = style_swap(model, z, own_styles, batch[LABEL], generator) if model.cfg.swap_weight else mu.new_zeros(())
+    loss = (weighted + beta * priced).mean(dim=1).sum() + model.cfg.swap_weight * swapped
 
     with torch.no_grad():
         predicted = model.classify(mu).argmax(-1)
         correct = (predicted == batch["label"].unsqueeze(0)).float().mean(dim=1)
         elbo = -(sum(nll.values()) + kl.mean(dim=1))
     return Objective(loss, list(subset_list), {k: v.detach() for k, v in nll.items()}, kl.mean(dim=1).detach(),
-                     elbo.detach(), correct)
+                     elbo.detach(), correct, float(swapped.detach()))
+
+
+def style_swap(model: MVAE, z: torch.Tensor, own_styles: dict[str, torch.Tensor], labels: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cross-entropy, summed over the styled modalities, of reading back each pair's digit after drawing
+    it from the shared latent of a random subset (the label alone among them) in a style that is not the
+    pair's own: another item's for the first half of the batch, the prior's for the rest. Gradients reach
+    the decoders and the encoders behind the shared latent; the reading encoder's weights are detached and
+    it runs in eval mode, so it judges by what it learnt from real data and its batch statistics stay real."""
+    n_subsets, batch_size, _ = z.shape
+    rows = torch.arange(batch_size, device=z.device)
+
+    def draw(high, size):
+        return torch.randint(0, high, (size,), generator=generator,
+                             device=generator.device if generator is not None else None).to(z.device)
+
+    total = z.new_zeros(())
+    for name in own_styles:
+        other = own_styles[name][draw(batch_size, batch_size)]
+        half = rows < batch_size // 2
+        style = torch.where(half[:, None], other, standard_normal(other, generator))
+        made = model.decode_parts(z[draw(n_subsets, batch_size), rows], {name: style}, [name])[name]
+        if name in IMAGE_MODALITIES:
+            made = torch.sigmoid(made)
+        reader = model.encoders[name]
+        was_training = reader.training
+        reader.eval()
+        params = {k: v.detach() for k, v in reader.named_parameters()}
+        read_mu, read_logvar = torch.func.functional_call(reader, params, (made,))
+        reader.train(was_training)
+        shared = model.cfg.latent_dim
+        read, _ = product_of_experts(read_mu[None, :, :shared], read_logvar[None, :, :shared])
+        total = total + F.cross_entropy(model.classify(read[0]), labels)
+    return total
 
 
 def beta_at(step: int, steps_per_epoch: int, beta: float, warmup_epochs: float) -> float:

@@ -96,3 +96,66 @@ def test_restyle_keeps_the_digit_and_the_kept_styles(styled):
     assert np.all(effects[layout["farsi"]] == 0) and np.all(effects[layout["speech"]] == 0), \
         "another modality's style cannot change a Kannada digit"
     assert effects[layout["kannada"]].max() > 0
+
+
+def test_own_cross_style_decodes_every_subset_with_the_targets_own_style(styled):
+    """cross_style="own" (DMVAE): a missing modality is reconstructed in its own inferred style, which is
+    then priced in every subset."""
+    model, batch = styled
+    model.cfg.cross_style = "own"
+    out = mvae_objective(model, batch, beta=1.0, sample=False)
+    encoded = model.encode(batch)
+    styles_kl = sum(kl_to_prior(*encoded.styles[n]).sum(-1) for n in ("farsi", "kannada", "speech"))
+    for i, subset in enumerate(out.subsets):
+        mu, logvar = model.posterior({k: batch[k] for k in subset})
+        assert torch.allclose(out.kl[i], (kl_to_prior(mu[0], logvar[0]).sum(-1) + styles_kl).mean(), rtol=1e-5)
+        logits = model.decoders["kannada"](torch.cat([mu[0], encoded.styles["kannada"][0]], -1))
+        nll = F.binary_cross_entropy_with_logits(logits, batch["kannada"], reduction="none").sum((1, 2))
+        assert torch.allclose(out.nll["kannada"][i], nll.mean(), rtol=1e-5), subset
+
+
+def _trainable(**changes):
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=SHARED, style_dim=STYLE, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8),
+                      cross_style="own", **changes)
+    return MVAE(cfg)
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return {k: (p.grad.abs().sum().item() if p.grad is not None else 0.0) for k, p in model.named_parameters()}
+
+
+def test_style_swap_trains_the_decoders_and_not_the_reading_encoder(styled):
+    """The swap term's readers are frozen: their weights get no gradient from what they read and their batch
+    norm statistics do not move, while the decoders learn from it."""
+    from mvae.objectives import style_swap
+
+    _, batch = styled
+    model = _trainable(architecture="conv-mlp", conv_channels=4, image_conv_batchnorm=True, swap_weight=1.0)
+    model.train()
+    encoded = model.encode(batch)
+    mu, logvar = model.posterior(subset_list=model.training_subsets(), encoded=encoded)
+    # Detached inputs: any gradient an encoder gets can only come through its reading of the drawn digits.
+    mu, own = mu.detach(), {n: m.detach() for n, (m, _) in encoded.styles.items()}
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    loss = style_swap(model, mu, own, batch["label"], torch.Generator().manual_seed(0))
+    assert loss.item() > 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items()), "reader's statistics moved"
+    grads = _grads(model, loss)
+    assert grads["decoders.farsi.0.weight"] > 0 and grads["decoders.speech.0.weight"] > 0
+    readers = [k for k in grads if k.startswith("encoders.")]
+    assert readers and all(grads[k] == 0.0 for k in readers), "a reading encoder learnt from its reading"
+    assert model.training, "the reader is put back in training mode"
+
+
+def test_image_decoder_family_can_differ_from_the_architecture():
+    model = MVAE(ModelConfig(architecture="conv-mlp", image_decoder="conv", conv_channels=4, hidden=16,
+                             latent_dim=SHARED, audio=AudioConfig(n_mels=8, n_frames=8)))
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoders["farsi"].modules())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoders["speech"].modules())
+    with pytest.raises(ValueError, match="image_decoder"):
+        ModelConfig(image_decoder="deconv").validate()
+    with pytest.raises(ValueError, match="cross_style"):
+        ModelConfig(cross_style="mine").validate()
