@@ -24,11 +24,11 @@ class Objective:
     kl: torch.Tensor  # (S,) mean KL per example: the shared latent and the given modalities' styles
     elbo: torch.Tensor  # (S,) mean unweighted ELBO per example: -(sum of nll) - KL
     correct: torch.Tensor  # (S,) fraction of the batch whose label the subset's posterior mean predicts
-    swap: float = 0.0  # the style-swap cross-entropy (ln 10 when the drawn digits read as chance)
+    swap: torch.Tensor | None = None  # the style-swap cross-entropy (ln 10 when the drawn digits read as chance)
 
     def log(self) -> dict[str, float]:
         """Every term, per subset, as plain floats for logging."""
-        out = {"loss": self.loss.item(), "swap": self.swap}
+        out = {"loss": self.loss.item(), "swap": float(self.swap) if self.swap is not None else 0.0}
         for i, s in enumerate(self.subsets):
             key = "+".join(s)
             out[f"elbo/{key}"] = float(self.elbo[i])
@@ -80,7 +80,7 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         correct = (predicted == batch["label"].unsqueeze(0)).float().mean(dim=1)
         elbo = -(sum(nll.values()) + kl.mean(dim=1))
     return Objective(loss, list(subset_list), {k: v.detach() for k, v in nll.items()}, kl.mean(dim=1).detach(),
-                     elbo.detach(), correct, float(swapped.detach()))
+                     elbo.detach(), correct, swapped.detach())
 
 
 def style_swap(model: MVAE, z: torch.Tensor, own_styles: dict[str, torch.Tensor], labels: torch.Tensor,

@@ -27,8 +27,8 @@ class GeneratorDeviceRule(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def meta_model_and_batch(style_dim: int, batch_size: int = 4):
-    cfg = ModelConfig(architecture="conv-mlp", latent_dim=8, style_dim=style_dim, hidden=32, conv_channels=8)
+def meta_model_and_batch(style_dim: int, batch_size: int = 4, **changes):
+    cfg = ModelConfig(architecture="conv-mlp", latent_dim=8, style_dim=style_dim, hidden=32, conv_channels=8, **changes)
     model = MVAE(cfg).to("meta")
     batch = {"farsi": torch.empty(batch_size, 28, 28, device="meta"),
              "kannada": torch.empty(batch_size, 28, 28, device="meta"),
@@ -42,9 +42,9 @@ def test_the_rule_catches_a_generator_on_the_wrong_device():
         torch.randn(3, generator=torch.Generator(), device="meta")
 
 
-@pytest.mark.parametrize("style_dim", [0, 4])
-def test_objective_draws_on_the_generators_device_and_lands_on_the_models(style_dim):
-    model, batch = meta_model_and_batch(style_dim)
+@pytest.mark.parametrize("style_dim, changes", [(0, {}), (4, {}), (4, {"cross_style": "own", "swap_weight": 1.0})])
+def test_objective_draws_on_the_generators_device_and_lands_on_the_models(style_dim, changes):
+    model, batch = meta_model_and_batch(style_dim, **changes)
     with GeneratorDeviceRule():
         out = mvae_objective(model, batch, generator=torch.Generator().manual_seed(0))
     assert out.loss.device.type == "meta"
