@@ -226,7 +226,8 @@ FAINTEST_SHOWN = 0.1  # a peak below this is left as it is rather than stretched
 
 
 def stretched(image: np.ndarray) -> np.ndarray:
-    """A generated digit averages its class's styles, so its ink is faint; show it at full strength."""
+    """Show a generated digit at full ink: where the styles it could be drawn in disagree its ink is faint,
+    which says how sure the model is of the stroke, not which digit it is (peak scaling, as the judges do)."""
     image = np.asarray(image, np.float32)
     peak = float(image.max(initial=0.0))
     return image / peak if FAINTEST_SHOWN <= peak < 1 else image
@@ -322,6 +323,15 @@ def class_images(pipe: mvae.Pipeline) -> dict[str, np.ndarray]:
 @st.cache_resource(show_spinner=False)
 def _class_images(_pipe: mvae.Pipeline, folder: str) -> dict[str, np.ndarray]:
     return _pipe.decode(np.stack([_pipe.label_posterior(d)[0] for d in range(10)])).images
+
+
+def latent_sentence(cfg) -> str:
+    """The model card's account of the latent: the shared part and, when there are any, the styles."""
+    shared = (f"a {cfg.latent_dim}-dimensional shared latent (which digit), fused by the product of experts")
+    if not cfg.style_dim:
+        return f"PoE-MVAE with {shared}"
+    return (f"PoE-MVAE with {shared}, and a {cfg.style_dim}-dimensional private style latent per input (how "
+            "this one is drawn or said): a missing modality is drawn in a style from its prior, so it varies")
 
 
 def not_evaluated() -> None:

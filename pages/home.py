@@ -28,8 +28,8 @@ left, right = st.columns(2)
 with left:
     st.markdown(
         f"""
-**Model.** PoE-MVAE with a {cfg.latent_dim}-dimensional latent, {cfg.architecture} encoders and decoders
-({cfg.hidden} hidden units), a linear label head, trained on every non-empty subset of the three inputs.
+**Model.** {ui.latent_sentence(cfg)}; {cfg.architecture} networks ({cfg.hidden} hidden units), a linear
+label head, trained on every non-empty subset of the three inputs.
 Speech is an 8 kHz log-mel spectrogram ({cfg.audio.n_mels} mel bins); what you hear is rebuilt from it with
 Griffin-Lim, so it sounds robotic by design.
 
