@@ -306,6 +306,17 @@ def test_a_silent_connection_times_out(server, tmp_path, fixtures):
     assert (tmp_path / "downloads" / "kannada" / f"{TRAIN_X}.part").exists()
 
 
+def test_an_unreachable_source_points_to_a_mirror(tmp_path, fixtures):
+    import socket
+
+    with socket.socket() as closed:  # a port that was free a moment ago: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    base_urls = {name: f"http://127.0.0.1:{port}/{name}" for name in MANIFEST}
+    with pytest.raises(DataError, match=r"Could not download .*--mirror URL.*URL/<set>/<file name>"):
+        download_all(tmp_path, only=["kannada"], base_urls=base_urls, manifest=manifest_for(fixtures), timeout=5)
+
+
 def test_a_changed_source_fails_its_recorded_hash_until_forced(server, tmp_path, fixtures):
     run(server, tmp_path, fixtures, only=["kannada"])
     rng = np.random.default_rng(5)

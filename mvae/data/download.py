@@ -231,7 +231,9 @@ def _request(url: str, offset: int, timeout: float):
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(
-            f"Could not download {url} ({reason}). Check the network connection and re-run the command."
+            f"Could not download {url} ({reason}). Check the network connection and re-run the command; "
+            f"where the canonical sources cannot be reached, fetch the raw files from a mirror with --mirror URL "
+            f"(or ${MIRROR_ENV}), which serves them as URL/<set>/<file name>."
         ) from exc
 
 
