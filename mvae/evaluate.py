@@ -163,12 +163,17 @@ def pct(x) -> str:
     return f"{100 * x:.2f} %"
 
 
+def mark(ok: bool) -> str:
+    """Words, not emoji: a machine without an emoji font (the app's Report, a terminal) shows ✅ as a box."""
+    return "met" if ok else "**missed**"
+
+
 def at_least(value, bar, fmt=pct) -> str:
-    return f"{fmt(value)} {'✅' if value >= bar else '❌'} (bar ≥ {fmt(bar)})"
+    return f"{fmt(value)}, {mark(value >= bar)} (bar ≥ {fmt(bar)})"
 
 
 def at_most(value, bar, fmt) -> str:
-    return f"{fmt(value)} {'✅' if value <= bar else '❌'} (bar ≤ {fmt(bar)})"
+    return f"{fmt(value)}, {mark(value <= bar)} (bar ≤ {fmt(bar)})"
 
 
 def arrow(key: str) -> str:
@@ -201,7 +206,7 @@ def generation_rows(report: dict) -> list[tuple[str, str]]:
     n_dims = len(next(iter(report.get("dimension_effects", {}).values()), []))
     for s, v in report.get("live_dimensions", {}).items():
         rows.append((f"Live latent dimensions, {s} (≥ 0.02 per pixel over ±2)",
-                     f"{v} of {n_dims} {'✅' if v >= BAR['live_dimensions_min'] else '❌'} (bar ≥ {BAR['live_dimensions_min']})"))
+                     f"{v} of {n_dims}, {mark(v >= BAR['live_dimensions_min'])} (bar ≥ {BAR['live_dimensions_min']})"))
     return rows
 
 
@@ -215,7 +220,7 @@ def markdown(report: dict) -> str:
     rows += [(f"Label accuracy, {k.replace('+', ' + ')}", at_least(v, BAR["multimodal_accuracy_min"]))
              for k, v in acc.items() if "+" in k]
     rows += generation_rows(report)
-    rows += [(f"Stand-in for real users: {k}", f"{pct(v)} {'✅' if v >= ROBUSTNESS_AIM else '❌'} (aim {pct(ROBUSTNESS_AIM)})")
+    rows += [(f"Stand-in for real users: {k}", f"{pct(v)}, {mark(v >= ROBUSTNESS_AIM)} (aim {pct(ROBUSTNESS_AIM)})")
              for k, v in report.get("robustness", {}).items()]
     rows += [(f"{m} reconstruction, given / missing (nats)", f"{r['given']:.1f} / {r['missing']:.1f}")
              for m, r in report["recon"].items()]

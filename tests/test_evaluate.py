@@ -96,6 +96,21 @@ def test_a_metric_the_report_lacks_fails_its_line():
     assert failed == {"diversity/farsi", "diversity/kannada", "label_coherence"}
 
 
+def test_table_marks_are_words_that_render_without_an_emoji_font():
+    from mvae.evaluate import at_least, at_most, generation_rows
+
+    assert at_least(0.991, 0.99) == "99.10 %, met (bar ≥ 99.00 %)"
+    assert at_least(0.5, 0.95) == "50.00 %, **missed** (bar ≥ 95.00 %)"
+    assert at_most(1.2, 1.5, lambda x: f"{x:.2f}×") == "1.20×, met (bar ≤ 1.50×)"
+    assert at_most(2.9, 1.5, lambda x: f"{x:.2f}×") == "2.90×, **missed** (bar ≤ 1.50×)"
+    rows = dict(generation_rows({"coherence": {}, "live_dimensions": {"farsi": 3, "kannada": 9},
+                                 "dimension_effects": {"farsi": [0.0] * 64}}))
+    live = BAR["live_dimensions_min"]
+    assert rows["Live latent dimensions, farsi (≥ 0.02 per pixel over ±2)"] == f"3 of 64, **missed** (bar ≥ {live})"
+    assert rows["Live latent dimensions, kannada (≥ 0.02 per pixel over ±2)"] == f"9 of 64, met (bar ≥ {live})"
+    assert not any(ord(c) > 0xFFFF or c in "✅❌✔✖" for row in rows.values() for c in row)
+
+
 def test_frechet_bar_is_half_of_the_reference_model():
     from mvae.evaluate import FRECHET_REFERENCE
 
