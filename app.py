@@ -2,8 +2,6 @@
 
 import streamlit as st
 
-from mvae import ui
-
 st.set_page_config(page_title="PoE-MVAE: digits you can draw and say", page_icon=":material/draw:", layout="wide")
 
 PAGES = [
@@ -16,6 +14,11 @@ PAGES = [
     st.Page("pages/report.py", title="Report", icon=":material/analytics:"),
 ]
 
+# The navigation goes out before the library is imported: the first run in a fresh server imports PyTorch
+# (seconds), and until st.navigation runs Streamlit shows its own menu of the pages/ file names.
 page = st.navigation(PAGES)
+with st.spinner("Starting up: loading PyTorch…"):
+    from mvae import ui
+
 with ui.guard():
     page.run()
