@@ -19,7 +19,9 @@ with ui.guard():
     rows = [ui.SCRIPTS[s] for s in ui.SCRIPTS]
     st.plotly_chart(ui.image_grid([samples.images[s] for s in ui.SCRIPTS], rows, titles))
     st.caption("The spoken samples")
-    for i, (col, speech, label) in enumerate(zip(st.columns(min(n, 4)) * 2, samples.speech, samples.labels)):
-        with col:
-            st.caption(f"#{i + 1}, which the model reads as {label}")
-            ui.show_audio(speech)
+    labels = samples.labels
+    for start in range(0, n, ui.PLAYERS_PER_ROW):
+        for col, i in zip(st.columns(ui.PLAYERS_PER_ROW), range(start, min(start + ui.PLAYERS_PER_ROW, n))):
+            with col:
+                st.caption(f"#{i + 1}, which the model reads as {labels[i]}")
+                ui.show_audio(samples.speech[i])
