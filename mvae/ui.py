@@ -112,11 +112,82 @@ def sweep_results(pipe: mvae.Pipeline) -> dict | None:
         return None
 
 
+# An eval.md written before the evaluator wrote its marks in words: emoji show as empty boxes without an
+# emoji font, so they become the words the evaluator writes now.
+_EMOJI_MARKS = {" ✅": ", met", " ❌": ", **missed**"}
+
+
 def eval_markdown(pipe: mvae.Pipeline) -> str | None:
     try:
-        return pipe.report_table()
+        table = pipe.report_table()
     except OSError:
         return None
+    if table is None:
+        return None
+    for emoji, words in _EMOJI_MARKS.items():
+        table = table.replace(emoji, words)
+    return table
+
+
+# -- names a person reads, for the evaluator's keys ----------------------------------------------------------
+MODALITY_NAMES = {"farsi": "Farsi", "kannada": "Kannada", "speech": "speech", "label": "the label"}
+EXTRA_SETS = {"kannada/dig": "Dig-MNIST", "farsi/remaining": "Hoda remaining"}
+BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
+             "multimodal_accuracy": "accuracy from two or three inputs",
+             "label_coherence": "coherence of what the label generates",
+             "coherence": "coherence from one modality to another",
+             "robustness": "stand-ins for real users"}
+BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "diversity of generated {} digits",
+                "halftone": "half-tone share of generated {} digits", "frechet": "Fréchet distance of generated {} digits",
+                "live_dimensions": "live latent dimensions for {}"}
+SWEEP_PARAMS = {"latent_dim": "latent size", "hidden": "width", "label_weight": "label weight",
+                "speech_weight": "speech weight", "beta": "β", "beta_warmup_epochs": "β warm-up (epochs)",
+                "lr": "learning rate", "aug_strength": "speech augmentation", "image_aug": "digit augmentation"}
+
+
+def modality_name(name: str) -> str:
+    return MODALITY_NAMES.get(name, name)
+
+
+def inputs_name(key: str) -> str:
+    """An input subset or a direction as a person reads it: 'farsi+speech->kannada' is 'Farsi + speech → Kannada'."""
+    given, arrow, made = key.partition("->")
+    text = " + ".join(modality_name(m) for m in given.split("+"))
+    return f"{text} → {modality_name(made)}" if arrow else text
+
+
+def extra_set_name(key: str) -> str:
+    return EXTRA_SETS.get(key, key.replace("/", " "))
+
+
+def bar_line_name(key: str) -> str:
+    """A line of the evaluator's quality bar (a key of eval.json's meets_bar) in words."""
+    if key in BAR_LINES:
+        return BAR_LINES[key]
+    section, _, rest = key.partition("/")
+    if section in BAR_SECTIONS and rest:
+        return BAR_SECTIONS[section].format(modality_name(rest))
+    return key.replace("_", " ").replace("/", ", ")
+
+
+def sweep_rows(trials: list[dict]) -> list[dict]:
+    """The sweep's trials as table rows, each parameter under its display name."""
+    return [{"trial": t.get("number"), "objective": t.get("value"),
+             **{SWEEP_PARAMS.get(k, k): v for k, v in t.get("params", {}).items()}} for t in trials]
+
+
+def sweep_columns() -> dict:
+    """Three significant digits: a learning rate of 0.0011299721774595118 is 0.00113 here."""
+    return {"trial": st.column_config.NumberColumn(format="%d"),
+            "objective": st.column_config.NumberColumn(format="percent",
+                                                       help="Mean validation label accuracy over the input subsets"),
+            **{name: st.column_config.NumberColumn(format="%.3g") for name in SWEEP_PARAMS.values()}}
+
+
+def quality_bar_lines(meets: dict[str, bool]) -> tuple[list[str], list[str]]:
+    """The names of the lines of the bar that are met, and of those missed."""
+    return ([bar_line_name(k) for k, ok in meets.items() if ok],
+            [bar_line_name(k) for k, ok in meets.items() if not ok])
 
 
 def remember(pred: mvae.Prediction, source: str) -> None:
@@ -240,6 +311,11 @@ def big(image: np.ndarray, scale: int = 5) -> np.ndarray:
 
 def show_image(image: np.ndarray, caption: str, scale: int = 5) -> None:
     st.image(big(image, scale), caption=caption, clamp=True, width=28 * scale)
+
+
+# Two to a row: the player's controls (time, seek bar, volume, menu) need about 300 px; four to a row left
+# each less than that beside the sidebar, and the seek bar shrank to nothing.
+PLAYERS_PER_ROW = 2
 
 
 def show_audio(speech: mvae.SpeechOutput) -> None:

@@ -27,15 +27,20 @@ else:
     top[0].metric("ELBO (all inputs)", f"{evaluation['elbo']:.1f}" if "elbo" in evaluation else "—")
     top[1].metric("Active latent units", f"{evaluation.get('active_units', '—')} / {pipe.latent_dim}")
     for col, (name, value) in zip(top[2:], evaluation.get("extra_accuracy", {}).items()):
-        col.metric(f"Accuracy on {name}", f"{value:.1%}")
+        col.metric(f"Accuracy on {ui.extra_set_name(name)}", f"{value:.1%}")
 
     acc, uni = st.columns([2, 1])
-    subsets = {k: v for k, v in evaluation.get("accuracy", {}).items() if k != "label"}
+    subsets = {ui.inputs_name(k): v for k, v in evaluation.get("accuracy", {}).items() if k != "label"}
     acc.plotly_chart(ui.bars(subsets, "Accuracy by the inputs given (paired test examples)", horizontal=True))
-    uni.plotly_chart(ui.bars(evaluation.get("unimodal_accuracy", {}), "Accuracy from one input, whole test split"))
+    uni.plotly_chart(ui.bars({ui.modality_name(k): v for k, v in evaluation.get("unimodal_accuracy", {}).items()},
+                             "Accuracy from one input, whole test split"))
     if evaluation.get("meets_bar"):
-        st.caption("Quality bars: " + ", ".join(f"{'✅' if ok else '❌'} {name}"
-                                                 for name, ok in evaluation["meets_bar"].items()))
+        met, missed = ui.quality_bar_lines(evaluation["meets_bar"])
+        # Streamlit's own icon font and words: an emoji shows as an empty box on a machine without an emoji font.
+        if met:
+            st.markdown(":green[:material/check_circle:] **Quality bars met:** " + ", ".join(met) + ".")
+        if missed:
+            st.markdown(":red[:material/cancel:] **Quality bars missed:** " + ", ".join(missed) + ".")
 
     st.subheader("Generation")
     settings = evaluation.get("generation", {})
@@ -44,7 +49,7 @@ else:
                f"is at temperature {settings.get('temperature', 1):g}, the bar's; speech is judged after Griffin-Lim.")
     label_coherence = evaluation.get("label_coherence", {})
     if label_coherence:
-        st.plotly_chart(ui.bars({f"label → {t}": v for t, v in label_coherence.items()},
+        st.plotly_chart(ui.bars({ui.inputs_name(f"label->{t}"): v for t, v in label_coherence.items()},
                                 "Coherence from the label alone", horizontal=True))
     coherence = evaluation.get("coherence", {})
     names = ["farsi", "kannada", "speech"]
@@ -54,28 +59,31 @@ else:
         if given in names and made in names:
             matrix[names.index(given), names.index(made)] = value
     heat, pairs = st.columns([3, 2])
-    heat.plotly_chart(ui.heatmap(matrix, names, names, "Coherence: is the generated digit the given one?"))
-    pairs.plotly_chart(ui.bars({k: v for k, v in coherence.items() if "+" in k}, "Two inputs → the third",
-                               horizontal=True))
+    shown = [ui.modality_name(n) for n in names]
+    heat.plotly_chart(ui.heatmap(matrix, shown, shown, "Coherence: is the generated digit the given one?"))
+    pairs.plotly_chart(ui.bars({ui.inputs_name(k): v for k, v in coherence.items() if "+" in k},
+                               "Two inputs → the third", horizontal=True))
     scripts = list(evaluation.get("diversity", {}))
     if scripts:
         cells = st.columns(4)
         for script in scripts:
+            name = ui.modality_name(script)
             halftone, floor = evaluation["halftone"][script], evaluation.get("frechet_real_floor", {}).get(script)
-            cells[0].metric(f"Diversity, {script}", f"{evaluation['diversity'][script]:.2f}",
+            cells[0].metric(f"Diversity, {name}", f"{evaluation['diversity'][script]:.2f}",
                             help="Mean distance between generated digits of a class, over that between real ones.")
-            cells[1].metric(f"Half-tone share, {script}", f"{halftone['ratio']:.2f}× real",
+            cells[1].metric(f"Half-tone share, {name}", f"{halftone['ratio']:.2f}× real",
                             help=f"Half-tone ink: {halftone['generated']:.1%} generated, {halftone['real']:.1%} real.")
-            cells[2].metric(f"Fréchet distance, {script}", f"{evaluation['frechet'][script]:.2f}",
+            cells[2].metric(f"Fréchet distance, {name}", f"{evaluation['frechet'][script]:.2f}",
                             help="In the judge's features, generated against real test digits"
                                  + (f"; two sets of real digits score {floor:.2f}." if floor is not None else "."))
-            cells[3].metric(f"Live dimensions, {script}", str(evaluation.get("live_dimensions", {}).get(script, "—")),
+            cells[3].metric(f"Live dimensions, {name}", str(evaluation.get("live_dimensions", {}).get(script, "—")),
                             help="Latent dimensions that change the digit by at least 0.02 per pixel over ±2.")
     effects = evaluation.get("dimension_effects", {})
     if effects:
-        shown = st.selectbox("Effect of each latent dimension on", list(effects))
-        st.plotly_chart(ui.bars({str(i): v for i, v in enumerate(effects[shown])},
-                                f"Mean change of {shown} per value when a dimension goes from −2 to +2",
+        target = st.selectbox("Effect of each latent dimension on", list(effects), format_func=ui.modality_name)
+        st.plotly_chart(ui.bars({str(i): v for i, v in enumerate(effects[target])},
+                                f"Mean change of {ui.modality_name(target)} per value when a dimension goes "
+                                "from −2 to +2",
                                 percent=False))
 
     recon = evaluation.get("recon", {})
@@ -95,14 +103,14 @@ if sweep is None:
     st.info("No sweep results yet: the sweep writes them to checkpoints/sweep/results.json.",
             icon=":material/hourglass_empty:")
 else:
-    best, importance = st.columns([3, 2])
-    with best:
-        st.caption("Best trials")
-        st.table([{"trial": t.get("number"), "value": t.get("value"), **t.get("params", {})}
-                  for t in sweep.get("best_trials", [])])
+    # The whole width: nine parameters do not fit a column, and a dataframe scrolls where a table is cut.
+    st.caption("Best trials")
+    st.dataframe(ui.sweep_rows(sweep.get("best_trials", [])), hide_index=True, width="stretch",
+                 column_config=ui.sweep_columns())
+    importance, history = st.columns(2)
     if sweep.get("importance"):
-        importance.plotly_chart(ui.bars(sweep["importance"], "Parameter importance", percent=False,
-                                        horizontal=True))
+        importance.plotly_chart(ui.bars({ui.SWEEP_PARAMS.get(k, k): v for k, v in sweep["importance"].items()},
+                                        "Parameter importance", percent=False, horizontal=True))
     trials = [t for t in sweep.get("trials", []) if t.get("value") is not None]
     if trials:
-        st.plotly_chart(ui.trials_figure(trials))
+        history.plotly_chart(ui.trials_figure(trials))

@@ -127,7 +127,9 @@ def evaluated(tmp_path, monkeypatch, pipe):
               "dimension_effects": {n: list(np.linspace(0, 0.05, pipe.latent_dim)) for n in names},
               "generation": {"temperature": 1.0, "per_class": 200}}
     (folder / "eval.json").write_text(json.dumps(report))
-    (folder / "eval.md").write_text("| subset | accuracy |\n|---|---|\n| farsi | 95.0% |\n")
+    # Marks as the evaluator wrote them before it wrote words: the page must not show the emoji.
+    (folder / "eval.md").write_text("| subset | accuracy |\n|---|---|\n| farsi | 95.00 % ✅ (bar ≥ 90.00 %) |\n"
+                                    "| speech | 50.00 % ❌ (bar ≥ 90.00 %) |\n")
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 20)
     means = np.stack([pipe.label_posterior(d)[0] for d in range(10)])
@@ -168,14 +170,41 @@ def test_home_and_report_show_the_evaluation_when_present(evaluated):
     report = open_page("report")
     assert_clean(report)
     assert "not been evaluated" not in messages(report)
-    assert {m.label for m in report.metric} >= {"ELBO (all inputs)", "Active latent units", "Accuracy on kannada/dig"}
+    assert {m.label for m in report.metric} >= {"ELBO (all inputs)", "Active latent units", "Accuracy on Dig-MNIST"}
     assert "17 / " in [m.value for m in report.metric if m.label == "Active latent units"][0]
     assert len(report.get("plotly_chart")) >= 7  # curves, accuracies, coherence, pairs, recon, KL, sweep
     assert report.table, "the sweep's best trials are missing"
-    assert "✅ coherence" in " ".join(c.value for c in report.caption)
     generation = {m.label: m.value for m in report.metric}
-    assert generation["Diversity, farsi"] == "0.42" and generation["Fréchet distance, farsi"] == "3.25"
-    assert generation["Half-tone share, kannada"] == "1.50× real" and generation["Live dimensions, kannada"] == "3"
+    assert generation["Diversity, Farsi"] == "0.42" and generation["Fréchet distance, Farsi"] == "3.25"
+    assert generation["Half-tone share, Kannada"] == "1.50× real" and generation["Live dimensions, Kannada"] == "3"
+
+
+def test_report_names_the_quality_bars_in_words_without_emoji(evaluated):
+    report = open_page("report")
+    assert_clean(report)
+    text = [m.value for m in report.markdown]
+    assert any("Quality bars met:** coherence from one modality to another." in t for t in text), text
+    assert any("Quality bars missed:** accuracy from two or three inputs." in t for t in text), text
+    assert "| 95.00 %, met (bar ≥ 90.00 %) |" in " ".join(text) and "50.00 %, **missed**" in " ".join(text)
+    shown = " ".join([*text, *(m.label for m in report.metric), *(c.value for c in report.caption)])
+    assert not re.search(r"[\u2705\u274C\U0001F300-\U0001FAFF]", shown), "an emoji is an empty box without an emoji font"
+    assert not re.search(r"\w_\w|\w/\w", re.sub(r"`[^`]*`|\(https?://\S+\)", "", shown)), \
+        "an internal key (unimodal_accuracy/farsi) reached the page"
+    charts = [json.loads(c.proto.spec) for c in report.get("plotly_chart")]
+    keys = {str(k) for c in charts for trace in c["data"] for k in (trace.get("y") or []) if isinstance(k, str)}
+    assert {"Farsi + Kannada", "Farsi + Kannada + speech", "Farsi + speech → Kannada", "the label → speech"} <= keys
+
+
+def test_report_sweep_table_fits_the_page_with_readable_numbers(evaluated):
+    report = open_page("report")
+    assert_clean(report)
+    assert not report.table, "st.table is cut at the page's edge when its columns do not fit"
+    (table,) = report.dataframe
+    shown = table.value
+    assert list(shown.columns) == ["trial", "objective", "learning rate", "β"]
+    columns = json.loads(table.proto.columns)
+    assert columns["learning rate"]["type_config"]["format"] == "%.3g"
+    assert columns["objective"]["type_config"]["format"] == "percent"
 
 
 def test_report_says_when_not_evaluated_yet(pipe, tmp_path, monkeypatch):
@@ -380,6 +409,9 @@ def test_generate_gives_samples_in_every_modality():
     assert grid["layout"]["yaxis"]["ticktext"] == ["Farsi", "Kannada"]
     assert len(grid["layout"]["xaxis"]["ticktext"]) == 4
     assert len(at.get("audio")) == 4
+    players = [c for c in at.columns if c.get("audio")]
+    # At four to a row, beside the sidebar, each player had less than the ~300 px its controls need.
+    assert len(players) == 4 and all(c.weight >= 0.5 for c in players), "each player gets half the width or more"
     first = grid["data"][0]["z"]
     at.number_input(key="gen-seed").set_value(1)
     rerun(at)
@@ -452,6 +484,24 @@ def test_streamlit_config_hides_errors_and_limits_uploads():
     assert config["theme"]["primaryColor"]
 
 
+def test_streamlit_reads_the_file_watcher_setting_and_polls_the_sources(monkeypatch):
+    """Watchdog would watch the project folder recursively, .venv included; polling watches only the
+    sources the app imports."""
+    from streamlit import config
+    from streamlit.watcher.path_watcher import get_default_path_watcher_class
+    from streamlit.watcher.polling_path_watcher import PollingPathWatcher
+
+    monkeypatch.delenv("STREAMLIT_SERVER_FILE_WATCHER_TYPE", raising=False)
+    monkeypatch.chdir(ROOT)  # Streamlit reads .streamlit/config.toml from the working folder
+    try:
+        config.get_config_options(force_reparse=True)
+        assert config.get_option("server.fileWatcherType") == "poll"
+        assert get_default_path_watcher_class() is PollingPathWatcher
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)
+
+
 def test_the_websocket_message_cap_fits_a_10_s_recording_and_the_pad(real_data):
     """The recorder sends its WAV as a JSON list of byte values; a 10 s take in Chromium (44.1 kHz,
     16-bit stereo) must fit under server.maxMessageSize, and so must the largest PNG the pad may send."""
@@ -485,7 +535,8 @@ def test_dockerfile_is_a_cpu_non_root_streamlit_space():
     assert re.search(r"^HEALTHCHECK .*?_stcore/health", text, re.M | re.S)
     assert re.search(r"^EXPOSE 8501", text, re.M)
     cmd = re.search(r"^CMD (.*)$", text, re.M).group(1)
-    assert json.loads(cmd) == ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+    assert json.loads(cmd) == ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0",
+                               "--server.fileWatcherType=none"]
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "runs" in ignored
 
