@@ -570,5 +570,19 @@ def _get(get, record):
         return None
 
 
+# The browser's player counts whole seconds, so a clip under one reads "0:00 / 0:00", as if it were empty.
+# A shorter clip is padded with silence to one second; the page gives its real length.
+MIN_PLAYER_SECONDS = 1.0
+
+
+def player_wav(wave: np.ndarray, rate: int) -> bytes:
+    """WAV bytes of `wave` for the page's player: at least MIN_PLAYER_SECONDS, the clip first."""
+    wave = np.asarray(wave, np.float32)
+    missing = int(np.ceil(MIN_PLAYER_SECONDS * rate)) - len(wave)
+    if missing > 0:
+        wave = np.concatenate([wave, np.zeros(missing, np.float32)])
+    return wav_bytes(wave, rate)
+
+
 def play_wave(wave: np.ndarray, rate: int) -> None:
-    st.audio(wav_bytes(wave, rate), format="audio/wav")
+    st.audio(player_wav(wave, rate), format="audio/wav")

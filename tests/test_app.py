@@ -327,6 +327,33 @@ def test_speak_microphone_real_recordings(real_data, name):
     assert len(at.image) >= 2, "the generated Farsi and Kannada digits"
 
 
+def test_the_players_wav_of_a_short_clip_lasts_a_second_and_starts_with_the_clip():
+    rate = 8000
+    clip = (0.5 * np.sin(np.arange(int(0.3 * rate)) / 5)).astype(np.float32)
+    wave, got_rate = sf.read(io.BytesIO(ui.player_wav(clip, rate)), dtype="float32")
+    assert got_rate == rate and len(wave) == rate, "a player shows 0:00 / 0:00 for a clip under a second"
+    assert np.allclose(wave[:len(clip)], clip, atol=1e-4) and not wave[len(clip):].any()
+    long = np.ones(int(1.5 * rate), np.float32) * 0.25
+    assert len(sf.read(io.BytesIO(ui.player_wav(long, rate)))[0]) == len(long), "a longer clip is left as it is"
+
+
+def test_speak_plays_a_short_voiced_segment_as_a_second_and_says_its_length(real_data, pipe, monkeypatch):
+    import streamlit as st
+
+    played, audio = [], st.audio
+    monkeypatch.setattr(st, "audio", lambda data, *args, **kwargs: (played.append(data), audio(data, *args, **kwargs))[1])
+    name = REAL_RECORDINGS[0]
+    heard = pipe.predict({"speech": recording(real_data, name)}).prepared_speech
+    seconds = len(heard.voiced) / heard.sample_rate
+    assert seconds < 1, "the case needs a voiced segment under a second"
+    at = open_page("speak")
+    at.audio_input(key="speak-mic").set_value((name, recording(real_data, name), "audio/wav"))
+    rerun(at)
+    info = sf.info(io.BytesIO(played[0]))  # the voiced segment's player comes first
+    assert info.samplerate == heard.sample_rate and info.duration >= 1.0
+    assert f"The voiced segment it used ({seconds:.2f} s)" in [c.value for c in at.caption]
+
+
 def test_speak_recorder_and_upload_real_recordings(real_data):
     at = open_page("speak")
     at.segmented_control(key="speak-source").set_value("recorder")
