@@ -170,18 +170,17 @@ def bar_line_name(key: str) -> str:
     return key.replace("_", " ").replace("/", ", ")
 
 
-def sweep_rows(trials: list[dict]) -> list[dict]:
-    """The sweep's trials as table rows, each parameter under its display name."""
-    return [{"trial": t.get("number"), "objective": t.get("value"),
-             **{SWEEP_PARAMS.get(k, k): v for k, v in t.get("params", {}).items()}} for t in trials]
-
-
-def sweep_columns() -> dict:
-    """Three significant digits: a learning rate of 0.0011299721774595118 is 0.00113 here."""
-    return {"trial": st.column_config.NumberColumn(format="%d"),
-            "objective": st.column_config.NumberColumn(format="percent",
-                                                       help="Mean validation label accuracy over the input subsets"),
-            **{name: st.column_config.NumberColumn(format="%.3g") for name in SWEEP_PARAMS.values()}}
+def sweep_table(trials: list[dict]) -> list[dict]:
+    """The best trials side by side, one row per parameter: nine parameters across did not fit the page.
+    Three significant digits, so that a learning rate of 0.0011299721774595118 reads 0.00113."""
+    names = list(dict.fromkeys(k for t in trials for k in t.get("params", {})))
+    rows = [{"": "objective", **{f"trial {t.get('number')}": f"{t['value']:.2%}" if t.get("value") is not None else "—"
+                                  for t in trials}}]
+    for name in names:
+        rows.append({"": SWEEP_PARAMS.get(name, name),
+                     **{f"trial {t.get('number')}": f"{t['params'][name]:.3g}" if name in t.get("params", {}) else "—"
+                        for t in trials}})
+    return rows
 
 
 def quality_bar_lines(meets: dict[str, bool]) -> tuple[list[str], list[str]]:

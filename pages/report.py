@@ -103,10 +103,8 @@ if sweep is None:
     st.info("No sweep results yet: the sweep writes them to checkpoints/sweep/results.json.",
             icon=":material/hourglass_empty:")
 else:
-    # The whole width: nine parameters do not fit a column, and a dataframe scrolls where a table is cut.
-    st.caption("Best trials")
-    st.dataframe(ui.sweep_rows(sweep.get("best_trials", [])), hide_index=True, width="stretch",
-                 column_config=ui.sweep_columns())
+    st.caption("Best trials (the objective is the mean validation accuracy over the input subsets)")
+    st.dataframe(ui.sweep_table(sweep.get("best_trials", [])), hide_index=True, width="stretch")
     importance, history = st.columns(2)
     if sweep.get("importance"):
         importance.plotly_chart(ui.bars({ui.SWEEP_PARAMS.get(k, k): v for k, v in sweep["importance"].items()},
