@@ -39,9 +39,9 @@ from .robustness import robustness
 
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 # The Fréchet distances (judges' penultimate features, label -> digit at temperature 1 against the real
-# test split) of the plain PoE-MVAE shipped before the style latents (checkpoints/default at the commit
-# that brought these judges, "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on
-# digits, plain PoE, latent 64"), measured by `python -m mvae.evaluate checkpoints/default` with the judges
+# test split) of the plain PoE-MVAE shipped before the style latents (kept as checkpoints/plain-poe:
+# "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on digits, plain PoE,
+# latent 64"), measured by `python -m mvae.evaluate checkpoints/plain-poe` with the judges
 # of checkpoints/judges (judges_id 7750301567aa). They depend on the judges: retrain them, measure again.
 FRECHET_REFERENCE = {"farsi": 164.76, "kannada": 168.60}
 # The quality bar of the shipped default model (fractions; generation at temperature 1, judged by the
