@@ -312,7 +312,8 @@ def bench_training_time() -> list[Row]:
     accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
     quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())
     done, planned = len(info.get("history", [])), info.get("train_config", {}).get("epochs")
-    epochs = f"{done} epochs" if planned in (None, done) else f"{done} of the {planned} epochs asked for (stopped early)"
+    epochs = (f"{done} epochs" if planned in (None, done)
+              else f"{done} of the {planned} epochs asked for (stopped early)")
     device = info.get("device") or info.get("machine") or "not recorded"
     if wall is not None:
         result = f"{wall / 60:.1f} min"

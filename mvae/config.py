@@ -82,7 +82,8 @@ class AudioConfig(_Checked):
             problems.append(f"{prefix}f_min < f_max <= sample_rate / 2 must hold; got f_min={self.f_min}, "
                             f"f_max={self.f_max}, sample_rate={self.sample_rate}")
         if self.min_input_s > self.max_input_s:
-            problems.append(f"{prefix}min_input_s ({self.min_input_s}) must not exceed max_input_s ({self.max_input_s})")
+            problems.append(f"{prefix}min_input_s ({self.min_input_s}) must not exceed "
+                            f"max_input_s ({self.max_input_s})")
         if self.aug_snr_db[0] > self.aug_snr_db[1]:
             problems.append(f"{prefix}aug_snr_db must be (low, high); got {list(self.aug_snr_db)}")
         return problems

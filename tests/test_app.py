@@ -60,7 +60,8 @@ def assert_clean(at: AppTest) -> None:
 
 def shown_digit(at: AppTest, label: str = "Predicted digit") -> str:
     values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no '{label}' on the page; info: {[i.value for i in at.info]}, errors: {[e.value for e in at.error]}"
+    assert values, (f"no '{label}' on the page; info: {[i.value for i in at.info]}, "
+                    f"errors: {[e.value for e in at.error]}")
     return values[0]
 
 
@@ -414,7 +415,8 @@ def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data, pi
 def test_latent_map_click_decodes_the_point(evaluated):
     at = open_page("latent")
     assert "not been evaluated" not in messages(at)
-    at.session_state["latent-map"] = {"selection": {"points": [{"curve_number": 7, "point_index": 0, "customdata": 140}],
+    point = {"curve_number": 7, "point_index": 0, "customdata": 140}
+    at.session_state["latent-map"] = {"selection": {"points": [point],
                                                     "point_indices": [0], "box": [], "lasso": []}}
     rerun(at)
     text = " ".join(m.value for m in at.markdown)

@@ -27,10 +27,10 @@ from mvae import ui
 from mvae.checkpoint import save_model
 from mvae.config import ModelConfig
 from mvae.data.sources import fsdd_recordings
-from tests.bad_cases import CASES, MP3, dot, encode, inked, png, random_bytes, ring, ten_minute_wav, variants
-from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
 from mvae.inference import Pipeline
 from mvae.model import MVAE
+from tests.bad_cases import CASES, MP3, dot, encode, inked, png, random_bytes, ring, ten_minute_wav, variants
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

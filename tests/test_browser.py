@@ -28,8 +28,7 @@ import pytest
 import soundfile as sf
 
 from mvae import ui
-from tests.served_app import (CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb,
-                              served_app)
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb, served_app
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -88,7 +87,8 @@ def fake_mic(real_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser(playwright, fake_mic):
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                         args=LAUNCH_ARGS + FAKE_MIC_ARGS + [f"--use-file-for-fake-audio-capture={fake_mic}"])
+                                         args=[*LAUNCH_ARGS, *FAKE_MIC_ARGS,
+                                               f"--use-file-for-fake-audio-capture={fake_mic}"])
     yield browser
     browser.close()
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from mvae.config import LABEL
-from mvae.evaluate import (BAR, EVAL_JSON, EVAL_MD, coherence, direction_key, directions, evaluate_checkpoint,
-                           meets_bar)
+from mvae.evaluate import BAR, EVAL_JSON, EVAL_MD, coherence, direction_key, directions, evaluate_checkpoint, meets_bar
 
 
 def balanced_batches(n_batches=4, size=50, seed=0):
@@ -17,7 +16,9 @@ def balanced_batches(n_batches=4, size=50, seed=0):
     for _ in range(n_batches):
         labels = torch.as_tensor(rng.permutation(np.arange(size) % 10))
         # Every modality carries its label in its first pixel, so an oracle can read it back.
-        yield {name: labels.float()[:, None, None].expand(size, 4, 4).clone() for name in ("farsi", "kannada", "speech")} | {LABEL: labels}
+        images = {name: labels.float()[:, None, None].expand(size, 4, 4).clone()
+                  for name in ("farsi", "kannada", "speech")}
+        yield images | {LABEL: labels}
 
 
 def judge(target, made):

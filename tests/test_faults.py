@@ -25,8 +25,16 @@ import soundfile as sf
 import torch
 
 import mvae
-from mvae.checkpoint import (MODEL_FILE, MODEL_JSON, STATE_FILE, load_training_state, model_path, read_metadata,
-                             save_model, save_training_state)
+from mvae.checkpoint import (
+    MODEL_FILE,
+    MODEL_JSON,
+    STATE_FILE,
+    load_training_state,
+    model_path,
+    read_metadata,
+    save_model,
+    save_training_state,
+)
 from mvae.config import ModelConfig
 from mvae.model import MVAE
 from mvae.training import LOCK_FILE
@@ -74,7 +82,7 @@ class TrainRun:
         found = PROGRESS.findall(tail)
         return tuple(int(x) for x in found[-1]) if found else None
 
-    def kill_mid_epoch(self, sig: int, epoch: int = 2) -> "TrainRun":
+    def kill_mid_epoch(self, sig: int, epoch: int = 2) -> TrainRun:
         """Sends `sig`, from a watcher thread, once the progress bar shows `epoch` started and far from its end."""
         def watch():
             deadline = time.monotonic() + RUN_TIMEOUT
@@ -519,7 +527,8 @@ class FullDisk:
     def __init__(self, monkeypatch, name: str, nth: int, code: int = errno.ENOSPC):
         from mvae import checkpoint
 
-        self.real, self.name, self.nth, self.code, self.seen, self.full = checkpoint.atomic_write, name, nth, code, 0, False
+        self.real, self.name, self.nth, self.code = checkpoint.atomic_write, name, nth, code
+        self.seen, self.full = 0, False
         monkeypatch.setattr(checkpoint, "atomic_write", self)
 
     def __call__(self, path, data):
@@ -562,7 +571,8 @@ def test_a_full_disk_keeps_the_last_state_and_resume_continues_from_it(synthetic
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "the disk is full"),
                                          (errno.EDQUOT, "the disk quota is exceeded")])
-def test_a_full_disk_at_the_first_save_says_nothing_was_kept(synthetic_data, tmp_path, capsys, monkeypatch, code, words):
+def test_a_full_disk_at_the_first_save_says_nothing_was_kept(synthetic_data, tmp_path, capsys, monkeypatch, code,
+                                                            words):
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         FullDisk(patch, MODEL_FILE, nth=1, code=code)

@@ -67,8 +67,16 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     checkpoint (the README's table) says what it finds, the generative lines included, met or not."""
     import json
 
-    from mvae.evaluate import (BAR, EVAL_JSON, GENERATION_TEMPERATURE, HELD_LINES, ROBUSTNESS_AIM,
-                               evaluate_checkpoint, judges_id, meets_bar)
+    from mvae.evaluate import (
+        BAR,
+        EVAL_JSON,
+        GENERATION_TEMPERATURE,
+        HELD_LINES,
+        ROBUSTNESS_AIM,
+        evaluate_checkpoint,
+        judges_id,
+        meets_bar,
+    )
     from mvae.inference import DEFAULT_CHECKPOINT
 
     report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False,
@@ -93,4 +101,5 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
             assert abs(shipped[section][key] - value) <= tolerance * max(1.0, abs(value)), \
                 f"eval.json {section}/{key} is stale"
     for script, halftone in report["halftone"].items():
-        assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, f"eval.json halftone/{script} is stale"
+        assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
+            f"eval.json halftone/{script} is stale"

@@ -25,7 +25,8 @@ def test_validation_never_touches_the_test_split(synthetic_data):
     from mvae.data.sources import FSDD_SPLITS
 
     data = sweep.validation_data(synthetic_data, ModelConfig(), TrainConfig(speech_aug_copies=0))
-    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"]) and set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
+    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"])
+    assert set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
     n_train = 300  # synthetic per-class 30 x 10
     assert len(data.test.banks["farsi"].labels) == n_train // sweep.VALIDATION_EVERY
     assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train
@@ -34,8 +35,8 @@ def test_validation_never_touches_the_test_split(synthetic_data):
 def test_validation_keeps_every_class_when_the_set_is_stored_in_label_order(tmp_path):
     import numpy as np
 
-    from tests.conftest import make_dataset
     from mvae.config import ModelConfig, TrainConfig
+    from tests.conftest import make_dataset
 
     root = make_dataset(tmp_path)
     for script in ("farsi", "kannada"):  # cycle 0..9 like the Kannada-MNIST files
