@@ -11,8 +11,10 @@ The server's resident memory is sampled every 50 ms by a thread (psutil): before
 peak, and after the last session has closed and the server has had `--settle` seconds to give memory back.
 Nothing leaves the machine: the server listens on 127.0.0.1 and the browser is given no other address.
 
-    python benchmarks/load_bench.py --data-dir DATA_DIR                # 4, 8 and 12 sessions, 2 rounds each
-    python benchmarks/load_bench.py --data-dir DATA_DIR --sessions 4   # one size only
+    python -m benchmarks.load_bench --data-dir DATA_DIR                # 4, 8 and 12 sessions, 2 rounds each
+    python -m benchmarks.load_bench --data-dir DATA_DIR --sessions 4   # one size only
+
+(from the repository's root, so that `tests` imports as a package).
 
 Writes the results as JSON (`--out`, default benchmarks/load_results.json) and prints a Markdown table.
 Exit status 1 when any target is missed: an error, a peak over 1.2 GB, or memory not back within 50 MB.
@@ -37,10 +39,9 @@ import numpy as np
 import psutil
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app
 
-from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PEAK_LIMIT_MB = 1200
 RETURN_LIMIT_MB = 50
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.now().strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()}, {psutil.cpu_count()} logical CPUs, load average "
                          f"{os.getloadavg()[0]:.1f} at the end",
-              "command": "python benchmarks/load_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m benchmarks.load_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "rounds": args.rounds, "hostile_rate": args.hostile_rate, "levels": levels, "server_log_tail": log_tail}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".tmp")
