@@ -26,7 +26,7 @@ from PIL import Image
 
 import mvae
 from mvae import arguments
-from tests.conftest import tone
+from tests.helpers import tone
 
 MP3 = "MP3" in sf.available_formats()
 MAX_RSS_MB = 1536  # no case may take the process past 1.5 GB

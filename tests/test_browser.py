@@ -30,6 +30,7 @@ import soundfile as sf
 from mvae import ui
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb, served_app
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 FAKE_MIC_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
@@ -300,7 +301,8 @@ def put(url: str, body: bytes) -> int:
 
 def test_without_xsrf_an_upload_still_needs_a_live_session(server):
     """XSRF is off (see the config); an upload must still name a session that is open at that moment,
-    whose id only that visitor's page knows. (The size cap comes after this check; test_bad_inputs shows it.)"""
+    whose id only that visitor's page knows. (The size cap comes after this check;
+    test_bad_inputs_browser.py shows it.)"""
     assert CONFIG["server"]["enableXsrfProtection"] is False
     with urllib.request.urlopen(f"{server.url}/_stcore/health") as response:
         assert not [c for c in response.headers.get_all("Set-Cookie") or [] if "xsrf" in c.lower()]

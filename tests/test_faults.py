@@ -38,14 +38,16 @@ from mvae.checkpoint import (
 from mvae.config import ModelConfig
 from mvae.model import MVAE
 from mvae.training import LOCK_FILE
+from tests.helpers import plain_model_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2  # killed in the last epoch, so the resumed run ends where the straight one does
 STEPS = 100  # per epoch: long enough (about a second) that a kill lands inside it, not between epochs
+# The plain model of the dataclass defaults, not the shipped recipe: small enough for many short runs.
+RUN_ARGS = [*plain_model_flags(), "--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS),
+            "--batch-size", "8", "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
 # One thread: the result must not depend on how the machine splits a matrix product, and a
 # single-threaded run is not slowed by other jobs on a busy machine.
-RUN_ARGS = ["--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS), "--batch-size", "8",
-              "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
 TRAIN_ARGS = [*RUN_ARGS, "--num-threads", "1"]
 PROGRESS = re.compile(r"epoch (\d+)/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 RUN_TIMEOUT = 300  # a guard against a hung run only: a loaded machine may be slow
@@ -286,7 +288,6 @@ def test_a_missing_checkpoint_says_how_to_make_one(tmp_path):
 
 def train_main(data_dir: Path, out: Path, *extra: str) -> int:
     """train.py's main in this process, on one thread as the subprocess runs use."""
-    sys.path.insert(0, str(ROOT))
     import train
 
     threads = torch.get_num_threads()

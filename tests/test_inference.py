@@ -13,7 +13,7 @@ from mvae.audio import wav_bytes
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
 from mvae.model import MVAE
-from tests.conftest import tone
+from tests.helpers import tone
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_validation_keeps_every_class_when_the_set_is_stored_in_label_order(tmp_
     import numpy as np
 
     from mvae.config import ModelConfig, TrainConfig
-    from tests.conftest import make_dataset
+    from tests.helpers import make_dataset
 
     root = make_dataset(tmp_path)
     for script in ("farsi", "kannada"):  # cycle 0..9 like the Kannada-MNIST files
