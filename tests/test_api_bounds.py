@@ -84,6 +84,7 @@ def measured() -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_every_case_stays_under_the_memory_bound(measured):
     baseline, *rows = measured

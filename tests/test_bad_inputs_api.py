@@ -88,6 +88,7 @@ def correctly_heard(pipeline, real_data):
     return right
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_trained_model_hears_the_digit_in_every_format_and_condition(shipped_pipeline, real_data):
     right = correctly_heard(shipped_pipeline, real_data)

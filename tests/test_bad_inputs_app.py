@@ -225,6 +225,7 @@ def test_the_app_says_when_its_checkpoint_is_damaged(tmp_path, monkeypatch, how)
 
 
 # -- eight sessions at once ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_eight_sessions_at_once_each_get_their_own_answer(app_pipe, real_data):
     """Four drawing and four speaking sessions run their scripts at the same moment; each must show the

@@ -195,6 +195,7 @@ def finished(run: TrainRun) -> Path:
     return run.out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigterm"]
@@ -211,6 +212,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     same_result(resumed.out, finished(runs["straight"]))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigkill"]
@@ -511,6 +513,7 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     assert f"The recording {path} cannot be used" in str(info.value) and "--only fsdd --force" in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
     from mvae.config import INPUT_MODALITIES
     from mvae.data.checks import check_dataset
@@ -634,6 +637,7 @@ def test_a_lock_file_left_by_a_crash_does_not_block(synthetic_data, tmp_path, ca
     assert (out / MODEL_FILE).is_file() and not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_trainers_on_one_folder_the_second_refuses_and_the_first_goes_on(synthetic_data, tmp_path):
     out = tmp_path / "run"

@@ -61,6 +61,7 @@ def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
 SHIPPED_TEST_SPEECH_PAIRS = 200
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     """The evaluator, re-run on the real test splits with the judges of rule 1 (real training data only),
     finds every line of the bar that the shipped model holds met, and the report shipped beside the

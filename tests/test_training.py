@@ -58,6 +58,7 @@ def test_learns_on_synthetic_data(synthetic_data, tmp_path):
     assert len(pipe.metadata["info"]["history"]) == SHORT.epochs
 
 
+@pytest.mark.slow
 def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
     trainer = run(real_data, tmp_path, limit=REAL_SLICE, train_cfg=REAL)
     check_learns(trainer, 0.5)
