@@ -250,6 +250,7 @@ def test_draw_a_forged_drawing_is_refused_in_words(case):
     assert not [m for m in at.metric if m.label == "Predicted digit"]
 
 
+@pytest.mark.slow
 def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
     """In a fresh process, so that its peak resident memory says what the checks let through."""
     script = (

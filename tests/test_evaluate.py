@@ -192,6 +192,7 @@ def test_judge_features_are_its_penultimate_layer():
         assert torch.allclose(judge.net[-1](features), judge(x), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_dim", [0, 4])
 def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style_dim):
     from mvae.config import AudioConfig, ModelConfig, TrainConfig
@@ -266,6 +267,7 @@ def test_image_judge_reads_a_faint_digit_like_a_bold_one():
         assert torch.allclose(judge(x), judge(0.3 * x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_judges_learn_from_real_training_data_and_report_their_accuracy(synthetic_data):
     from mvae.config import AudioConfig
     from mvae.judges import train_judges

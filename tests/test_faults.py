@@ -551,6 +551,7 @@ def straight_run(synthetic_data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing", [MODEL_FILE, STATE_FILE])
 def test_a_full_disk_keeps_the_last_state_and_resume_continues_from_it(synthetic_data, tmp_path, capsys,
                                                                      monkeypatch, straight_run, failing):

@@ -156,6 +156,7 @@ def test_input_error_is_a_value_error():
     assert issubclass(mvae.InputError, ValueError)
 
 
+@pytest.mark.slow
 def test_generate_traverse_interpolate(pipe):
     samples = pipe.generate(7, n=4, temperature=0.5, seed=1)
     assert samples.images["kannada"].shape == (4, 28, 28) and samples.probs.shape == (4, 10)

@@ -26,6 +26,7 @@ def as_44k_stereo_wav(path) -> bytes:
     return wav_bytes(np.stack([mono, 0.9 * mono], axis=1), 44100)
 
 
+@pytest.mark.slow
 def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipeline):
     test = load_images(real_data, "kannada", "test")
     rows = np.arange(0, 10_000, 250)  # 40 digits, every class
@@ -38,6 +39,7 @@ def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipelin
     assert pred.speech.sample_rate == 8000 and np.abs(pred.speech.waveform).max() > 0.1
 
 
+@pytest.mark.slow
 def test_fsdd_recording_as_44k_stereo(real_data, shipped_pipeline):
     recordings = fsdd_recordings(real_data, "test")[::10]  # 30 recordings, every digit and speaker
     correct = 0

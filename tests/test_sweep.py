@@ -1,10 +1,12 @@
 import json
 
 import optuna
+import pytest
 
 from mvae import sweep
 
 
+@pytest.mark.slow
 def test_a_small_study_writes_results_and_can_be_resumed(synthetic_data, tmp_path):
     args = ["--data-dir", str(synthetic_data), "--trials", "2", "--epochs", "1", "--pairs-per-epoch", "200",
             "--eval-pairs", "100", "--out", str(tmp_path)]
@@ -32,6 +34,7 @@ def test_validation_never_touches_the_test_split(synthetic_data):
     assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train
 
 
+@pytest.mark.slow
 def test_validation_keeps_every_class_when_the_set_is_stored_in_label_order(tmp_path):
     import numpy as np
 
