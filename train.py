@@ -43,8 +43,18 @@ def flag_type(default):
     return boolean if isinstance(default, bool) else type(default)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each flag's default, and the description's command kept on its own line."""
+
+    def _get_help_string(self, action):
+        # A flag without a value of its own (None, a switch) says in its help what happens instead.
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--out", default="runs/latest", help="checkpoint folder to write (model.safetensors, model.json)")
     p.add_argument("--config", help="JSON file with 'model' and/or 'train' sections; flags override it")
