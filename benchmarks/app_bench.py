@@ -124,8 +124,8 @@ def fake_microphone(folder: Path) -> tuple[Path, str]:
         wave, rate = sf.read(path, dtype="float32")
         what = f"FSDD {path.name}"
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.conftest import tone
+        from tests.helpers import tone
+
         wave, rate, what = tone(5, np.random.default_rng(0))[800:], 8000, "a synthetic tone"
     out = folder / "mic.wav"
     sf.write(out, np.concatenate([wave, np.zeros(3 * rate, np.float32)]), rate, subtype="PCM_16")

@@ -1,6 +1,6 @@
 """What loading a checkpoint costs, for hostile files and for the largest model the loader accepts.
 
-    python benchmarks/checkpoint_limits.py
+    python -m benchmarks.checkpoint_limits     # from the repository's root
 
 Each file is loaded by `mvae.checkpoint.load_model` in a fresh interpreter; the table gives the seconds
 the load took (after the import) and the interpreter's peak RSS (VmHWM, so torch's allocations count, and
@@ -15,12 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mvae.checkpoint import MAX_PARAMETERS, MODEL_FILE, _shape_model, atomic_write, pack, save_model
+from mvae.config import ModelConfig, to_dict
+from mvae.model import MVAE
 
-from mvae.checkpoint import MAX_PARAMETERS, MODEL_FILE, _shape_model, atomic_write, pack, save_model  # noqa: E402
-from mvae.config import ModelConfig, to_dict  # noqa: E402
-from mvae.model import MVAE  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import sys, time

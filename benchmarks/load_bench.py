@@ -11,8 +11,10 @@ The server's resident memory is sampled every 50 ms by a thread (psutil): before
 peak, and after the last session has closed and the server has had `--settle` seconds to give memory back.
 Nothing leaves the machine: the server listens on 127.0.0.1 and the browser is given no other address.
 
-    python benchmarks/load_bench.py --data-dir DATA_DIR                # 4, 8 and 12 sessions, 2 rounds each
-    python benchmarks/load_bench.py --data-dir DATA_DIR --sessions 4   # one size only
+    python -m benchmarks.load_bench --data-dir DATA_DIR                # 4, 8 and 12 sessions, 2 rounds each
+    python -m benchmarks.load_bench --data-dir DATA_DIR --sessions 4   # one size only
+
+(from the repository's root, so that `tests` imports as a package).
 
 Writes the results as JSON (`--out`, default benchmarks/load_results.json) and prints a Markdown table.
 Exit status 1 when any target is missed: an error, a peak over 1.2 GB, or memory not back within 50 MB.
@@ -37,10 +39,9 @@ import numpy as np
 import psutil
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app
 
-from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PEAK_LIMIT_MB = 1200
 RETURN_LIMIT_MB = 50
@@ -182,7 +183,8 @@ def run_level(url: str, sampler: RssSampler, sessions: int, rounds: int, wav: Pa
             "max_s": round(max(times, default=float("nan")), 2), "errors": errors,
             "hostile_answer": hostile_answers, "rss_before_mb": round(before), "rss_peak_mb": round(peak),
             "rss_after_mb": round(after),
-            "met": {"no_errors": not errors, "peak": peak <= PEAK_LIMIT_MB, "returned": after - before <= RETURN_LIMIT_MB}}
+            "met": {"no_errors": not errors, "peak": peak <= PEAK_LIMIT_MB,
+                    "returned": after - before <= RETURN_LIMIT_MB}}
 
 
 def markdown(report: dict) -> str:
@@ -191,11 +193,13 @@ def markdown(report: dict) -> str:
              "| sessions | results | p50 | p95 | errors | RSS before | RSS peak | RSS after | met |",
              "|---|---|---|---|---|---|---|---|---|"]
     for level in report["levels"]:
-        met = "yes" if all(level["met"].values()) else "**no** (" + ", ".join(k for k, v in level["met"].items() if not v) + ")"
+        missed = ", ".join(k for k, v in level["met"].items() if not v)
+        met = f"**no** ({missed})" if missed else "yes"
         lines.append(f"| {level['sessions']} | {level['results']} | {level['p50_s']:.2f} s | {level['p95_s']:.2f} s | "
                      f"{len(level['errors'])} | {level['rss_before_mb']} MB | {level['rss_peak_mb']} MB | "
                      f"{level['rss_after_mb']} MB | {met} |")
-    lines += ["", f"Targets: no errors, peak RSS ≤ {PEAK_LIMIT_MB} MB, RSS after within {RETURN_LIMIT_MB} MB of before. "
+    lines += ["", f"Targets: no errors, peak RSS ≤ {PEAK_LIMIT_MB} MB, RSS after within {RETURN_LIMIT_MB} MB of "
+              "before. "
               f"Command: `{report['command']}`"]
     return "\n".join(lines)
 
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.now().strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()}, {psutil.cpu_count()} logical CPUs, load average "
                          f"{os.getloadavg()[0]:.1f} at the end",
-              "command": "python benchmarks/load_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m benchmarks.load_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "rounds": args.rounds, "hostile_rate": args.hostile_rate, "levels": levels, "server_log_tail": log_tail}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".tmp")

@@ -1,7 +1,9 @@
 """Speed benchmarks of the demo, printed as one Markdown table.
 
-    python benchmarks/run.py            # the full run: more repetitions, a minute or two
-    python benchmarks/run.py --quick    # the same table within about a minute
+    python -m benchmarks.run            # the full run: more repetitions, a minute or two
+    python -m benchmarks.run --quick    # the same table within about a minute
+
+(from the repository's root, so that `benchmarks` and `tests` import as packages).
 
 1. Training throughput of the batched objective against a per-subset loop (benchmarks/naive.py).
 2. `predict` latency on the CPU, for a drawing and for a 2 s 44.1 kHz stereo recording.
@@ -18,23 +20,24 @@ threads barely speed up anyway.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from mvae.checkpoint import atomic_write
+from mvae.evaluate import replace_block
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mvae.checkpoint import atomic_write  # noqa: E402
-from mvae.evaluate import replace_block  # noqa: E402
 
 TARGET_SPEEDUP = 3.0
 TARGET_LATENCY_MS = 50.0
@@ -204,7 +207,7 @@ def stereo_recording(seconds: float = 2.0, rate: int = 44100) -> tuple[bytes, st
         except Exception:  # noqa: BLE001 - any trouble with the real data falls back to the tone
             mono = None
     if mono is None:
-        from tests.conftest import tone
+        from tests.helpers import tone
         mono, native = tone(3, np.random.default_rng(0)), 8000
     mono = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(mono)), native, rate).numpy()
     n = int(seconds * rate)
@@ -276,25 +279,25 @@ def train_command(meta: dict, folder: str) -> str:
     if info.get("command"):
         command = info["command"]
         return command if isinstance(command, str) else " ".join(command)
-    from mvae.config import ModelConfig, TrainConfig
+    from mvae.config import SHIPPED_SAVE_DTYPE, ModelConfig, TrainConfig, flag_fields, shipped_configs
 
-    sys.path.insert(0, str(ROOT))
-    from train import MODEL_HELP
-
+    # A flag for every value that differs from train.py's default (the shipped recipe). A field a
+    # checkpoint predates had the dataclass default, which the recipe may have changed since.
+    model_defaults, train_defaults = shipped_configs()
     parts = ["python train.py", f"--out {folder}"]
-    train_cfg, defaults = info.get("train_config", {}), TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name in train_cfg and train_cfg[f.name] != getattr(defaults, f.name):
-            parts.append(f"--{f.name.replace('_', '-')} {train_cfg[f.name]}")
-    model_cfg, model_defaults = meta.get("model_config", {}), ModelConfig()
-    for name in MODEL_HELP:
-        if name in model_cfg and model_cfg[name] != getattr(model_defaults, name):
-            parts.append(f"--{name.replace('_', '-')} {model_cfg[name]}")
-    speech_weight = model_cfg.get("recon_weights", {}).get("speech")
+    train_cfg = {**dataclasses.asdict(TrainConfig()), **info.get("train_config", {})}
+    for f in flag_fields(TrainConfig):
+        if train_cfg[f.name] != getattr(train_defaults, f.name):
+            parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(train_cfg[f.name]))}")
+    model_cfg = {**dataclasses.asdict(ModelConfig()), **meta.get("model_config", {})}
+    for f in flag_fields(ModelConfig):
+        if model_cfg[f.name] != getattr(model_defaults, f.name):
+            parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(model_cfg[f.name]))}")
+    speech_weight = model_cfg["recon_weights"].get("speech")
     if speech_weight is not None and speech_weight != model_defaults.recon_weights["speech"]:
         parts.append(f"--speech-weight {speech_weight}")
-    if meta.get("dtype", "float32") != "float32":
-        parts.append(f"--save-dtype {meta['dtype']}")
+    if meta.get("dtype", "float32") != SHIPPED_SAVE_DTYPE:
+        parts.append(f"--save-dtype {meta.get('dtype', 'float32')}")
     return " ".join(parts)
 
 
@@ -312,7 +315,8 @@ def bench_training_time() -> list[Row]:
     accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
     quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())
     done, planned = len(info.get("history", [])), info.get("train_config", {}).get("epochs")
-    epochs = f"{done} epochs" if planned in (None, done) else f"{done} of the {planned} epochs asked for (stopped early)"
+    epochs = (f"{done} epochs" if planned in (None, done)
+              else f"{done} of the {planned} epochs asked for (stopped early)")
     device = info.get("device") or info.get("machine") or "not recorded"
     if wall is not None:
         result = f"{wall / 60:.1f} min"

@@ -40,14 +40,15 @@ class LatentMap:
         return path
 
     @classmethod
-    def load(cls, folder) -> "LatentMap | None":
+    def load(cls, folder) -> LatentMap | None:
         path = Path(folder) / LATENT_MAP_FILE
         if not path.is_file():
             return None
         try:
             return cls(**load_file(path))
         except Exception as exc:
-            raise CheckpointError(f"The latent map {path} is damaged ({type(exc).__name__}); re-run the evaluator.") from exc
+            raise CheckpointError(f"The latent map {path} is damaged ({type(exc).__name__}); "
+                                  "re-run the evaluator.") from exc
 
 
 @torch.no_grad()

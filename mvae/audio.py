@@ -57,7 +57,8 @@ def _check_rate(rate) -> int:
         raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r}.")
     rate = int(rate)
     if rate < MIN_INPUT_RATE:
-        raise InputError(f"The sample rate is {rate} Hz; please record at {MIN_INPUT_RATE} Hz or more (8000 Hz or 16000 Hz are typical).")
+        raise InputError(f"The sample rate is {rate} Hz; please record at {MIN_INPUT_RATE} Hz or more "
+                         "(8000 Hz or 16000 Hz are typical).")
     return rate
 
 
@@ -175,7 +176,8 @@ class AudioFrontEnd:
             raise InputError("There is no recording: the audio file holds no samples. Record or upload a spoken digit.")
         shortfall = _wav_shortfall(bytes(data))
         if shortfall:
-            raise InputError(f"The WAV file is truncated: it holds only {shortfall[0] / shortfall[1]:.0%} of its audio. "
+            raise InputError(f"The WAV file is truncated: it holds only {shortfall[0] / shortfall[1]:.0%} of its "
+                             "audio. "
                              "Please give the complete file, or record again.")
         self._check_size(info.frames, info.samplerate, info.channels)
         try:
@@ -189,11 +191,14 @@ class AudioFrontEnd:
         if rate > cfg.max_input_rate:
             raise InputError(f"The sample rate is {rate} Hz; please use {cfg.max_input_rate} Hz or less.")
         if channels > MAX_CHANNELS:
-            raise InputError(f"The recording has {channels} channels; please use mono or stereo audio (at most {MAX_CHANNELS}).")
+            raise InputError(f"The recording has {channels} channels; please use mono or stereo audio "
+                             f"(at most {MAX_CHANNELS}).")
         if n > cfg.max_input_s * rate:
-            raise InputError(f"The recording is {n / rate:.1f} s long; please keep it under {cfg.max_input_s:g} s (one spoken digit).")
+            raise InputError(f"The recording is {n / rate:.1f} s long; please keep it under {cfg.max_input_s:g} s "
+                             "(one spoken digit).")
         if n < cfg.min_input_s * rate:
-            raise InputError(f"The recording is only {1000 * n / rate:.0f} ms long; please record at least {cfg.min_input_s:g} s.")
+            raise InputError(f"The recording is only {1000 * n / rate:.0f} ms long; please record at least "
+                             f"{cfg.min_input_s:g} s.")
 
     def to_mono(self, samples: np.ndarray, rate: int) -> np.ndarray:
         rate = _check_rate(rate)
@@ -219,7 +224,8 @@ class AudioFrontEnd:
         # A noisy microphone can sit within trim_top_db of the voice; then the threshold rises to just above
         # the noise floor, but never closer to the peak than trim_min_range_db.
         floor = np.percentile(db, 10)
-        threshold = max(db.max() - cfg.trim_top_db, min(floor + cfg.trim_floor_margin_db, db.max() - cfg.trim_min_range_db))
+        threshold = max(db.max() - cfg.trim_top_db,
+                        min(floor + cfg.trim_floor_margin_db, db.max() - cfg.trim_min_range_db))
         voiced = np.flatnonzero(db > threshold)
         # Each loud frame vouches for the hop around its centre only, so a click stays a few ms long.
         start = max(int(voiced[0] * hop + (frame - hop) // 2), 0)
@@ -254,7 +260,8 @@ class AudioFrontEnd:
     def log_mel(self, wave) -> torch.Tensor:
         x = torch.as_tensor(wave, dtype=torch.float32)
         if x.ndim not in (1, 2) or x.shape[-1] != self.cfg.num_samples:
-            raise InputError(f"log_mel wants (N,) or (B, N) samples with N = {self.cfg.num_samples}; got {tuple(x.shape)}. Use fix_length first.")
+            raise InputError(f"log_mel wants (N,) or (B, N) samples with N = {self.cfg.num_samples}; "
+                             f"got {tuple(x.shape)}. Use fix_length first.")
         return torch.log(self.mel.to(x.device)(x) + self.cfg.log_floor)
 
     def prepare(self, waveform: np.ndarray, sample_rate: int) -> PreparedSpeech:
@@ -262,7 +269,8 @@ class AudioFrontEnd:
         if samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS and samples.shape[0] <= MAX_CHANNELS:
             samples = samples.T  # (channels, samples), as torch code tends to hold it
         if samples.ndim not in (1, 2) or (samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS):
-            raise InputError(f"A waveform must be (samples,) or (samples, channels) with at most {MAX_CHANNELS} channels; got shape {samples.shape}.")
+            raise InputError(f"A waveform must be (samples,) or (samples, channels) with at most {MAX_CHANNELS} "
+                             f"channels; got shape {samples.shape}.")
         rate = _check_rate(sample_rate)
         self._check_size(len(samples), rate, samples.shape[1] if samples.ndim == 2 else 1)
         wave = self.to_mono(samples, rate)
@@ -276,7 +284,8 @@ class AudioFrontEnd:
     def waveform_from_log_mel(self, log_mel) -> np.ndarray:
         m = torch.as_tensor(log_mel, dtype=torch.float32).detach().cpu()  # the gelsd driver is CPU-only
         if m.ndim not in (2, 3) or m.shape[-2] != self.cfg.n_mels:
-            raise InputError(f"A log-mel must be (n_mels, frames) or (B, n_mels, frames) with n_mels = {self.cfg.n_mels}; got {tuple(m.shape)}.")
+            raise InputError(f"A log-mel must be (n_mels, frames) or (B, n_mels, frames) with n_mels = "
+                             f"{self.cfg.n_mels}; got {tuple(m.shape)}.")
         if not torch.isfinite(m).all():
             raise InputError("The log-mel contains NaN or infinite values.")
         power = (torch.exp(m.clamp(max=MAX_LOG_MEL)) - self.cfg.log_floor).clamp(min=0)

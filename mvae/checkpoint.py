@@ -2,8 +2,9 @@
 
 A checkpoint folder holds `model.safetensors` (weights, with the config and metadata in its header) and
 `model.json` (the same metadata, for people to read; when present, the loader refuses one whose config or
-dtype disagrees with the header, so that an edit there is never mistaken for a change of the model). A training run also keeps `train_state.safetensors` (optimizer, random state, position)
-so that it can resume exactly. Nothing is ever unpickled.
+dtype disagrees with the header, so that an edit there is never mistaken for a change of the model). A
+training run also keeps `train_state.safetensors` (optimizer, random state, position) so that it can resume
+exactly. Nothing is ever unpickled.
 
 Reading checks, in this order, so that a hostile file costs little: the header's length and layout
 against the file's size; the metadata's types; the config's ranges and, from a model built on the meta
@@ -23,8 +24,8 @@ import os
 import struct
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -4,6 +4,11 @@ A config read from a file (a checkpoint's metadata, train.py's --config) is chec
 anything is built from it: types, and ranges that keep a model and its audio front end a size a CPU
 can hold. The ranges are in LIMITS; a field that has none there gets DEFAULT_INT_RANGE or
 DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without further edits.
+
+A field made with `option(default, help)` is a command-line flag of train.py (and is named by the
+benchmarks' rebuilt commands); its help text lives here, next to its default, and nowhere else. train.py's
+own defaults are SHIPPED_RECIPE applied on top of these: the dataclass defaults stay what checkpoints
+written before the recipe existed, and the tests, were made with.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ SPEECH_LIKELIHOODS = ("laplace", "gaussian")
 LR_SCHEDULES = ("constant", "cosine")
 CROSS_STYLES = ("prior", "own")
 DECODER_FAMILIES = ("mlp", "conv")
+
+
+def option(default, help: str):
+    """A config field that train.py offers as a flag, with the help text its --help shows."""
+    return field(default=default, metadata={"help": help})
+
+
+def flag_fields(cls) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that are command-line flags, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
 
 
 class _Checked:
@@ -82,7 +97,8 @@ class AudioConfig(_Checked):
             problems.append(f"{prefix}f_min < f_max <= sample_rate / 2 must hold; got f_min={self.f_min}, "
                             f"f_max={self.f_max}, sample_rate={self.sample_rate}")
         if self.min_input_s > self.max_input_s:
-            problems.append(f"{prefix}min_input_s ({self.min_input_s}) must not exceed max_input_s ({self.max_input_s})")
+            problems.append(f"{prefix}min_input_s ({self.min_input_s}) must not exceed "
+                            f"max_input_s ({self.max_input_s})")
         if self.aug_snr_db[0] > self.aug_snr_db[1]:
             problems.append(f"{prefix}aug_snr_db must be (low, high); got {list(self.aug_snr_db)}")
         return problems
@@ -93,37 +109,45 @@ class ModelConfig(_Checked):
     # "mlp" (the seed's fully connected nets), "conv" (conv encoders, transposed-conv decoders) or
     # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
     # dominate the cost on a CPU)
-    architecture: str = "mlp"
-    latent_dim: int = 64  # the shared latent, fused by the product of experts
+    architecture: str = option(
+        "mlp", "encoder/decoder family: mlp (the seed's), conv, or conv-mlp (conv encoders, MLP decoders)")
+    latent_dim: int = option(64, "size of the shared latent z, fused by the product of experts")
     # A private style latent per input modality (as in DMVAE and MMVAE+): the shared latent holds what the
     # modalities have in common (which digit), each style latent how this one looks or sounds. A missing
     # modality's style is drawn from its prior, so cross-modal samples vary instead of averaging.
     # 0 gives the plain PoE-MVAE of Wu & Goodman.
-    style_dim: int = 0
+    style_dim: int = option(0, "size of each modality's private style latent (0: the plain PoE-MVAE)")
     # Scale of the prior a missing modality's style is drawn from during training (MMVAE+'s auxiliary
     # prior): wider than N(0, I), so the decoder learns to take the digit from the shared latent.
-    cross_style_scale: float = 1.0
+    cross_style_scale: float = option(
+        1.0, "scale of the prior a missing modality's style is drawn from in training")
     # Where a cross-modal term of the objective takes the style of the modality it reconstructs: "prior"
     # draws it (MMVAE+, scaled by cross_style_scale); "own" uses the style the target's own encoder infers
     # (DMVAE), so the term asks "this digit, drawn in this hand, from the other modality's content" and
     # trains the decoder to take the digit from the shared latent without averaging the hands away.
-    cross_style: str = "prior"
+    cross_style: str = option(
+        "prior", "style a cross-modal term decodes with: prior (MMVAE+) or own (the target's own, DMVAE)")
     # Weight of the style-swap term: each modality's decoder draws digits of random other classes (shared
     # latents from the label expert) in the batch's own styles and in styles from the prior, and the
     # modality's own encoder, frozen for this term, must read the drawn class back. It asks of training
     # what cross-modal generation asks of the model: the digit from the shared latent, whatever the style.
-    swap_weight: float = 0.0
+    swap_weight: float = option(
+        0.0, "weight of the style-swap term: the digit must read back whatever the style (0: none)")
     # Multiplies beta for the shared latent. A nat spent there costs more than one spent in a style, so
     # the shared latent keeps to the digit and everything else about an item moves into its style.
-    shared_kl_weight: float = 1.0
-    hidden: int = 512
-    conv_channels: int = 32
-    # 3x3 convs after each stride-2 conv of the digit encoders; the 64x64 log-mel would make them costly.
-    image_conv_extra: int = 0
-    image_conv_batchnorm: bool = False  # batch norm after every conv of the digit encoders
-    # The digits' decoder family when it differs from the architecture's: "conv" draws strokes with
-    # transposed convs at a quarter of the cost of conv decoders for the 64x64 log-mel as well.
-    image_decoder: str = ""
+    shared_kl_weight: float = option(
+        1.0, "multiplies beta for the shared latent, pushing all but the digit into the styles")
+    hidden: int = option(512, "width of the hidden layers")
+    conv_channels: int = option(32, "channels of the first conv layer (conv architectures)")
+    # The 64x64 log-mel would make these convs costly, so only the digit encoders have them.
+    image_conv_extra: int = option(
+        0, "3x3 conv layers after each stride-2 conv of the digit encoders (conv architectures)")
+    image_conv_batchnorm: bool = option(
+        False, "batch norm after every conv of the digit encoders (conv architectures)")
+    # "conv" draws strokes with transposed convs at a quarter of the cost of conv decoders for the 64x64
+    # log-mel as well.
+    image_decoder: str = option(
+        "", "the digits' decoder family when it differs from the architecture's: mlp or conv")
     n_classes: int = N_CLASSES
     modalities: tuple[str, ...] = INPUT_MODALITIES
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin
@@ -132,9 +156,9 @@ class ModelConfig(_Checked):
     recon_weights: dict[str, float] = field(
         default_factory=lambda: {"farsi": 1.0, "kannada": 1.0, "speech": 1.0}
     )
-    label_weight: float = 50.0  # the MVAE paper's lambda for its 1-token modality
-    speech_likelihood: str = "laplace"  # or "gaussian"
-    speech_scale: float = 1.0  # scale of the log-mel likelihood, in units of the per-bin std
+    label_weight: float = option(50.0, "weight of the label cross-entropy (the MVAE paper's lambda)")
+    speech_likelihood: str = option("laplace", "likelihood of the log-mel: laplace or gaussian")
+    speech_scale: float = option(1.0, "scale of the log-mel likelihood, in per-bin standard deviations")
     audio: AudioConfig = field(default_factory=AudioConfig)
 
     def _problems(self, prefix: str) -> list[str]:
@@ -153,23 +177,37 @@ class ModelConfig(_Checked):
 
 @dataclass
 class TrainConfig(_Checked):
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # or "cosine": decays to lr * lr_floor by the last step
-    lr_floor: float = 0.05
-    weight_decay: float = 0.0
-    beta: float = 1.0
-    beta_warmup_epochs: float = 2.0
-    pairs_per_epoch: int = 60_000
-    seed: int = 0
-    speech_aug_copies: int = 4
-    aug_strength: float = 1.0
-    image_aug: float = 1.0  # strength of random shift / scale / stroke-width changes for drawings
-    eval_pairs: int = 0  # 0: every test pair
-    eval_batch_size: int = 512
-    grad_clip: float = 5.0
-    num_threads: int = 0  # 0: torch's default
+    epochs: int = option(10, "passes over pairs_per_epoch freshly paired examples")
+    batch_size: int = option(128, "pairs per optimiser step")
+    lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)")
+    lr_schedule: str = option("constant", "cosine (decay to lr * lr_floor by the last step) or constant")
+    lr_floor: float = option(0.05, "final fraction of the learning rate under the cosine schedule")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    beta: float = option(1.0, "weight of the KL term once warmed up")
+    beta_warmup_epochs: float = option(2.0, "epochs over which beta rises linearly from 0")
+    pairs_per_epoch: int = option(60_000, "label-paired examples drawn afresh each epoch")
+    seed: int = option(0, "seed for pairing, augmentation and initialisation")
+    speech_aug_copies: int = option(
+        4, "augmented copies (speed, pitch, noise, gain) of each training recording")
+    aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)")
+    image_aug: float = option(
+        1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)")
+    eval_pairs: int = option(0, "test pairs per evaluation (0: all of them)")
+    eval_batch_size: int = option(512, "batch size for evaluation")
+    grad_clip: float = option(5.0, "gradient norm clip (0: none)")
+    num_threads: int = option(0, "CPU threads for torch (0: torch's default)")
+
+
+# The recipe of the shipped checkpoint, as train.py's defaults: `python train.py --data-dir data --out
+# runs/mine` trains the shipped model. Shaped like train.py's --config file. The dataclass defaults above
+# stay as they were: a checkpoint written before a field existed loads with that field's default.
+SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
+    "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
+              "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 100.0,
+              "image_decoder": "conv"},
+    "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2},
+}
+SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
 
 
 # Ranges (inclusive) of the fields that need other bounds than the defaults below. The sizes keep the
@@ -317,3 +355,8 @@ def model_config_from_dict(data: dict) -> ModelConfig:
 
 def train_config_from_dict(data: dict) -> TrainConfig:
     return _build(TrainConfig, data).validate()
+
+
+def shipped_configs() -> tuple[ModelConfig, TrainConfig]:
+    """The configs SHIPPED_RECIPE gives: train.py's defaults."""
+    return model_config_from_dict(SHIPPED_RECIPE["model"]), train_config_from_dict(SHIPPED_RECIPE["train"])

@@ -12,8 +12,8 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,16 +22,14 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .analysis import (active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions,
-                       posterior_means)
+from .analysis import active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .audio import AudioFrontEnd
 from .config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
 from .data.banks import image_bank, load_banks
 from .data.paired import Bank, PairedDataset
 from .data.sources import resolve_data_dir
 from .errors import CheckpointError, DataError
-from .evaluation import (diversity, evaluate_pairs, frechet_distance, halftone_share,
-                         unimodal_accuracy)
+from .evaluation import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
 from .model import MVAE, normalise_inputs
 from .poe import subsets
@@ -201,26 +199,30 @@ def generation_rows(report: dict) -> list[tuple[str, str]]:
     for s, v in report.get("frechet", {}).items():
         bar = BAR.get(f"frechet_max/{s}")
         cell = at_most(v, bar, lambda x: f"{x:.2f}") if bar is not None else f"{v:.2f}"
-        rows.append((f"Fréchet distance, label → {s} vs real test" + (f" (real vs real: {floor[s]:.2f})" if s in floor else ""),
+        reference = f" (real vs real: {floor[s]:.2f})" if s in floor else ""
+        rows.append((f"Fréchet distance, label → {s} vs real test{reference}",
                      cell))
     n_dims = len(next(iter(report.get("dimension_effects", {}).values()), []))
     for s, v in report.get("live_dimensions", {}).items():
         rows.append((f"Live latent dimensions, {s} (≥ 0.02 per pixel over ±2)",
-                     f"{v} of {n_dims}, {mark(v >= BAR['live_dimensions_min'])} (bar ≥ {BAR['live_dimensions_min']})"))
+                     f"{v} of {n_dims}, {mark(v >= BAR['live_dimensions_min'])} "
+                     f"(bar ≥ {BAR['live_dimensions_min']})"))
     return rows
 
 
 def markdown(report: dict) -> str:
     ua, ea, acc = report["unimodal_accuracy"], report["extra_accuracy"], report["accuracy"]
     rows = [("Label accuracy, Farsi alone (Hoda test)", at_least(ua["farsi"], BAR["unimodal_accuracy/farsi"])),
-            ("Label accuracy, Kannada alone (Kannada-MNIST test)", at_least(ua["kannada"], BAR["unimodal_accuracy/kannada"])),
+            ("Label accuracy, Kannada alone (Kannada-MNIST test)",
+             at_least(ua["kannada"], BAR["unimodal_accuracy/kannada"])),
             ("Label accuracy, Dig-MNIST", at_least(ea["kannada/dig"], BAR["extra_accuracy/kannada/dig"])),
             ("Label accuracy, Hoda remaining", pct(ea["farsi/remaining"])),
             ("Label accuracy, speech alone (FSDD test)", at_least(ua["speech"], BAR["unimodal_accuracy/speech"]))]
     rows += [(f"Label accuracy, {k.replace('+', ' + ')}", at_least(v, BAR["multimodal_accuracy_min"]))
              for k, v in acc.items() if "+" in k]
     rows += generation_rows(report)
-    rows += [(f"Stand-in for real users: {k}", f"{pct(v)}, {mark(v >= ROBUSTNESS_AIM)} (aim {pct(ROBUSTNESS_AIM)})")
+    rows += [(f"Stand-in for real users: {k}",
+              f"{pct(v)}, {mark(v >= ROBUSTNESS_AIM)} (aim {pct(ROBUSTNESS_AIM)})")
              for k, v in report.get("robustness", {}).items()]
     rows += [(f"{m} reconstruction, given / missing (nats)", f"{r['given']:.1f} / {r['missing']:.1f}")
              for m, r in report["recon"].items()]
@@ -319,7 +321,8 @@ def comparison(paths, judges_dir=None) -> str:
                  "training time (s)": f"{info['train_seconds']:.0f}"}
         cells |= {f"accuracy, {k} alone": f"{100 * v:.2f} %" for k, v in metrics["unimodal_accuracy"].items()}
         cells |= {f"accuracy, {k}": f"{100 * v:.2f} %" for k, v in metrics["accuracy"].items() if "+" in k}
-        cells |= {f"{m} nll given / missing": f"{r['given']:.1f} / {r['missing']:.1f}" for m, r in metrics["recon"].items()}
+        cells |= {f"{m} nll given / missing": f"{r['given']:.1f} / {r['missing']:.1f}"
+                  for m, r in metrics["recon"].items()}
         cells["test ELBO"] = f"{metrics['elbo']:.1f}"
         evaluated = checkpoint.model_path(path).parent / EVAL_JSON
         report = read_report(evaluated) if evaluated.is_file() else None
@@ -354,8 +357,10 @@ def meets_bar(report: dict) -> dict[str, bool]:
 
     checks = {f"unimodal_accuracy/{m}": get("unimodal_accuracy", m, 0.0) >= BAR[f"unimodal_accuracy/{m}"]
               for m in INPUT_MODALITIES}
-    checks["extra_accuracy/kannada/dig"] = get("extra_accuracy", "kannada/dig", 0.0) >= BAR["extra_accuracy/kannada/dig"]
-    checks["multimodal_accuracy"] = min([v for k, v in get("accuracy").items() if "+" in k] or [0.0]) >= BAR["multimodal_accuracy_min"]
+    checks["extra_accuracy/kannada/dig"] = \
+        get("extra_accuracy", "kannada/dig", 0.0) >= BAR["extra_accuracy/kannada/dig"]
+    multimodal = [v for k, v in get("accuracy").items() if "+" in k] or [0.0]
+    checks["multimodal_accuracy"] = min(multimodal) >= BAR["multimodal_accuracy_min"]
     checks["label_coherence"] = (len(get("label_coherence")) == len(INPUT_MODALITIES)
                                  and min(get("label_coherence").values()) >= BAR["label_coherence_min"])
     pairs = [v for k, v in get("coherence").items() if "+" not in k]
@@ -386,7 +391,8 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
 
     report = evaluate_pairs(model, test, pairs, batch_size, progress=progress)
     report["unimodal_accuracy"] = {n: unimodal_accuracy(model, n, b) for n, b in test.banks.items()}
-    report["extra_accuracy"] = {f"{script}/{stem}": unimodal_accuracy(model, script, image_bank(data_dir, script, "extra"))
+    report["extra_accuracy"] = {f"{script}/{stem}":
+                                unimodal_accuracy(model, script, image_bank(data_dir, script, "extra"))
                                 for script, stem in (("kannada", "dig"), ("farsi", "remaining"))}
 
     def judge(target, made):
@@ -404,7 +410,8 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
         scores = {**coherence(generate, judge, batches, image_dirs),
                   **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
                               speech_dirs)}
-        report[f"coherence{suffix}"] = {direction_key(*d): scores[direction_key(*d)] for d in directions(model.input_names)}
+        report[f"coherence{suffix}"] = {direction_key(*d): scores[direction_key(*d)]
+                                        for d in directions(model.input_names)}
         # At the means every digit of a class decodes alike, so one per class says all.
         images = [t for t in model.input_names if t != "speech"]
         report[f"label_coherence{suffix}"] = {
@@ -443,7 +450,8 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", default="checkpoints/default", help="checkpoint folder or model.safetensors")
+    p.add_argument("checkpoint", nargs="?", default="checkpoints/default",
+                   help="checkpoint folder or model.safetensors")
     p.add_argument("--compare", nargs="+", metavar="CHECKPOINT",
                    help="print the recorded test metrics of these checkpoints side by side and stop")
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")

@@ -118,7 +118,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """
     a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"need two feature sets (n >= 2, d) of the same width, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"need two feature sets (n >= 2, d) of the same width, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
     values, vectors = torch.linalg.eigh(cov_a)
     root_a = (vectors * values.clamp_min(0).sqrt()) @ vectors.T

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from . import arguments
-from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .analysis import LatentMap, dimension_effects
+from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .checkpoint import load_model, model_path
 from .config import IMAGE_MODALITIES, LABEL
 from .errors import InputError

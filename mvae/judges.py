@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .audio import AudioFrontEnd
 from .augment import augment_images
-from .config import AudioConfig, IMAGE_MODALITIES, N_CLASSES
+from .config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
 from .data.banks import image_bank, speech_bank
 from .data.paired import Bank
 from .data.sources import resolve_data_dir
@@ -40,7 +40,8 @@ from .model import Standardise
 
 JUDGE_FILE = "judges.safetensors"
 JUDGE_WIDTH = 32
-RULE = "real training data only; geometric augmentation (images), speed/pitch/noise/gain and Griffin-Lim round trip of real recordings (speech)"
+RULE = ("real training data only; geometric augmentation (images), speed/pitch/noise/gain and Griffin-Lim round "
+        "trip of real recordings (speech)")
 DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
 # Held-out real sets beside the test split that a judge is also scored on (Hoda's remaining digits,
 # Dig-MNIST: other writers of the same script), under these names in the report.
@@ -183,7 +184,8 @@ def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
     path = Path(folder or DEFAULT_JUDGES) / JUDGE_FILE
     tensors, meta = checkpoint.unpack(path)
     width = meta.get("width", 16)
-    holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None, width) for n in (*IMAGE_MODALITIES, "speech")})
+    holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None, width)
+                      for n in (*IMAGE_MODALITIES, "speech")})
     try:
         holder.load_state_dict(tensors)
     except RuntimeError as exc:

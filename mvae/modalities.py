@@ -6,8 +6,8 @@ Adding a modality is one entry in `build_modalities`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -24,11 +24,13 @@ INTEGER_PIXEL_BITS = (8, 16, 32, 64)
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
     if len(data) > MAX_IMAGE_BYTES:
-        raise InputError(f"The image file is {len(data) / 1e6:.1f} MB; please use one under {MAX_IMAGE_BYTES // 2**20} MB.")
+        raise InputError(f"The image file is {len(data) / 1e6:.1f} MB; please use one under "
+                         f"{MAX_IMAGE_BYTES // 2**20} MB.")
     try:
         with Image.open(io.BytesIO(data)) as img:
             if max(img.size) > MAX_IMAGE_SIDE:
-                raise InputError(f"The image is {img.size[0]}x{img.size[1]} px; please use one at most {MAX_IMAGE_SIDE} px a side.")
+                raise InputError(f"The image is {img.size[0]}x{img.size[1]} px; please use one at most "
+                                 f"{MAX_IMAGE_SIDE} px a side.")
             return pil_to_array(img)
     except Image.DecompressionBombError as exc:  # PIL refuses it while reading the header
         raise InputError(f"The image is far too large; please use one at most {MAX_IMAGE_SIDE} px a side.") from exc
@@ -88,7 +90,8 @@ def ink_map(image) -> np.ndarray:
     if min(arr.shape[:2]) < 1:
         raise InputError(f"The image is empty (shape {arr.shape}).")
     if max(arr.shape[:2]) > MAX_IMAGE_SIDE:
-        raise InputError(f"The image is {arr.shape[1]}x{arr.shape[0]} px; please use one at most {MAX_IMAGE_SIDE} px a side.")
+        raise InputError(f"The image is {arr.shape[1]}x{arr.shape[0]} px; please use one at most "
+                         f"{MAX_IMAGE_SIDE} px a side.")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise InputError("The image contains NaN or infinite values; pixels must be finite numbers.")

@@ -29,7 +29,6 @@ from .evaluation import evaluate_pairs, unimodal_accuracy
 from .model import MVAE, normalise_inputs
 from .objectives import beta_at, mvae_objective
 
-
 try:
     import fcntl
 except ImportError:  # Windows: runs go unguarded
@@ -128,7 +127,8 @@ def check_position(meta: dict, steps_per_epoch: int) -> str | None:
     if not _count(epoch):
         return f"its epoch is {epoch!r}, not a count"
     if not _count(batch, 0, steps_per_epoch):
-        return f"its batch is {batch!r}, not a count from 0 to {steps_per_epoch} (the batches of an epoch with these flags)"
+        return (f"its batch is {batch!r}, not a count from 0 to {steps_per_epoch} "
+                "(the batches of an epoch with these flags)")
     if not isinstance(history, list) or len(history) != epoch:
         return f"its history should list the {epoch} finished epoch(s)"
     for i, entry in enumerate(history):
@@ -241,7 +241,8 @@ class Trainer:
         saved = optimiser_settings(self.optimizer)
         if saved != settings:
             raise CheckpointError(f"{altered}, or was made with other flags: its optimiser has "
-                                  f"{settings_differences(saved, settings)}. Resume with the flags of that run. {advice}")
+                                  f"{settings_differences(saved, settings)}. Resume with the flags of that run. "
+                                  f"{advice}")
         problem = check_position(meta, self.steps_per_epoch)
         if problem:
             raise CheckpointError(f"{altered}: {problem}. {advice}")

@@ -449,7 +449,8 @@ def waveform_figure(wave: np.ndarray, rate: int, span: tuple[int, int]) -> go.Fi
     return _layout(fig, 220, showlegend=False)
 
 
-def image_grid(images: np.ndarray, row_titles: list[str], col_titles: list[str], height: int | None = None) -> go.Figure:
+def image_grid(images: np.ndarray, row_titles: list[str], col_titles: list[str],
+               height: int | None = None) -> go.Figure:
     """Rows × columns of 28×28 images as one crisp heatmap, with a 2-pixel border between tiles."""
     images = np.asarray(images, np.float32)
     rows, cols = len(row_titles), len(col_titles)
@@ -467,7 +468,8 @@ def image_grid(images: np.ndarray, row_titles: list[str], col_titles: list[str],
     return _layout(fig, height or 60 + 70 * rows, plot_bgcolor="rgba(0,0,0,0)")
 
 
-def posterior_figure(experts: dict[str, tuple[np.ndarray, np.ndarray]], fused: tuple[np.ndarray, np.ndarray]) -> go.Figure:
+def posterior_figure(experts: dict[str, tuple[np.ndarray, np.ndarray]],
+                     fused: tuple[np.ndarray, np.ndarray]) -> go.Figure:
     """Every expert's Gaussian and their product, one latent dimension per x position."""
     dims = np.arange(len(fused[0]))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
@@ -511,7 +513,7 @@ def bars(values: dict[str, float], title: str, percent: bool = True, horizontal:
 def recon_figure(recon: dict[str, dict[str, float]]) -> go.Figure:
     """Given against missing for each modality, each on its own scale (speech NLLs dwarf the images')."""
     fig = make_subplots(rows=1, cols=len(recon), subplot_titles=list(recon))
-    for i, (name, losses) in enumerate(recon.items(), start=1):
+    for i, losses in enumerate(recon.values(), start=1):
         for kind, colour in (("given", COLOURS["kannada"]), ("missing", COLOURS["fused"])):
             fig.add_trace(go.Bar(x=[kind], y=[losses.get(kind)], name=kind, marker_color=colour, legendgroup=kind,
                                  showlegend=i == 1, text=[f"{losses.get(kind, 0):.4g}"], textposition="auto"),

@@ -15,8 +15,8 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -26,7 +26,7 @@ from PIL import Image
 
 import mvae
 from mvae import arguments
-from tests.conftest import tone
+from tests.helpers import tone
 
 MP3 = "MP3" in sf.available_formats()
 MAX_RSS_MB = 1536  # no case may take the process past 1.5 GB
@@ -217,7 +217,8 @@ CASES = [
     Case("random bytes", speech(random_bytes), NOT_AUDIO),
     Case("a PNG renamed .wav", speech(lambda: png(ring())), NOT_AUDIO),
     Case("NaN samples", speech(nan_wav), "NaN or infinite samples"),
-    Case("2 kHz WAV", speech(lambda: encode(reference_tone()[::4], 2000, subtype="PCM_16")), "record at 4000 Hz or more"),
+    Case("2 kHz WAV", speech(lambda: encode(reference_tone()[::4], 2000, subtype="PCM_16")),
+         "record at 4000 Hz or more"),
     Case("nine channels", speech(lambda: encode(np.stack([reference_tone()] * 9, 1), 8000, subtype="PCM_16")),
          "9 channels; please use mono or stereo"),
     Case("a click", speech(click), "louder than the background; please speak the digit clearly"),
@@ -255,7 +256,8 @@ CASES += [
     # Below 8 kHz the recording has nothing above its own Nyquist frequency, which the reference has.
     *[Case(f"WAV at {rate} Hz", speech(lambda rate=rate: at_rate(rate)), like=speech(REF_WAV),
            tolerance=0.05 if rate > 8000 else 0.1) for rate in ODD_RATES],
-    Case("stereo WAV at 44101 Hz", speech(lambda: encode(np.stack([tone(3, np.random.default_rng(0), rate=44101)] * 2, 1),
+    Case("stereo WAV at 44101 Hz",
+         speech(lambda: encode(np.stack([tone(3, np.random.default_rng(0), rate=44101)] * 2, 1),
                                                          44101, subtype="PCM_16")), like=speech(REF_WAV)),
     Case("int32 waveform of 16-bit samples", speech(lambda: (pcm(np.int32), 8000)), like=speech(REF_WAV)),
     Case("int64 waveform of 16-bit samples", speech(lambda: (pcm(np.int64), 8000)), like=speech(REF_WAV)),
@@ -350,7 +352,8 @@ CALLS = [
          "NaN or infinite values in the end latent"),
     Call("decode 257 latents", lambda p: p.decode(np.zeros((257, p.latent_dim))),
          f"Decode at most {arguments.MAX_SAMPLES} latents at once, not 257; split them into batches"),
-    Call("decode a latent of the wrong size", lambda p: p.decode(zeros(1)(p)), r"Latents must be \(\d+,\) or \(N, \d+\)"),
+    Call("decode a latent of the wrong size", lambda p: p.decode(zeros(1)(p)),
+         r"Latents must be \(\d+,\) or \(N, \d+\)"),
     Call("decode no latents", lambda p: p.decode(np.zeros((0, p.latent_dim))), "Latents must be"),
     Call("decode a ragged list", lambda p: p.decode([[0.0] * p.latent_dim, [0.0]]), "every row the same length"),
     Call("decode inf", lambda p: p.decode(zeros(value=INF)(p)), "NaN or infinite values in the latents"),
@@ -394,9 +397,9 @@ def run_all(pipe: mvae.Pipeline):
     odd_rates = [c for c in CASES if c.name in ODD_RATE_CASES]
     for case in odd_rates + [c for c in CASES if c not in odd_rates]:
         inputs = case.inputs()
-        yield _measure(case.name, lambda: pipe.predict(inputs))
+        yield _measure(case.name, lambda inputs=inputs: pipe.predict(inputs))
     for call in CALLS:
-        yield _measure(call.name, lambda: call.call(pipe))
+        yield _measure(call.name, lambda call=call: call.call(pipe))
 
 
 def main() -> None:

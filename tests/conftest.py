@@ -1,58 +1,18 @@
-"""Shared fixtures: a small synthetic dataset in the prepared format, and the real data when present."""
+"""Shared fixtures: a small synthetic dataset in the prepared format, the real data when present, and the
+markers each test gets from the fixtures it uses."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+import torch
+
+from tests.helpers import make_dataset
 
 REAL_DATA_ENV = "MVAE_DATA_DIR"
 REQUIRE_ENV = "MVAE_REQUIRE_DATA"  # set by .ci/run: missing real data is then a failure, not a skip
-
-
-def class_image(label: int, rng: np.random.Generator, script: str) -> np.ndarray:
-    """A 28x28 uint8 digit stand-in whose class is easy to learn: a bar at a class-specific angle."""
-    img = np.zeros((28, 28), np.float32)
-    angle = np.pi * label / 10 + (0.3 if script == "kannada" else 0.0)
-    centre = 13.5 + rng.normal(0, 0.7, 2)
-    for t in np.linspace(-8, 8, 60):
-        y, x = centre + t * np.array([np.sin(angle), np.cos(angle)])
-        yy, xx = int(round(y)), int(round(x))
-        img[max(yy - 1, 0):yy + 2, max(xx - 1, 0):xx + 2] = 1.0
-    img = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1)
-    return (img * 255).astype(np.uint8)
-
-
-def tone(label: int, rng: np.random.Generator, rate: int = 8000, seconds: float = 0.4) -> np.ndarray:
-    """A spoken-digit stand-in: a tone whose pitch names the class, in a little silence."""
-    t = np.arange(int(rate * seconds)) / rate
-    freq = 250.0 * (1 + label * 0.25) * (1 + rng.normal(0, 0.01))
-    voiced = 0.5 * np.sin(2 * np.pi * freq * t) * np.hanning(len(t))
-    pad = np.zeros(int(0.1 * rate))
-    return np.concatenate([pad, voiced, pad]).astype(np.float32)
-
-
-def make_dataset(root: Path, per_class_train: int = 30, per_class_test: int = 10, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    splits = {"farsi": {"train": per_class_train, "test": per_class_test, "remaining": per_class_test},
-              "kannada": {"train": per_class_train, "test": per_class_test, "dig": per_class_test}}
-    for script, sizes in splits.items():
-        (root / script).mkdir(parents=True, exist_ok=True)
-        for stem, per_class in sizes.items():
-            labels = np.repeat(np.arange(10), per_class).astype(np.uint8)
-            rng.shuffle(labels)
-            images = np.stack([class_image(int(c), rng, script) for c in labels])
-            np.savez_compressed(root / script / f"{stem}.npz", images=images, labels=labels)
-    folder = root / "fsdd" / "recordings"
-    folder.mkdir(parents=True, exist_ok=True)
-    for digit in range(10):
-        for speaker in ("alice", "bob"):
-            for index in range(12):  # 0-4 test, 5-9 validation, 10-11 fit
-                sf.write(folder / f"{digit}_{speaker}_{index}.wav", tone(digit, rng), 8000, subtype="PCM_16")
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +38,21 @@ def shipped_pipeline():
     import mvae
 
     return mvae.load()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """A prediction is a batch of one: extra threads gain nothing, and on a busy machine each hand-off
+    between them can wait for a time slice."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(items):
+    # A test is on the real data when it asks for the fixture, directly or through another fixture; the
+    # browser and slow markers are set by the test files themselves.
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)

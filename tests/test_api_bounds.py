@@ -84,6 +84,7 @@ def measured() -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_every_case_stays_under_the_memory_bound(measured):
     baseline, *rows = measured
@@ -97,6 +98,7 @@ def test_every_case_stays_under_the_memory_bound(measured):
     assert baseline["peak_rss_mb"] < MAX_RSS_MB - 500, baseline
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_peak_rss_sees_torch_allocations():
     """The measure used above counts memory that torch allocates, which tracemalloc does not see."""

@@ -25,10 +25,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import mvae  # noqa: E402
 from mvae import ui  # noqa: E402
 from mvae.analysis import latent_map  # noqa: E402
+from tests.helpers import open_page  # noqa: E402
 from tests.served_app import inflating_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGES = ["home", "draw", "speak", "combine", "generate", "latent", "report"]
 # First test example of each class, chosen among the ones a model should find unambiguous.
 REAL_DIGITS = {"farsi": (2, 9), "kannada": (3, 6)}
@@ -36,16 +36,6 @@ REAL_RECORDINGS = ("7_jackson_0.wav", "5_theo_1.wav")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-# Only catches a hung page: a run takes seconds, but the CI machine may be loaded many times over.
-SCRIPT_TIMEOUT_S = 600
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=SCRIPT_TIMEOUT_S)
-    at.run()
-    return at.switch_page(f"pages/{page}.py").run()
-
-
 def rerun(at: AppTest) -> AppTest:
     at.run()
     assert_clean(at)
@@ -60,7 +50,8 @@ def assert_clean(at: AppTest) -> None:
 
 def shown_digit(at: AppTest, label: str = "Predicted digit") -> str:
     values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no '{label}' on the page; info: {[i.value for i in at.info]}, errors: {[e.value for e in at.error]}"
+    assert values, (f"no '{label}' on the page; info: {[i.value for i in at.info]}, "
+                    f"errors: {[e.value for e in at.error]}")
     return values[0]
 
 
@@ -286,11 +277,11 @@ def test_draw_a_forged_drawing_is_refused_in_words(case):
     assert not [m for m in at.metric if m.label == "Predicted digit"]
 
 
+@pytest.mark.slow
 def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
     """In a fresh process, so that its peak resident memory says what the checks let through."""
     script = (
-        "import resource, sys\n"
-        "sys.path.insert(0, sys.argv[1])\n"
+        "import resource\n"
         "import mvae\n"
         "from mvae import ui\n"
         "from tests.served_app import inflating_png\n"
@@ -306,7 +297,8 @@ def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=300)
+    # From the repository's root, so that `tests` imports as a package.
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     refusal, grown_mb = done.stdout.splitlines()
     assert "13000×13000" in refusal
@@ -471,7 +463,8 @@ def test_latent_explorer_traverses_the_last_input_and_interpolates(real_data, pi
 def test_latent_map_click_decodes_the_point(evaluated):
     at = open_page("latent")
     assert "not been evaluated" not in messages(at)
-    at.session_state["latent-map"] = {"selection": {"points": [{"curve_number": 7, "point_index": 0, "customdata": 140}],
+    point = {"curve_number": 7, "point_index": 0, "customdata": 140}
+    at.session_state["latent-map"] = {"selection": {"points": [point],
                                                     "point_indices": [0], "box": [], "lasso": []}}
     rerun(at)
     text = " ".join(m.value for m in at.markdown)

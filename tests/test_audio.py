@@ -31,7 +31,8 @@ def speech_like(rate, seconds=1.0):
     """Three partials under a smooth envelope, sampled exactly at `rate`, all below 8 kHz Nyquist."""
     t = np.arange(int(seconds * rate)) / rate
     env = np.exp(-(((t - seconds / 2) / (seconds / 5)) ** 2))
-    return (env * (0.4 * np.sin(2 * np.pi * 310 * t) + 0.3 * np.sin(2 * np.pi * 1130 * t) + 0.2 * np.sin(2 * np.pi * 2470 * t))).astype(np.float32)
+    partials = sum(a * np.sin(2 * np.pi * f * t) for a, f in ((0.4, 310), (0.3, 1130), (0.2, 2470)))
+    return (env * partials).astype(np.float32)
 
 
 def dominant_hz(wave, rate=SR):
@@ -290,7 +291,8 @@ def test_common_rates_are_resampled_exactly(rate):
 
 
 def test_every_input_rate_rounds_to_small_terms_within_a_thousandth():
-    rates = np.concatenate([np.arange(4000, 9000), np.random.default_rng(0).integers(4000, CFG.max_input_rate + 1, 20000),
+    rates = np.concatenate([np.arange(4000, 9000),
+                            np.random.default_rng(0).integers(4000, CFG.max_input_rate + 1, 20000),
                             [CFG.max_input_rate, 383_999, 44_101, 22_051]])
     for rate in rates.tolist():
         frac = resample_ratio(Fraction(SR, rate))

@@ -28,9 +28,9 @@ import pytest
 import soundfile as sf
 
 from mvae import ui
-from tests.served_app import (CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb,
-                              served_app)
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb, served_app
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 FAKE_MIC_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
@@ -88,7 +88,8 @@ def fake_mic(real_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser(playwright, fake_mic):
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                         args=LAUNCH_ARGS + FAKE_MIC_ARGS + [f"--use-file-for-fake-audio-capture={fake_mic}"])
+                                         args=[*LAUNCH_ARGS, *FAKE_MIC_ARGS,
+                                               f"--use-file-for-fake-audio-capture={fake_mic}"])
     yield browser
     browser.close()
 
@@ -300,7 +301,8 @@ def put(url: str, body: bytes) -> int:
 
 def test_without_xsrf_an_upload_still_needs_a_live_session(server):
     """XSRF is off (see the config); an upload must still name a session that is open at that moment,
-    whose id only that visitor's page knows. (The size cap comes after this check; test_bad_inputs shows it.)"""
+    whose id only that visitor's page knows. (The size cap comes after this check;
+    test_bad_inputs_browser.py shows it.)"""
     assert CONFIG["server"]["enableXsrfProtection"] is False
     with urllib.request.urlopen(f"{server.url}/_stcore/health") as response:
         assert not [c for c in response.headers.get_all("Set-Cookie") or [] if "xsrf" in c.lower()]

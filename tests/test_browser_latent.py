@@ -6,6 +6,7 @@ import pytest
 
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, playwright_session, streamlit_server
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TIMEOUT_MS = 300_000  # generous: the machine may be loaded; the wait ends as soon as the answer shows
 
 

@@ -18,12 +18,24 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mvae import checkpoint
-from mvae.checkpoint import (MAX_DATA_BYTES, MODEL_FILE, MODEL_JSON, STATE_FILE, VERSION, atomic_write, digest,
-                             load_model, load_training_state, pack, read_metadata, save_model, save_training_state,
-                             unpack, upgrade)
-from mvae.config import (AudioConfig, ModelConfig, TrainConfig, model_config_from_dict, to_dict,
-                         train_config_from_dict)
+from mvae.checkpoint import (
+    MAX_DATA_BYTES,
+    MODEL_FILE,
+    MODEL_JSON,
+    STATE_FILE,
+    VERSION,
+    atomic_write,
+    digest,
+    load_model,
+    load_training_state,
+    pack,
+    read_metadata,
+    save_model,
+    save_training_state,
+    unpack,
+    upgrade,
+)
+from mvae.config import AudioConfig, ModelConfig, TrainConfig, model_config_from_dict, to_dict, train_config_from_dict
 from mvae.errors import CheckpointError
 from mvae.model import MVAE
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from mvae.config import LABEL
-from mvae.evaluate import (BAR, EVAL_JSON, EVAL_MD, coherence, direction_key, directions, evaluate_checkpoint,
-                           meets_bar)
+from mvae.evaluate import BAR, EVAL_JSON, EVAL_MD, coherence, direction_key, directions, evaluate_checkpoint, meets_bar
 
 
 def balanced_batches(n_batches=4, size=50, seed=0):
@@ -17,7 +16,9 @@ def balanced_batches(n_batches=4, size=50, seed=0):
     for _ in range(n_batches):
         labels = torch.as_tensor(rng.permutation(np.arange(size) % 10))
         # Every modality carries its label in its first pixel, so an oracle can read it back.
-        yield {name: labels.float()[:, None, None].expand(size, 4, 4).clone() for name in ("farsi", "kannada", "speech")} | {LABEL: labels}
+        images = {name: labels.float()[:, None, None].expand(size, 4, 4).clone()
+                  for name in ("farsi", "kannada", "speech")}
+        yield images | {LABEL: labels}
 
 
 def judge(target, made):
@@ -206,6 +207,7 @@ def test_judge_features_are_its_penultimate_layer():
         assert torch.allclose(judge.net[-1](features), judge(x), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_dim", [0, 4])
 def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style_dim):
     from mvae.config import AudioConfig, ModelConfig, TrainConfig
@@ -280,6 +282,7 @@ def test_image_judge_reads_a_faint_digit_like_a_bold_one():
         assert torch.allclose(judge(x), judge(0.3 * x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_judges_learn_from_real_training_data_and_report_their_accuracy(synthetic_data):
     from mvae.config import AudioConfig
     from mvae.judges import train_judges

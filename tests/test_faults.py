@@ -25,19 +25,29 @@ import soundfile as sf
 import torch
 
 import mvae
-from mvae.checkpoint import (MODEL_FILE, MODEL_JSON, STATE_FILE, load_training_state, model_path, read_metadata,
-                             save_model, save_training_state)
+from mvae.checkpoint import (
+    MODEL_FILE,
+    MODEL_JSON,
+    STATE_FILE,
+    load_training_state,
+    model_path,
+    read_metadata,
+    save_model,
+    save_training_state,
+)
 from mvae.config import ModelConfig
 from mvae.model import MVAE
 from mvae.training import LOCK_FILE
+from tests.helpers import plain_model_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2  # killed in the last epoch, so the resumed run ends where the straight one does
 STEPS = 100  # per epoch: long enough (about a second) that a kill lands inside it, not between epochs
+# The plain model of the dataclass defaults, not the shipped recipe: small enough for many short runs.
+RUN_ARGS = [*plain_model_flags(), "--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS),
+            "--batch-size", "8", "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
 # One thread: the result must not depend on how the machine splits a matrix product, and a
 # single-threaded run is not slowed by other jobs on a busy machine.
-RUN_ARGS = ["--hidden", "32", "--latent-dim", "8", "--pairs-per-epoch", str(8 * STEPS), "--batch-size", "8",
-              "--epochs", str(EPOCHS), "--speech-aug-copies", "0"]
 TRAIN_ARGS = [*RUN_ARGS, "--num-threads", "1"]
 PROGRESS = re.compile(r"epoch (\d+)/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 RUN_TIMEOUT = 300  # a guard against a hung run only: a loaded machine may be slow
@@ -74,7 +84,7 @@ class TrainRun:
         found = PROGRESS.findall(tail)
         return tuple(int(x) for x in found[-1]) if found else None
 
-    def kill_mid_epoch(self, sig: int, epoch: int = 2) -> "TrainRun":
+    def kill_mid_epoch(self, sig: int, epoch: int = 2) -> TrainRun:
         """Sends `sig`, from a watcher thread, once the progress bar shows `epoch` started and far from its end."""
         def watch():
             deadline = time.monotonic() + RUN_TIMEOUT
@@ -185,6 +195,7 @@ def finished(run: TrainRun) -> Path:
     return run.out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigterm"]
@@ -201,6 +212,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(runs):
     same_result(resumed.out, finished(runs["straight"]))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninterrupted_run(runs):
     scenario = runs["sigkill"]
@@ -278,7 +290,6 @@ def test_a_missing_checkpoint_says_how_to_make_one(tmp_path):
 
 def train_main(data_dir: Path, out: Path, *extra: str) -> int:
     """train.py's main in this process, on one thread as the subprocess runs use."""
-    sys.path.insert(0, str(ROOT))
     import train
 
     threads = torch.get_num_threads()
@@ -502,6 +513,7 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     assert f"The recording {path} cannot be used" in str(info.value) and "--only fsdd --force" in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
     from mvae.config import INPUT_MODALITIES
     from mvae.data.checks import check_dataset
@@ -519,7 +531,8 @@ class FullDisk:
     def __init__(self, monkeypatch, name: str, nth: int, code: int = errno.ENOSPC):
         from mvae import checkpoint
 
-        self.real, self.name, self.nth, self.code, self.seen, self.full = checkpoint.atomic_write, name, nth, code, 0, False
+        self.real, self.name, self.nth, self.code = checkpoint.atomic_write, name, nth, code
+        self.seen, self.full = 0, False
         monkeypatch.setattr(checkpoint, "atomic_write", self)
 
     def __call__(self, path, data):
@@ -538,6 +551,7 @@ def straight_run(synthetic_data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing", [MODEL_FILE, STATE_FILE])
 def test_a_full_disk_keeps_the_last_state_and_resume_continues_from_it(synthetic_data, tmp_path, capsys,
                                                                      monkeypatch, straight_run, failing):
@@ -562,7 +576,8 @@ def test_a_full_disk_keeps_the_last_state_and_resume_continues_from_it(synthetic
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "the disk is full"),
                                          (errno.EDQUOT, "the disk quota is exceeded")])
-def test_a_full_disk_at_the_first_save_says_nothing_was_kept(synthetic_data, tmp_path, capsys, monkeypatch, code, words):
+def test_a_full_disk_at_the_first_save_says_nothing_was_kept(synthetic_data, tmp_path, capsys, monkeypatch, code,
+                                                            words):
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         FullDisk(patch, MODEL_FILE, nth=1, code=code)
@@ -623,6 +638,7 @@ def test_a_lock_file_left_by_a_crash_does_not_block(synthetic_data, tmp_path, ca
     assert (out / MODEL_FILE).is_file() and not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_trainers_on_one_folder_the_second_refuses_and_the_first_goes_on(synthetic_data, tmp_path):
     out = tmp_path / "run"

@@ -13,7 +13,7 @@ from mvae.audio import wav_bytes
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
 from mvae.model import MVAE
-from tests.conftest import tone
+from tests.helpers import tone
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +95,15 @@ def speech_forms():
     mono8k = tone(3, rng)
     t44 = np.interp(np.arange(int(len(mono8k) * 44100 / 8000)) * 8000 / 44100, np.arange(len(mono8k)), mono8k)
     stereo44 = np.stack([t44, 0.8 * t44], axis=1).astype(np.float32)
+
+    def upsampled(factor: int) -> np.ndarray:
+        return np.interp(np.arange(len(mono8k) * factor) / factor, np.arange(len(mono8k)), mono8k)
+
     return {
         "wav bytes 8k mono": wav_bytes(mono8k, 8000),
         "wav bytes 44.1k stereo": wav_bytes(stereo44, 44100),
-        "wav bytes 48k 24-bit": wav_bytes(np.interp(np.arange(len(mono8k) * 6) / 6, np.arange(len(mono8k)), mono8k), 48000, "PCM_24"),
-        "tuple 16k": (np.interp(np.arange(len(mono8k) * 2) / 2, np.arange(len(mono8k)), mono8k).astype(np.float32), 16000),
+        "wav bytes 48k 24-bit": wav_bytes(upsampled(6), 48000, "PCM_24"),
+        "tuple 16k": (upsampled(2).astype(np.float32), 16000),
         "tuple stereo channels-first": (stereo44.T.copy(), 44100),
     }
 
@@ -121,7 +125,7 @@ def test_any_subset_gives_every_output(pipe, given):
     check_prediction(pred, pipe)
     assert set(pred.experts) == set(given)
     # The fused posterior is at least as sure as each expert and as the prior.
-    for mu, logvar in pred.experts.values():
+    for _mu, logvar in pred.experts.values():
         assert np.all(pred.latent_logvar <= logvar + 1e-5)
     assert np.all(pred.latent_logvar <= 1e-6)
 
@@ -152,6 +156,7 @@ def test_input_error_is_a_value_error():
     assert issubclass(mvae.InputError, ValueError)
 
 
+@pytest.mark.slow
 def test_generate_traverse_interpolate(pipe):
     samples = pipe.generate(7, n=4, temperature=0.5, seed=1)
     assert samples.images["kannada"].shape == (4, 28, 28) and samples.probs.shape == (4, 10)

@@ -36,8 +36,10 @@ def test_every_term_matches_a_hand_computation(tiny):
         mu, logvar = model.posterior({k: batch[k] for k in subset})
         mu, logvar = mu[0], logvar[0]
         recon = {
-            "farsi": F.binary_cross_entropy_with_logits(model.decoders["farsi"](mu), batch["farsi"], reduction="none").sum((1, 2)),
-            "kannada": F.binary_cross_entropy_with_logits(model.decoders["kannada"](mu), batch["kannada"], reduction="none").sum((1, 2)),
+            "farsi": F.binary_cross_entropy_with_logits(model.decoders["farsi"](mu), batch["farsi"],
+                                                        reduction="none").sum((1, 2)),
+            "kannada": F.binary_cross_entropy_with_logits(model.decoders["kannada"](mu), batch["kannada"],
+                                                          reduction="none").sum((1, 2)),
             "speech": ((batch["speech"] - model.decoders["speech"](mu)).abs() + math.log(2.0)).sum((1, 2)),
             "label": F.cross_entropy(model.decoders["label"](mu), batch["label"], reduction="none"),
         }
@@ -63,7 +65,8 @@ def test_encoders_and_decoders_run_once_per_batch(tiny):
     calls = {}
     for kind in ("encoders", "decoders"):
         for name, module in getattr(model, kind).items():
-            module.register_forward_hook(lambda m, i, o, key=(kind, name): calls.__setitem__(key, calls.get(key, 0) + 1))
+            module.register_forward_hook(
+                lambda m, i, o, key=(kind, name): calls.__setitem__(key, calls.get(key, 0) + 1))
     out = mvae_objective(model, batch)
     # The label head runs a second time, on the posterior means, for the accuracy it reports.
     assert calls.pop(("decoders", "label")) == 2

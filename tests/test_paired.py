@@ -57,6 +57,7 @@ def test_a_missing_class_is_refused():
         PairedDataset({"farsi": labelled_bank(np.arange(9), 0)})
 
 
+@pytest.mark.slow
 def test_test_pairs_come_from_test_splits_only(synthetic_data):
     from mvae.audio import AudioFrontEnd
     from mvae.config import AudioConfig

@@ -14,7 +14,8 @@ def hand_poe(mus, variances):
     return var * sum(m * p for m, p in zip(means, precisions)), var
 
 
-@pytest.mark.parametrize("mus, variances", [([2.0], [0.5]), ([1.0, -3.0], [0.25, 4.0]), ([0.5, 1.5, -1.0], [1.0, 0.1, 2.0])])
+@pytest.mark.parametrize("mus, variances",
+                         [([2.0], [0.5]), ([1.0, -3.0], [0.25, 4.0]), ([0.5, 1.5, -1.0], [1.0, 0.1, 2.0])])
 def test_matches_hand_computation(mus, variances):
     mu = torch.tensor(mus).view(-1, 1, 1)
     logvar = torch.tensor(variances).log().view(-1, 1, 1)

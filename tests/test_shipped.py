@@ -26,6 +26,7 @@ def as_44k_stereo_wav(path) -> bytes:
     return wav_bytes(np.stack([mono, 0.9 * mono], axis=1), 44100)
 
 
+@pytest.mark.slow
 def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipeline):
     test = load_images(real_data, "kannada", "test")
     rows = np.arange(0, 10_000, 250)  # 40 digits, every class
@@ -38,6 +39,7 @@ def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipelin
     assert pred.speech.sample_rate == 8000 and np.abs(pred.speech.waveform).max() > 0.1
 
 
+@pytest.mark.slow
 def test_fsdd_recording_as_44k_stereo(real_data, shipped_pipeline):
     recordings = fsdd_recordings(real_data, "test")[::10]  # 30 recordings, every digit and speaker
     correct = 0
@@ -61,14 +63,23 @@ def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
 SHIPPED_TEST_SPEECH_PAIRS = 200
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     """The evaluator, re-run on the real test splits with the judges of rule 1 (real training data only),
     finds every line of the bar that the shipped model holds met, and the report shipped beside the
     checkpoint (the README's table) says what it finds, the generative lines included, met or not."""
     import json
 
-    from mvae.evaluate import (BAR, EVAL_JSON, GENERATION_TEMPERATURE, HELD_LINES, ROBUSTNESS_AIM,
-                               evaluate_checkpoint, judges_id, meets_bar)
+    from mvae.evaluate import (
+        BAR,
+        EVAL_JSON,
+        GENERATION_TEMPERATURE,
+        HELD_LINES,
+        ROBUSTNESS_AIM,
+        evaluate_checkpoint,
+        judges_id,
+        meets_bar,
+    )
     from mvae.inference import DEFAULT_CHECKPOINT
 
     report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False,
@@ -93,4 +104,5 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
             assert abs(shipped[section][key] - value) <= tolerance * max(1.0, abs(value)), \
                 f"eval.json {section}/{key} is stale"
     for script, halftone in report["halftone"].items():
-        assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, f"eval.json halftone/{script} is stale"
+        assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
+            f"eval.json halftone/{script} is stale"

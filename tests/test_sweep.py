@@ -1,10 +1,12 @@
 import json
 
 import optuna
+import pytest
 
 from mvae import sweep
 
 
+@pytest.mark.slow
 def test_a_small_study_writes_results_and_can_be_resumed(synthetic_data, tmp_path):
     args = ["--data-dir", str(synthetic_data), "--trials", "2", "--epochs", "1", "--pairs-per-epoch", "200",
             "--eval-pairs", "100", "--out", str(tmp_path)]
@@ -25,17 +27,19 @@ def test_validation_never_touches_the_test_split(synthetic_data):
     from mvae.data.sources import FSDD_SPLITS
 
     data = sweep.validation_data(synthetic_data, ModelConfig(), TrainConfig(speech_aug_copies=0))
-    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"]) and set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
+    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"])
+    assert set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
     n_train = 300  # synthetic per-class 30 x 10
     assert len(data.test.banks["farsi"].labels) == n_train // sweep.VALIDATION_EVERY
     assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train
 
 
+@pytest.mark.slow
 def test_validation_keeps_every_class_when_the_set_is_stored_in_label_order(tmp_path):
     import numpy as np
 
-    from tests.conftest import make_dataset
     from mvae.config import ModelConfig, TrainConfig
+    from tests.helpers import make_dataset
 
     root = make_dataset(tmp_path)
     for script in ("farsi", "kannada"):  # cycle 0..9 like the Kannada-MNIST files

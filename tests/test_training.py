@@ -4,13 +4,15 @@ The runs use one thread: two threads fighting other jobs for two cores can run m
 one, and a test must hold on a loaded machine.
 """
 
+import json
+import shlex
 from dataclasses import replace
 
 import pytest
 import torch
 
 import mvae
-from mvae.config import ModelConfig, TrainConfig
+from mvae.config import ModelConfig, TrainConfig, flag_fields, shipped_configs, to_dict
 from mvae.training import Trainer, load_training_data
 
 SMALL = ModelConfig(hidden=128, latent_dim=16)
@@ -49,6 +51,7 @@ def check_learns(trainer, min_accuracy):
         assert recon["given"] < recon["missing"], name  # seeing a modality helps reconstruct it
 
 
+@pytest.mark.slow
 def test_learns_on_synthetic_data(synthetic_data, tmp_path):
     trainer = run(synthetic_data, tmp_path)
     check_learns(trainer, 0.6)
@@ -56,6 +59,7 @@ def test_learns_on_synthetic_data(synthetic_data, tmp_path):
     assert len(pipe.metadata["info"]["history"]) == SHORT.epochs
 
 
+@pytest.mark.slow
 def test_learns_on_a_slice_of_the_real_data(real_data, tmp_path):
     trainer = run(real_data, tmp_path, limit=REAL_SLICE, train_cfg=REAL)
     check_learns(trainer, 0.5)
@@ -69,6 +73,7 @@ def stop_after_first_epoch(epoch, metrics):
     raise StopAfterFirstEpoch  # the checkpoint of epoch 1 is already written, as when a run is killed
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(synthetic_data, tmp_path):
     cfg = replace(SHORT, epochs=2, pairs_per_epoch=600)
     straight = run(synthetic_data, tmp_path / "straight", train_cfg=cfg)
@@ -93,16 +98,76 @@ def test_recorded_command_leaves_out_the_data_location():
     assert train.recipe(["--data-dir=/somewhere/data"]) == "python train.py --data-dir=DATA_DIR"
 
 
-def test_help_documents_every_flag(capsys):
+def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys, monkeypatch):
     import train
 
+    monkeypatch.setenv("COLUMNS", "1000")  # no help text wrapped, nor broken at a hyphen
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
-    text = capsys.readouterr().out
-    for flag in ("--data-dir", "--resume", "--epochs", "--beta-warmup-epochs", "--architecture", "--save-dtype",
-                 "--speech-aug-copies", "--image-aug", "--num-threads"):
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--data-dir", "--resume", "--config", "--speech-weight"):
         assert flag in text
-    assert "(default: " in text
+    for cfg in shipped_configs():
+        for f in flag_fields(type(cfg)):
+            flag = f"--{f.name.replace('_', '-')} {f.name.upper()}"
+            assert f"{flag} {f.metadata['help']} (default: {getattr(cfg, f.name)})" in text, f.name
+    assert "--hidden HIDDEN width of the hidden layers (default: 256)" in text
+    assert "--save-dtype {float32,float16,bfloat16} precision of the weights" in text
+    assert "(float16 halves the size) (default: float16)" in text
+
+
+# The shipped model's command, as the README gives it: train.py with no flags must train this.
+SHIPPED_FLAGS = ("--architecture conv-mlp --conv-channels 16 --image-conv-extra 1 --image-conv-batchnorm true "
+                 "--hidden 256 --latent-dim 16 --style-dim 16 --cross-style own --swap-weight 100 --image-decoder conv "
+                 "--epochs 8 --lr-schedule cosine --save-dtype float16 --num-threads 2").split()
+
+
+def test_train_py_with_no_flags_trains_the_shipped_recipe():
+    import train
+
+    bare = train.parse_args(["--data-dir", "data"])
+    spelled_out = train.parse_args(["--data-dir", "data", *SHIPPED_FLAGS])
+    assert train.build_configs(bare) == train.build_configs(spelled_out) == shipped_configs()
+    assert bare.save_dtype == spelled_out.save_dtype == "float16"
+    model_cfg, train_cfg = train.build_configs(bare)
+    assert (model_cfg.architecture, model_cfg.style_dim, model_cfg.image_decoder, train_cfg.epochs) == \
+        ("conv-mlp", 16, "conv", 8)
+    # The dataclass defaults stay the plain model that older checkpoints and the tests are made with.
+    assert ModelConfig().architecture == "mlp" and ModelConfig().style_dim == 0 and TrainConfig().epochs == 10
+
+
+def test_config_file_goes_over_the_recipe_and_flags_over_the_file(tmp_path):
+    import train
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": {"hidden": 64, "style_dim": 0}, "train": {"epochs": 3, "lr": 0.01}}))
+    model_cfg, train_cfg = train.build_configs(train.parse_args(["--config", str(config), "--epochs", "5"]))
+    assert (model_cfg.hidden, model_cfg.style_dim, model_cfg.architecture) == (64, 0, "conv-mlp")
+    assert (train_cfg.epochs, train_cfg.lr, train_cfg.lr_schedule) == (5, 0.01, "cosine")
+    config.write_text(json.dumps({"model": ["not", "an", "object"]}))
+    with pytest.raises(ValueError, match="must be an object of ModelConfig fields"):
+        train.build_configs(train.parse_args(["--config", str(config)]))
+
+
+@pytest.mark.parametrize("model_cfg, train_cfg, dtype", [
+    (ModelConfig(), TrainConfig(), "float32"),  # the dataclass defaults: every field the recipe sets is named
+    (*shipped_configs(), "float16"),  # the recipe itself: nothing to name
+    (replace(shipped_configs()[0], hidden=128, recon_weights={"farsi": 1.0, "kannada": 1.0, "speech": 0.5}),
+     replace(shipped_configs()[1], seed=3), "bfloat16"),
+])
+def test_the_benchmarks_rebuilt_command_trains_the_same_configs(model_cfg, train_cfg, dtype):
+    import train
+    from benchmarks.run import train_command
+
+    meta = {"model_config": to_dict(model_cfg), "dtype": dtype, "info": {"train_config": to_dict(train_cfg)}}
+    command = train_command(meta, "runs/x")
+    words = shlex.split(command)
+    assert words[:4] == ["python", "train.py", "--out", "runs/x"]
+    if (model_cfg, train_cfg) == shipped_configs():
+        assert len(words) == 4
+    args = train.parse_args(words[2:])
+    assert train.build_configs(args) == (model_cfg, train_cfg)
+    assert args.save_dtype == dtype
 
 
 def test_cosine_schedule_runs_from_lr_to_its_floor():

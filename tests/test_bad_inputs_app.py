@@ -1,8 +1,6 @@
-"""The bad-input matrix: odd canvases and odd recordings, through `Pipeline.predict` and through the pages.
-
-Every case must end in a right answer or in an `mvae.InputError` whose message says what to do; never in
-another exception, a traceback on the page or a hang (each test has a time limit). The cases live in
-tests/bad_cases.py; test_api_bounds.py runs all of them in a child process to bound their memory.
+"""The bad-input matrix through the app's pages (AppTest): what a page shows for an odd canvas or an odd
+recording is what `Pipeline.predict` gives for it, the digit or the InputError's own words, and never a
+traceback. Also: a damaged checkpoint, and eight sessions at once.
 """
 
 from __future__ import annotations
@@ -13,11 +11,9 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -26,144 +22,18 @@ import mvae
 from mvae import ui
 from mvae.checkpoint import save_model
 from mvae.config import ModelConfig
-from mvae.data.sources import fsdd_recordings
-from tests.bad_cases import CASES, MP3, dot, encode, inked, png, random_bytes, ring, ten_minute_wav, variants
-from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
-from mvae.inference import Pipeline
 from mvae.model import MVAE
+from tests.bad_cases import MP3, dot, encode, inked, png, random_bytes, ring, variants
+from tests.helpers import open_page, outcome, real_recording
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A prediction is a batch of one: extra threads gain nothing, and on a busy machine each hand-off
-    between them can wait for a time slice."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    return Pipeline(MVAE(ModelConfig(hidden=32, latent_dim=8)))
-
-
-def outcome(pipe, inputs: dict):
-    """The prediction, or the InputError; anything else propagates and fails the test."""
-    try:
-        return pipe.predict(inputs)
-    except mvae.InputError as exc:
-        return exc
-
-
-def assert_well_formed(pred) -> None:
-    assert 0 <= pred.label <= 9 and pred.probs.shape == (10,) and np.isclose(pred.probs.sum(), 1.0)
-    for script in ("farsi", "kannada"):
-        image = pred.images[script]
-        assert image.shape == (28, 28) and np.isfinite(image).all() and 0 <= image.min() <= image.max() <= 1
-    assert np.isfinite(pred.speech.waveform).all() and len(pred.speech.waveform) > 0
-    assert np.isfinite(pred.latent_mean).all() and np.isfinite(pred.latent_logvar).all()
-    for name, seen in pred.inputs.items():
-        assert np.isfinite(seen).all(), name
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_predict(pipe, case):
-    result = outcome(pipe, case.inputs())
-    if case.refused:
-        assert isinstance(result, mvae.InputError), f"expected a refusal, got label {getattr(result, 'label', result)}"
-        assert isinstance(result, ValueError)
-        assert re.search(case.refused, str(result)), str(result)
-        return
-    assert not isinstance(result, Exception), f"refused: {result}"
-    assert_well_formed(result)
-    if case.like is not None:
-        reference = pipe.predict(case.like())
-        (name, seen), = result.inputs.items()
-        difference = float(np.abs(seen - reference.inputs[name]).mean())
-        if case.tolerance is not None:
-            assert difference < case.tolerance, f"the model sees something else: mean difference {difference:.3f}"
-        if name == "speech":  # the voiced segment is found in the same place
-            span = np.array(result.prepared_speech.span) / 8000
-            assert np.allclose(span, np.array(reference.prepared_speech.span) / 8000, atol=0.03), span
-
-
-def test_ten_minute_wav_is_refused_from_its_header_without_decoding_it(pipe, monkeypatch):
-    data = ten_minute_wav()
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("the samples were decoded before the length was checked")
-
-    monkeypatch.setattr(mvae.audio.sf, "read", no_decoding)
-    with pytest.raises(mvae.InputError, match=r"600\.0 s long"):
-        pipe.predict({"speech": data})
-
-
-# -- a trained model hears and reads the same digit, whatever the format ----------------------------------------
-def correctly_heard(pipeline, real_data):
-    """Half of the first test take of every speaker and digit (30 recordings, all six speakers), kept when
-    the model hears the clean file right."""
-    recordings = sorted((r for r in fsdd_recordings(real_data, "test") if r.index == 0), key=lambda r: r.path.name)[::2]
-    right = [(r, *sf.read(r.path, dtype="float32")) for r in recordings
-             if pipeline.predict({"speech": r.path.read_bytes()}).label == r.digit]
-    assert len(right) >= 0.8 * len(recordings), "the model misses too many clean test recordings to judge formats by"
-    return right
-
-
-@pytest.mark.timeout(300)
-def test_a_trained_model_hears_the_digit_in_every_format_and_condition(shipped_pipeline, real_data):
-    right = correctly_heard(shipped_pipeline, real_data)
-    wrong: dict[str, list[str]] = {}
-    for rec, wave, rate in right:
-        for name, data in variants(wave, rate).items():
-            if shipped_pipeline.predict({"speech": data}).label != rec.digit:
-                wrong.setdefault(name, []).append(rec.path.stem)
-    # Lossless encodings must never change the answer. Resampling and an offset change the signal a
-    # little and may tip a borderline recording; coarse changes (8 bits, clipping at twice full scale,
-    # lossy codecs) destroy some of it and may cost more, but not many.
-    allowed = {"24-bit WAV": 0, "float32 WAV": 0, "flac": 0,
-               "192 kHz WAV": 1, "stereo 44.1 kHz WAV": 1, "44,101 Hz WAV": 1, "DC offset": 1}
-    for name, stems in wrong.items():
-        most = allowed.get(name, 0.25 * len(right))
-        assert len(stems) <= most, f"{name}: wrong on {len(stems)} of {len(right)}: {stems}"
-
-
-@pytest.mark.timeout(120)
-def test_a_trained_model_reads_a_drawing_the_same_on_any_canvas(shipped_pipeline, real_data):
-    data = np.load(real_data / "kannada" / "test.npz")
-    for digit in range(0, 10, 2):
-        image = data["images"][int(np.flatnonzero(data["labels"] == digit)[0])]
-        big = np.asarray(Image.fromarray(image).resize((200, 200), Image.Resampling.BILINEAR))
-        white_on_black = np.zeros((280, 280, 4), np.uint8)
-        white_on_black[..., 3] = 255
-        white_on_black[40:240, 50:250, :3] = big[..., None]
-        alpha_only = np.zeros((280, 280, 4), np.uint8)
-        alpha_only[40:240, 50:250, 3] = big
-        huge = np.asarray(Image.fromarray(white_on_black).resize((4000, 4000), Image.Resampling.NEAREST))
-        labels = {name: shipped_pipeline.predict({"kannada": value}).label
-                  for name, value in (("white on black", white_on_black), ("ink in alpha", alpha_only),
-                                      ("4000x4000", huge), ("png", png(alpha_only)))}
-        assert len(set(labels.values())) == 1, f"digit {digit}: {labels}"
-
-
-# -- the same inputs through the app's pages -----------------------------------------------------------------
-APP = str(ROOT / "app.py")
-
-
+# -- the drawing and speaking pages -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app_pipe():
     """The checkpoint the app loads (MVAE_CHECKPOINT, else the shipped one)."""
     return mvae.load()
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    return at.switch_page(f"pages/{page}.py").run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -256,10 +126,6 @@ def test_draw_page(draw_page, app_pipe, real_data, case):
     assert_page_matches(draw_page, expected)
     if case in ("a real digit", "ink only in alpha"):
         assert shown_digit(draw_page) == "3"
-
-
-def real_recording(real_data, name="5_theo_1.wav") -> tuple[np.ndarray, int]:
-    return sf.read(real_data / "fsdd" / "recordings" / name, dtype="float32")
 
 
 def recordings_for_pages(real_data) -> dict[str, bytes]:
@@ -359,6 +225,7 @@ def test_the_app_says_when_its_checkpoint_is_damaged(tmp_path, monkeypatch, how)
 
 
 # -- eight sessions at once ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_eight_sessions_at_once_each_get_their_own_answer(app_pipe, real_data):
     """Four drawing and four speaking sessions run their scripts at the same moment; each must show the
@@ -413,55 +280,3 @@ def test_eight_sessions_at_once_each_get_their_own_answer(app_pipe, real_data):
         assert ("drawing" in latest["source"]) == (page == "draw")
         other = "speak-mic" if page == "draw" else "draw-0"
         assert other not in at.session_state, f"{page} {what} holds another page's widget state"
-
-
-# -- uploads the browser refuses --------------------------------------------------------------------------------
-def upload_limit_mb() -> float:
-    import tomllib
-
-    return float(tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"])
-
-
-@pytest.fixture(scope="module")
-def served_app(tmp_path_factory):
-    log = tmp_path_factory.mktemp("served") / "server.log"
-    with playwright_session() as p, streamlit_server(log) as url:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield url, browser
-        browser.close()
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-
-
-@pytest.mark.timeout(180)
-def test_uploads_over_the_limit_or_of_another_type_are_refused_in_words(served_app, tmp_path, real_data):
-    from playwright.sync_api import expect
-
-    url, browser = served_app
-    limit = upload_limit_mb()
-    wave, rate = real_recording(real_data)
-    over = tmp_path / "too-big.wav"
-    sf.write(over, np.resize(wave, int((limit + 0.5) * 2**20 / 2)), rate, subtype="PCM_16")
-    files = {name: tmp_path / f"digit.{name}" for name in ("flac", "ogg", *(["mp3"] if MP3 else []))}
-    for name, path in files.items():
-        path.write_bytes(variants(wave, rate)[name])
-
-    page = browser.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(f"{url}/speak")
-        page.get_by_text(ui.SOURCES["upload"], exact=True).click()
-        chooser = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-        uploader = page.locator("[data-testid='stFileUploader']")
-        chooser.set_input_files(str(over))
-        page.get_by_text(f"File must be {limit:.1f}MB or smaller.").wait_for()
-        refusals = uploader.get_by_text("files are not allowed")
-        for count, path in enumerate(files.values(), start=1):
-            chooser.set_input_files(str(path))
-            uploader.get_by_text(path.name).wait_for()
-            expect(refusals).to_have_count(count)
-        # Nothing reached the model: the page still asks for a recording, and shows no traceback.
-        assert page.locator("[data-testid='stException']").count() == 0
-        assert page.locator("[data-testid='stMetric']").count() == 0
-        assert healthy(url)
-    finally:
-        page.close()
