@@ -178,7 +178,8 @@ def test_report_names_the_quality_bars_in_words_without_emoji(evaluated):
     assert any("Quality bars missed:** accuracy from two or three inputs." in t for t in text), text
     assert "| 95.00 %, met (bar ≥ 90.00 %) |" in " ".join(text) and "50.00 %, **missed**" in " ".join(text)
     shown = " ".join([*text, *(m.label for m in report.metric), *(c.value for c in report.caption)])
-    assert not re.search(r"[\u2705\u274C\U0001F300-\U0001FAFF]", shown), "an emoji is an empty box without an emoji font"
+    assert not re.search(r"[\u2705\u274C\U0001F300-\U0001FAFF]", shown), \
+        "an emoji is an empty box without an emoji font"
     assert not re.search(r"\w_\w|\w/\w", re.sub(r"`[^`]*`|:material/\w+:", "", shown)), \
         "an internal key (unimodal_accuracy/farsi) reached the page"
     charts = [json.loads(c.proto.spec) for c in report.get("plotly_chart")]
@@ -331,7 +332,8 @@ def test_speak_plays_a_short_voiced_segment_as_a_second_and_says_its_length(real
     import streamlit as st
 
     played, audio = [], st.audio
-    monkeypatch.setattr(st, "audio", lambda data, *args, **kwargs: (played.append(data), audio(data, *args, **kwargs))[1])
+    monkeypatch.setattr(st, "audio",
+                        lambda data, *args, **kwargs: (played.append(data), audio(data, *args, **kwargs))[1])
     name = REAL_RECORDINGS[0]
     heard = pipe.predict({"speech": recording(real_data, name)}).prepared_speech
     seconds = len(heard.voiced) / heard.sample_rate
