@@ -139,7 +139,8 @@ BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
              "robustness": "stand-ins for real users"}
 BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "diversity of generated {} digits",
                 "halftone": "half-tone share of generated {} digits",
-                "frechet": "Fréchet distance of generated {} digits", "live_dimensions": "live latent dimensions for {}"}
+                "frechet": "Fréchet distance of generated {} digits",
+                "live_dimensions": "live latent dimensions for {}"}
 SWEEP_PARAMS = {"latent_dim": "latent size", "hidden": "width", "label_weight": "label weight",
                 "speech_weight": "speech weight", "beta": "β", "beta_warmup_epochs": "β warm-up (epochs)",
                 "lr": "learning rate", "aug_strength": "speech augmentation", "image_aug": "digit augmentation"}
