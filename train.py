@@ -26,8 +26,8 @@ from mvae.config import (
     train_config_from_dict,
 )
 from mvae.data import resolve_data_dir
-from mvae.data.checks import check_dataset
 from mvae.errors import CheckpointError, DataError
+from mvae.modalities import check_dataset
 from mvae.training import Interrupted, Trainer, hold_out_dir, load_training_data
 
 

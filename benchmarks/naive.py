@@ -16,9 +16,9 @@ from mvae.poe import kl_to_prior
 
 def naive_loss(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0, subset_list=None,
                sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`batch` is in the encoders' space, as for mvae_objective; returns the same scalar loss."""
+    """`batch` is in the model's data space, as for mvae_objective; returns the same scalar loss."""
     subset_list = subset_list or model.training_subsets()
-    total = 0.0
+    total, targets = 0.0, model.normalise(batch)
     for subset in subset_list:
         mu, logvar = model.posterior({name: batch[name] for name in subset})  # (1, B, D): this subset only
         mu, logvar = mu[0], logvar[0]
@@ -30,7 +30,7 @@ def naive_loss(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0, s
         weighted = torch.zeros(mu.shape[0], device=mu.device)
         for name, out in model.decode(z).items():
             modality = model.modalities[name]
-            weighted = weighted + modality.weight * modality.nll(out.unsqueeze(0), batch[name].unsqueeze(0))[0]
+            weighted = weighted + modality.weight * modality.nll(out.unsqueeze(0), targets[name].unsqueeze(0))[0]
         kl = kl_to_prior(mu, logvar).sum(-1)
         total = total + (weighted + beta * kl).mean()
     return total

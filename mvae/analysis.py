@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save
 from .checkpoint import atomic_write
 from .data.paired import PairedDataset, Pairs
 from .errors import CheckpointError
-from .model import MVAE, normalise_inputs
+from .model import MVAE
 from .poe import kl_to_prior
 
 LATENT_MAP_FILE = "latent_map.safetensors"
@@ -57,8 +57,7 @@ def posterior_means(model: MVAE, dataset: PairedDataset, pairs: Pairs, subset, b
     model.eval()
     mus, logvars = [], []
     for _, batch in dataset.batches(pairs, batch_size, device=device):
-        inputs = normalise_inputs(model, {k: batch[k] for k in subset})
-        mu, logvar = model.full_posterior(inputs)
+        mu, logvar = model.full_posterior({k: batch[k] for k in subset})
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())
     return torch.cat(mus).numpy(), torch.cat(logvars).numpy()

@@ -25,6 +25,7 @@ import struct
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from safetensors.torch import save as st_save
 from torch.overrides import TorchFunctionMode
 
-from .config import MAX_STR_LEN, model_config_from_dict, to_dict
+from .config import INPUT_MODALITIES, MAX_STR_LEN, model_config_from_dict, to_dict
 from .errors import CheckpointError
 from .model import MVAE
 
@@ -409,8 +410,16 @@ def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
         raise _misfit(path, f"its config describes {n:,} parameters; at most {MAX_PARAMETERS:,} are loaded")
     found["cfg"] = cfg
     stored = ST_NAMES[DTYPES[meta.get("dtype", "float32")]]
-    return Spec({k: (frozenset([stored] if t.is_floating_point() else [ST_NAMES[t.dtype]]), tuple(t.shape))
-                 for k, t in shapes.items()})
+
+    def spec(t):
+        return frozenset([stored] if t.is_floating_point() else [ST_NAMES[t.dtype]]), tuple(t.shape)
+
+    # Checkpoints written before each modality owned its normaliser hold the log-mel statistics whether or
+    # not the model has speech; they are accepted, and dropped on loading.
+    every = shapes if set(cfg.modalities) == set(INPUT_MODALITIES) else \
+        _shape_model(replace(cfg, modalities=INPUT_MODALITIES)).state_dict()
+    stale = {k: spec(t) for k, t in every.items() if k.partition(".")[0].endswith("_norm") and k not in shapes}
+    return Spec({k: spec(t) for k, t in shapes.items()}, stale.get)
 
 
 def read_metadata(path) -> dict:
@@ -423,7 +432,9 @@ def load_model(path, device="cpu") -> tuple[MVAE, dict]:
     tensors, meta = unpack(file, lambda meta: _model_spec(file, meta, found))
     try:
         model = MVAE(found["cfg"])
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        wanted = model.state_dict()
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()
+                               if k in wanted})
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"The checkpoint {file} does not fit this version of the model: {exc}") from exc
     return model.to(device).eval(), meta

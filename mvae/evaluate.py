@@ -25,13 +25,14 @@ from . import checkpoint
 from .analysis import active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .audio import AudioFrontEnd
 from .config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
-from .data.banks import image_bank, load_banks
+from .data.banks import image_bank
 from .data.paired import Bank, PairedDataset
 from .data.sources import resolve_data_dir
 from .errors import CheckpointError, DataError
 from .evaluation import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
-from .model import MVAE, normalise_inputs
+from .modalities import load_banks
+from .model import MVAE
 from .poe import subsets
 from .robustness import robustness
 
@@ -99,7 +100,7 @@ class ModelGenerator:
     @torch.no_grad()
     def __call__(self, sources: dict, target: str) -> torch.Tensor:
         self.model.eval()
-        out = self.model.generate(normalise_inputs(self.model, sources), [target], self.temperature,
+        out = self.model.generate(sources, [target], self.temperature,
                                   self.generator)[target].cpu()
         if target == "speech" and self.resynthesise:
             out = resynthesised(Bank(out, np.zeros(len(out))), self.front_end).items

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .config import LABEL
 from .data.paired import Bank, PairedDataset, Pairs
-from .model import MVAE, normalise_inputs
+from .model import MVAE
 from .objectives import mvae_objective
 
 
@@ -31,7 +31,7 @@ def evaluate_pairs(model: MVAE, dataset: PairedDataset, pairs: Pairs, batch_size
     for _, batch in tqdm(dataset.batches(pairs, batch_size, device=device), total=n_batches,
                          desc="evaluate", disable=not progress, leave=False):
         n = len(batch[LABEL])
-        out = mvae_objective(model, normalise_inputs(model, batch), subset_list=subset_list, generator=generator)
+        out = mvae_objective(model, batch, subset_list=subset_list, generator=generator)
         totals["elbo"] += out.elbo.cpu() * n
         totals["kl"] += out.kl.cpu() * n
         totals["accuracy"] += out.correct.cpu() * n
@@ -68,7 +68,7 @@ def unimodal_accuracy(model: MVAE, name: str, bank: Bank, batch_size: int = 1024
     correct = 0
     for start in range(0, len(bank.labels), batch_size):
         items = bank.items[start:start + batch_size].to(device)
-        mu, _ = model.posterior(normalise_inputs(model, {name: items}))
+        mu, _ = model.posterior({name: items})
         predicted = model.classify(mu[0]).argmax(-1).cpu()
         correct += int((predicted == torch.as_tensor(bank.labels[start:start + batch_size])).sum())
     return correct / len(bank.labels)

@@ -19,10 +19,9 @@ from . import arguments
 from .analysis import LatentMap, dimension_effects
 from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .checkpoint import load_model, model_path
-from .config import IMAGE_MODALITIES, LABEL
+from .config import LABEL
 from .errors import InputError
-from .model import MVAE, normalise_inputs
-from .preprocess import prepare_digit
+from .model import MVAE
 
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 SWEEP_RESULTS = "../sweep/results.json"
@@ -137,22 +136,6 @@ class Pipeline:
         return json.loads(text) if text is not None else None
 
     # -- inputs ---------------------------------------------------------------------------------
-    def _prepare_one(self, name: str, value):
-        if name in IMAGE_MODALITIES:
-            return torch.from_numpy(prepare_digit(value)), None
-        if name == "speech":
-            if isinstance(value, (bytes, bytearray, memoryview)):
-                prepared = self.front_end.prepare_bytes(bytes(value))
-            elif isinstance(value, tuple) and len(value) == 2:
-                prepared = self.front_end.prepare(*value)
-            else:
-                raise InputError("Speech must be WAV/FLAC/OGG bytes or a (waveform, sample_rate) tuple, "
-                                 f"not {type(value).__name__}.")
-            return prepared.log_mel, prepared
-        if name == LABEL:
-            return torch.tensor(arguments.label(value, self.model.cfg.n_classes)), None
-        raise AssertionError(f"no preparation for {name!r}")  # prepare() refuses unknown names first
-
     def prepare(self, inputs: dict) -> tuple[dict[str, torch.Tensor], PreparedSpeech | None]:
         """User inputs -> a batch of one in the model's input space. None values count as absent."""
         inputs = arguments.inputs(inputs)
@@ -165,7 +148,7 @@ class Pipeline:
         batch, prepared_speech = {}, None
         for name in self.model.names:
             if name in given:
-                tensor, prepared = self._prepare_one(name, given[name])
+                tensor, prepared = self.model.modalities[name].prepare(given[name], self.front_end)
                 batch[name] = tensor.unsqueeze(0).to(self.device)
                 prepared_speech = prepared or prepared_speech
         return batch, prepared_speech
@@ -176,15 +159,17 @@ class Pipeline:
         latents = arguments.latents(latents, self.latent_dim)
         z = torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.device)
         z = z.reshape(-1, self.latent_dim)
-        out = {k: v.cpu().numpy() for k, v in self.model.outputs(z).items()}
-        images = {n: out[n] for n in IMAGE_MODALITIES if n in out}
-        mels = out.get("speech", np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32))
-        return Decoded(z.cpu().numpy(), images, out[LABEL], mels, self.front_end)
+        groups: dict[str, dict[str, np.ndarray]] = {"images": {}, "mels": {}, "probs": {}}
+        for name, value in self.model.outputs(z).items():
+            groups[self.model.modalities[name].kind.group][name] = value.cpu().numpy()
+        no_speech = np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32)
+        mels = next(iter(groups["mels"].values()), no_speech)
+        return Decoded(z.cpu().numpy(), groups["images"], groups["probs"][LABEL], mels, self.front_end)
 
     @torch.no_grad()
     def predict(self, inputs: dict) -> Prediction:
         batch, prepared_speech = self.prepare(inputs)
-        encoded = self.model.encode(normalise_inputs(self.model, batch))
+        encoded = self.model.encode(batch)
         mean, joint_logvar = self.model.full_posterior(encoded)
         decoded = self.decode(mean)
         return Prediction(

@@ -157,7 +157,7 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epoch
         heard = resynthesised(train, front_end)
         everything = Bank(torch.cat([train.items, heard.items]), np.concatenate([train.labels, heard.labels]))
         judge = Judge(audio_cfg.n_mels)
-        judge.norm.set_stats(train.items.mean(dim=(0, 2)), train.items.std(dim=(0, 2)))
+        judge.norm.fit(train.items)
         judges["speech"] = fit(judge, everything, speech_epochs, seed, 0.0, progress)
         test = speech_bank(data_dir, "test", front_end, progress=False)
         report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),

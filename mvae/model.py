@@ -8,27 +8,8 @@ import torch
 from torch import nn
 
 from .config import INPUT_MODALITIES, LABEL, ModelConfig
-from .modalities import build_modalities
+from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
-
-
-class Standardise(nn.Module):
-    """Per-bin standardisation of the log-mel; its statistics are buffers, so they travel with the weights."""
-
-    def __init__(self, n_bins: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_bins, 1))
-        self.register_buffer("std", torch.ones(n_bins, 1))
-
-    def set_stats(self, mean: torch.Tensor, std: torch.Tensor):
-        self.mean.copy_(mean.reshape_as(self.mean))
-        self.std.copy_(std.reshape_as(self.std).clamp_min(1e-3))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-    def inverse(self, y):
-        return y * self.std + self.mean
 
 
 @dataclass
@@ -39,6 +20,7 @@ class Encoded:
     mu: torch.Tensor
     logvar: torch.Tensor
     styles: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    inputs: dict[str, torch.Tensor]  # what each encoder was fed: the given data, normalised
 
 
 def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,7 +40,10 @@ class MVAE(nn.Module):
         self.decoders = nn.ModuleDict(decoders or {n: m.make_decoder() for n, m in self.modalities.items()})
         if set(self.encoders) != set(self.names) or set(self.decoders) != set(self.names):
             raise ValueError(f"encoders and decoders must be given for exactly {self.names}")
-        self.speech_norm = Standardise(cfg.audio.n_mels)
+        # Each modality's normaliser is registered as `<name>_norm`, so that those with statistics (the
+        # log-mel's) keep the state-dict keys of every checkpoint written before, `speech_norm.mean/std`.
+        for name, modality in self.modalities.items():
+            self.add_module(f"{name}_norm", modality.make_norm())
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -85,19 +70,29 @@ class MVAE(nn.Module):
         """Every non-empty subset of the inputs, plus the label alone (so a digit can generate everything)."""
         return subsets(self.input_names) + [(LABEL,)]
 
+    def norm(self, name: str) -> nn.Module:
+        """The modality's normaliser: data -> its encoder's input space, and `inverse` back."""
+        return self.get_submodule(f"{name}_norm")
+
+    def normalise(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Model-space data (speech as raw log-mel) -> what the encoders take."""
+        return {n: self.norm(n)(x) for n, x in inputs.items()}
+
     def encode(self, inputs: dict[str, torch.Tensor]) -> Encoded:
-        """Run each given modality's encoder once, splitting its output into shared expert and own style."""
+        """Normalise each given modality's data and run its encoder once, splitting the output into shared
+        expert and own style. `inputs` are in the model's data space (speech as raw log-mel)."""
         given = [n for n in self.names if n in inputs]
         if not given:
             raise ValueError("at least one modality must be given")
+        fed = self.normalise({n: inputs[n] for n in given})
         shared, mus, logvars, styles = self.cfg.latent_dim, [], [], {}
         for name in given:
-            mu, logvar = self.encoders[name](inputs[name])
+            mu, logvar = self.encoders[name](fed[name])
             mus.append(mu[:, :shared])
             logvars.append(logvar[:, :shared])
             if name in self.style_names:
                 styles[name] = (mu[:, shared:], logvar[:, shared:])
-        return Encoded(tuple(given), torch.stack(mus), torch.stack(logvars), styles)
+        return Encoded(tuple(given), torch.stack(mus), torch.stack(logvars), styles, fed)
 
     def posterior(self, inputs: dict[str, torch.Tensor] | None = None, subset_list=None,
                   encoded: Encoded | None = None):
@@ -131,11 +126,7 @@ class MVAE(nn.Module):
 
     def to_data(self, decoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decoder outputs -> data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
-        out = {}
-        for name, value in decoded.items():
-            value = self.modalities[name].to_output(value)
-            out[name] = self.speech_norm.inverse(value) if name == "speech" else value
-        return out
+        return {n: self.norm(n).inverse(self.modalities[n].to_output(v)) for n, v in decoded.items()}
 
     def outputs(self, latents: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
         """Decoded data for a batch of full latents."""
@@ -159,7 +150,7 @@ class MVAE(nn.Module):
     @torch.no_grad()
     def generate(self, inputs: dict[str, torch.Tensor], targets, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Decoded data of `targets` given `inputs` (the encoders' space).
+        """Decoded data of `targets` given `inputs` (in the model's data space, as for `encode`).
 
         The digit comes from the fused shared posterior; a target that was given keeps its own style, any
         other draws its style from the prior. temperature scales every draw: 0 decodes the means.
@@ -172,9 +163,4 @@ class MVAE(nn.Module):
         return self.decoders[LABEL](mu)
 
 
-def normalise_inputs(model: MVAE, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Raw model-space inputs (speech as raw log-mel) -> what the encoders take."""
-    return {n: model.speech_norm(x) if n == "speech" else x for n, x in inputs.items()}
-
-
-__all__ = ["MVAE", "Encoded", "Standardise", "normalise_inputs", "standard_normal", "INPUT_MODALITIES"]
+__all__ = ["MVAE", "Encoded", "Standardise", "standard_normal", "INPUT_MODALITIES"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import IMAGE_MODALITIES, LABEL
+from .config import LABEL
 from .model import MVAE, standard_normal
 from .poe import kl_to_prior, product_of_experts
 
@@ -41,7 +41,8 @@ class Objective:
 
 def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0,
                    subset_list=None, sample: bool = True, generator: torch.Generator | None = None) -> Objective:
-    """`batch` holds every modality in the encoders' space (speech standardised) and the label."""
+    """`batch` holds every modality in the model's data space (speech as raw log-mel) and the label; each
+    reconstruction is scored in its encoder's input space (speech standardised)."""
     subset_list = subset_list or model.training_subsets()
     encoded = model.encode(batch)
     mu, logvar = model.posterior(subset_list=subset_list, encoded=encoded)  # (S, B, D)
@@ -68,7 +69,8 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
 
     nll, weighted = {}, torch.zeros(n_subsets, batch_size, device=mu.device)
     for name, out in decoded.items():
-        target = batch[name].unsqueeze(0).expand(n_subsets, *batch[name].shape)
+        fed = encoded.inputs[name]
+        target = fed.unsqueeze(0).expand(n_subsets, *fed.shape)
         per_example = model.modalities[name].nll(out.view(n_subsets, batch_size, *out.shape[1:]), target)
         nll[name] = per_example.mean(dim=1)
         weighted = weighted + model.modalities[name].weight * per_example
@@ -103,8 +105,7 @@ def style_swap(model: MVAE, z: torch.Tensor, own_styles: dict[str, torch.Tensor]
         half = rows < batch_size // 2
         style = torch.where(half[:, None], other, standard_normal(other, generator))
         made = model.decode_parts(z[draw(n_subsets, batch_size), rows], {name: style}, [name])[name]
-        if name in IMAGE_MODALITIES:
-            made = torch.sigmoid(made)
+        made = model.modalities[name].to_output(made)  # into the reading encoder's input space
         reader = model.encoders[name]
         was_training = reader.training
         reader.eval()

@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .audio import AudioFrontEnd
 from .augment import augment_images  # noqa: F401  (re-exported: callers import it from here)
-from .config import IMAGE_MODALITIES, ModelConfig, TrainConfig, to_dict
-from .data.banks import load_banks
-from .data.paired import Bank, PairedDataset
+from .config import ModelConfig, TrainConfig, to_dict
+from .data.paired import PairedDataset
 from .errors import CheckpointError
 from .evaluation import evaluate_pairs, unimodal_accuracy
-from .model import MVAE, normalise_inputs
+from .modalities import load_banks
+from .model import MVAE
 from .objectives import beta_at, mvae_objective
 
 try:
@@ -162,11 +162,6 @@ def load_training_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
     return TrainingData(PairedDataset(train, train_cfg.seed), PairedDataset(test, train_cfg.seed))
 
 
-def speech_stats(bank: Bank) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-mel-bin mean and std over all frames of the training log-mels."""
-    return bank.items.mean(dim=(0, 2)), bank.items.std(dim=(0, 2))
-
-
 @contextmanager
 def stop_on_signals():
     """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so a stop never tears a file."""
@@ -214,8 +209,8 @@ class Trainer:
         if train_cfg.num_threads:
             torch.set_num_threads(train_cfg.num_threads)
         self.model = MVAE(model_cfg)
-        if "speech" in data.train.banks:
-            self.model.speech_norm.set_stats(*speech_stats(data.train.banks["speech"]))
+        for name, bank in data.train.banks.items():
+            self.model.norm(name).fit(bank.items)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(train_cfg.seed)
@@ -281,13 +276,13 @@ class Trainer:
 
     def _step(self, batch: dict, step: int) -> dict:
         self.model.train()
-        for name in IMAGE_MODALITIES:
+        for name, modality in self.model.modalities.items():
             if name in batch:
-                batch[name] = augment_images(batch[name].cpu(), self.cfg.image_aug, self.generator).to(self.device)
+                batch[name] = modality.augment(batch[name], self.cfg.image_aug, self.generator)
         beta = beta_at(step, self.steps_per_epoch, self.cfg.beta, self.cfg.beta_warmup_epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, step, self.steps_per_epoch)
-        out = mvae_objective(self.model, normalise_inputs(self.model, batch), beta, generator=self.generator)
+        out = mvae_objective(self.model, batch, beta, generator=self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.grad_clip:

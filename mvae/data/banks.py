@@ -1,4 +1,6 @@
-"""Builds the per-modality banks of a split from the prepared data, in the model's input space."""
+"""Builds a bank of one modality's split from the prepared data, in the model's input space.
+
+Which builder serves which modality is for mvae.modalities to say (`load_banks` there)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import AudioFrontEnd
-from ..config import IMAGE_MODALITIES
 from ..errors import InputError
 from .checks import check_recordings, recording_error
 from .paired import Bank
@@ -58,20 +59,3 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
             labels.append(rec.digit)
     log_mels = torch.cat([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
     return Bank(log_mels, np.asarray(labels, dtype=np.int64))
-
-
-def load_banks(data_dir, split: str, front_end: AudioFrontEnd, modalities, aug_copies: int = 0,
-               aug_strength: float = 1.0, seed: int = 0, progress: bool = True,
-               limit: int | None = None) -> dict[str, Bank]:
-    """`split` is "train" or "test"; augmentation applies to training speech only; `limit` caps each bank."""
-    data_dir = Path(data_dir)
-    banks = {}
-    for name in modalities:
-        if name in IMAGE_MODALITIES:
-            banks[name] = image_bank(data_dir, name, split, limit)
-        elif name == "speech":
-            copies = aug_copies if split == "train" else 0
-            banks[name] = speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit)
-        else:
-            raise ValueError(f"unknown modality {name!r}")
-    return banks

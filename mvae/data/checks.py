@@ -10,9 +10,9 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
-from ..config import IMAGE_MODALITIES, AudioConfig
+from ..config import AudioConfig
 from ..errors import DataError
-from .sources import DOWNLOAD_HINT, Recording, fsdd_recordings, load_images
+from .sources import DOWNLOAD_HINT, Recording
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and
 # the speech bank that follows it read each file once more between them, not twice.
@@ -72,15 +72,3 @@ def check_recordings(recordings: list[Recording], cfg: AudioConfig, data_dir=Non
         if problem:
             raise recording_error(rec.path, data_dir, problem)
         _sound.add(key)
-
-
-def check_dataset(data_dir, modalities, splits=("train", "test"), audio: AudioConfig | None = None) -> None:
-    """Reads every file a run will use, before any of it is used; raises DataError naming a bad file."""
-    data_dir = Path(data_dir)
-    audio = audio or AudioConfig()
-    for split in splits:
-        for name in modalities:
-            if name in IMAGE_MODALITIES:
-                load_images(data_dir, name, split)
-            elif name == "speech":
-                check_recordings(fsdd_recordings(data_dir, split), audio, data_dir)
