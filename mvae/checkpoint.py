@@ -44,6 +44,7 @@ OLDEST_VERSION = 1  # format-1 files are still verified by their own rule; `--up
 MODEL_FILE = "model.safetensors"
 MODEL_JSON = "model.json"
 STATE_FILE = "train_state.safetensors"
+EVAL_JSON, EVAL_MD = "eval.json", "eval.md"  # the evaluator's report, beside the model it scores
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # The safetensors names of the dtypes this loader reads; anything else is refused from the header.
 ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

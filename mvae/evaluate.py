@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from .analysis import active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .audio import AudioFrontEnd
+from .checkpoint import EVAL_JSON, EVAL_MD
 from .config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
 from .data.banks import image_bank
 from .data.paired import Bank, PairedDataset
@@ -33,10 +34,9 @@ from .evaluation import diversity, evaluate_pairs, frechet_distance, halftone_sh
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
 from .modalities import load_banks
 from .model import MVAE
-from .poe import subsets
+from .poe import subset_key, subsets
 from .robustness import robustness
 
-EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 # The Fréchet distances (judges' penultimate features, label -> digit at temperature 1 against the real
 # test split) of the plain PoE-MVAE shipped before the style latents (kept as checkpoints/plain-poe:
 # "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on digits, plain PoE,
@@ -71,7 +71,7 @@ def directions(names=INPUT_MODALITIES) -> list[tuple[tuple[str, ...], str]]:
 
 
 def direction_key(sources, target) -> str:
-    return f"{'+'.join(sources)}->{target}"
+    return f"{subset_key(sources)}->{target}"
 
 
 def coherence(generate: Callable[[dict, str], torch.Tensor], judge: Callable[[str, torch.Tensor], torch.Tensor],

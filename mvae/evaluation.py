@@ -12,10 +12,7 @@ from .config import LABEL
 from .data.paired import Bank, PairedDataset, Pairs
 from .model import MVAE
 from .objectives import mvae_objective
-
-
-def subset_key(subset) -> str:
-    return "+".join(subset)
+from .poe import subset_key
 
 
 @torch.no_grad()

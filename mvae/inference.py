@@ -18,12 +18,11 @@ import torch
 from . import arguments
 from .analysis import LatentMap, dimension_effects
 from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
-from .checkpoint import load_model, model_path
+from .checkpoint import EVAL_JSON, EVAL_MD, load_model, model_path
 from .config import LABEL
 from .errors import InputError
 from .model import MVAE
 
-EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 SWEEP_RESULTS = "../sweep/results.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 

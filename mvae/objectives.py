@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .config import LABEL
 from .model import MVAE, standard_normal
-from .poe import kl_to_prior, product_of_experts
+from .poe import kl_to_prior, product_of_experts, subset_key
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Objective:
         """Every term, per subset, as plain floats for logging."""
         out = {"loss": self.loss.item(), "swap": float(self.swap) if self.swap is not None else 0.0}
         for i, s in enumerate(self.subsets):
-            key = "+".join(s)
+            key = subset_key(s)
             out[f"elbo/{key}"] = float(self.elbo[i])
             out[f"kl/{key}"] = float(self.kl[i])
             out[f"acc/{key}"] = float(self.correct[i])

@@ -13,6 +13,11 @@ def subsets(names) -> list[tuple[str, ...]]:
     return [c for r in range(1, len(names) + 1) for c in itertools.combinations(names, r)]
 
 
+def subset_key(subset) -> str:
+    """The name of a subset in logs and reports: its modalities joined by "+"."""
+    return "+".join(subset)
+
+
 def subset_mask(subset_list, expert_names) -> torch.Tensor:
     """(S, E) bool: which of the E experts take part in each subset."""
     return torch.tensor([[name in s for name in expert_names] for s in subset_list], dtype=torch.bool)
