@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import torch
 
+import mvae
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
 from mvae.modalities import Identity, Standardise
@@ -105,7 +107,12 @@ def test_standardise_fit_gives_per_bin_statistics():
     assert torch.allclose(norm.std.flatten(), items.std(dim=(0, 2)))
 
 
-def test_shipped_checkpoint_predicts_as_with_manual_normalisation(shipped_pipeline):
+@pytest.mark.parametrize("name", ["default", "plain-poe"])
+def test_shipped_checkpoint_predicts_as_with_manual_normalisation(name):
+    folder = ROOT / "checkpoints" / name
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip(f"no checkpoint in {folder}")
+    shipped_pipeline = mvae.load(folder)
     model = shipped_pipeline.model
     assert not torch.allclose(model.speech_norm.std, torch.ones_like(model.speech_norm.std))  # loaded stats
     rng = np.random.default_rng(3)
