@@ -180,7 +180,7 @@ class Pipeline:
             latent_logvar=joint_logvar[0].cpu().numpy(),
             experts={n: (encoded.mu[i, 0].cpu().numpy(), encoded.logvar[i, 0].cpu().numpy())
                      for i, n in enumerate(encoded.names)},
-            inputs={n: batch[n][0].cpu().numpy() for n in batch if n != LABEL},
+            inputs={n: batch[n][0].cpu().numpy() for n in batch if n in self.model.input_names},
             prepared_speech=prepared_speech,
         )
 

@@ -47,7 +47,7 @@ class MVAE(nn.Module):
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        return tuple(n for n in self.names if n != LABEL)
+        return tuple(self.cfg.modalities)
 
     @property
     def style_names(self) -> tuple[str, ...]:
