@@ -106,3 +106,19 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     for script, halftone in report["halftone"].items():
         assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
             f"eval.json halftone/{script} is stale"
+
+
+def test_shipped_checkpoint_was_trained_by_the_recipe_train_py_defaults_to():
+    """`python train.py --data-dir data --out runs/mine` trains the shipped model, not some other one."""
+    import dataclasses
+
+    from mvae import checkpoint
+    from mvae.config import shipped_configs
+    from mvae.inference import DEFAULT_CHECKPOINT
+
+    model, meta = checkpoint.load_model(DEFAULT_CHECKPOINT)
+    recipe_model, recipe_train = shipped_configs()
+    assert model.cfg == recipe_model
+    trained = meta["info"]["train_config"]
+    differing = {k: (trained[k], v) for k, v in dataclasses.asdict(recipe_train).items() if trained.get(k) != v}
+    assert not differing, f"the shipped checkpoint was trained otherwise than the recipe: {differing}"
