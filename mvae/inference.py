@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from . import arguments
-from .analysis import LatentMap, dimension_effects
-from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .checkpoint import load_model, model_path
 from .config import IMAGE_MODALITIES, LABEL
 from .errors import InputError
-from .model import MVAE, normalise_inputs
-from .preprocess import prepare_digit
+from .latent import LatentMap, dimension_effects
+from .model.model import MVAE, normalise_inputs
+from .signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
+from .signals.images import prepare_digit
 
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 SWEEP_RESULTS = "../sweep/results.json"

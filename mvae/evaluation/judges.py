@@ -28,15 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .audio import AudioFrontEnd
-from .augment import augment_images
-from .config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
-from .data.banks import image_bank, speech_bank
-from .data.paired import Bank
-from .data.sources import resolve_data_dir
-from .errors import CheckpointError, DataError
-from .model import Standardise
+from .. import checkpoint
+from ..config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
+from ..data.banks import image_bank, speech_bank
+from ..data.paired import Bank
+from ..data.sources import resolve_data_dir
+from ..errors import CheckpointError, DataError
+from ..model.model import Standardise
+from ..signals.audio import AudioFrontEnd
+from ..signals.augment import augment_images
 
 JUDGE_FILE = "judges.safetensors"
 JUDGE_WIDTH = 32

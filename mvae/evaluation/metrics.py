@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import LABEL
-from .data.paired import Bank, PairedDataset, Pairs
-from .model import MVAE, normalise_inputs
-from .objectives import mvae_objective
+from ..config import LABEL
+from ..data.paired import Bank, PairedDataset, Pairs
+from ..model.model import MVAE, normalise_inputs
+from ..model.objectives import mvae_objective
 
 
 def subset_key(subset) -> str:

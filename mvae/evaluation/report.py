@@ -21,18 +21,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .analysis import active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions, posterior_means
-from .audio import AudioFrontEnd
-from .config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
-from .data.banks import image_bank, load_banks
-from .data.paired import Bank, PairedDataset
-from .data.sources import resolve_data_dir
-from .errors import CheckpointError, DataError
-from .evaluation import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
+from .. import checkpoint
+from ..config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
+from ..data.banks import image_bank, load_banks
+from ..data.paired import Bank, PairedDataset
+from ..data.sources import resolve_data_dir
+from ..errors import CheckpointError, DataError
+from ..latent import dimension_effects
+from ..model.model import MVAE, normalise_inputs
+from ..model.poe import subsets
+from ..signals.audio import AudioFrontEnd
+from .analysis import active_units, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
-from .model import MVAE, normalise_inputs
-from .poe import subsets
+from .metrics import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
 from .robustness import robustness
 
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ARCHITECTURES, IMAGE_MODALITIES, IMAGE_SIZE, LABEL, ModelConfig
 from . import nets
-from .config import ARCHITECTURES, IMAGE_MODALITIES, IMAGE_SIZE, LABEL, ModelConfig
 
 
 def bernoulli_nll(logits, target):

@@ -18,16 +18,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .audio import AudioFrontEnd
-from .augment import augment_images  # noqa: F401  (re-exported: callers import it from here)
-from .config import IMAGE_MODALITIES, ModelConfig, TrainConfig, to_dict
-from .data.banks import load_banks
-from .data.paired import Bank, PairedDataset
-from .errors import CheckpointError
-from .evaluation import evaluate_pairs, unimodal_accuracy
-from .model import MVAE, normalise_inputs
-from .objectives import beta_at, mvae_objective
+from .. import checkpoint
+from ..config import IMAGE_MODALITIES, ModelConfig, TrainConfig, to_dict
+from ..data.banks import load_banks
+from ..data.paired import Bank, PairedDataset
+from ..errors import CheckpointError
+from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
+from ..model.model import MVAE, normalise_inputs
+from ..model.objectives import beta_at, mvae_objective
+from ..signals.audio import AudioFrontEnd
+from ..signals.augment import augment_images
 
 try:
     import fcntl
