@@ -28,7 +28,7 @@ from mvae.config import (
 from mvae.data import resolve_data_dir
 from mvae.data.checks import check_dataset
 from mvae.errors import CheckpointError, DataError
-from mvae.training import Interrupted, Trainer, hold_out_dir, load_training_data
+from mvae.training.loop import Interrupted, Trainer, hold_out_dir, load_training_data
 
 
 def boolean(text: str) -> bool:

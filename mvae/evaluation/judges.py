@@ -5,7 +5,7 @@ training split of its modality only, never from blur, class averages or anything
 shares weights or statistics with the MVAE.
 
 - Image judges see real training digits with geometric augmentation (rotation, scale, aspect, slant,
-  shift, stroke width; mvae.augment) and scale every input to a peak of 1, so a faint digit reads like a
+  shift, stroke width; mvae.signals.augment) and scale every input to a peak of 1, so a faint digit reads like a
   bold one.
 - The speech judge hears the real training recordings, once as they are and once varied in speed,
   pitch, noise and gain (the signal-level counterpart of geometric augmentation), and also each of those
@@ -13,7 +13,7 @@ shares weights or statistics with the MVAE.
   Griffin-Lim, because that is how it reaches the ear; the round trip is a fixed signal transform of real
   recordings, not a model's output, so the judge still learns from real data only.
 
-    python -m mvae.judges --data-dir data --out checkpoints/judges
+    python -m mvae.evaluation.judges --data-dir data --out checkpoints/judges
 """
 
 from __future__ import annotations

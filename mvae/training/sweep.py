@@ -1,7 +1,7 @@
 """Hyperparameter study with Optuna: short training runs scored on held-out training data.
 
-    python -m mvae.sweep --data-dir data --trials 20
-    python -m mvae.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
+    python -m mvae.training.sweep --data-dir data --trials 20
+    python -m mvae.training.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
 
 The test splits are never seen: Farsi and Kannada hold out one training image in ten, at random, and speech holds
 out recordings 5-9 of each speaker and digit. Results go to checkpoints/sweep/results.json for the app.
