@@ -42,7 +42,7 @@ JUDGE_FILE = "judges.safetensors"
 JUDGE_WIDTH = 32
 RULE = ("real training data only; geometric augmentation (images), speed/pitch/noise/gain and Griffin-Lim round "
         "trip of real recordings (speech)")
-DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
+DEFAULT_JUDGES = Path(__file__).resolve().parents[2] / "checkpoints" / "judges"
 # Held-out real sets beside the test split that a judge is also scored on (Hoda's remaining digits,
 # Dig-MNIST: other writers of the same script), under these names in the report.
 EXTRA_NAMES = {"farsi": "remaining", "kannada": "dig"}
