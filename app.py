@@ -18,7 +18,7 @@ PAGES = [
 # (seconds), and until st.navigation runs Streamlit shows its own menu of the pages/ file names.
 page = st.navigation(PAGES)
 with st.spinner("Starting up: loading PyTorch…"):
-    from mvae import ui
+    from webapp import ui
 
 with ui.guard():
     page.run()

@@ -27,8 +27,8 @@ from mvae.config import (
 )
 from mvae.data import resolve_data_dir
 from mvae.errors import CheckpointError, DataError
-from mvae.modalities import check_dataset
-from mvae.training import Interrupted, Trainer, hold_out_dir, load_training_data
+from mvae.model.modalities import check_dataset
+from mvae.training.loop import Interrupted, Trainer, hold_out_dir, load_training_data
 
 
 def boolean(text: str) -> bool:

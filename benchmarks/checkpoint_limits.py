@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mvae.checkpoint import MAX_PARAMETERS, MODEL_FILE, _shape_model, atomic_write, pack, save_model
 from mvae.config import ModelConfig, to_dict
-from mvae.model import MVAE
+from mvae.model.model import MVAE
 
 ROOT = Path(__file__).resolve().parent.parent
 

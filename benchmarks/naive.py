@@ -2,7 +2,7 @@
 
 This is how the seed (and the public MVAE code) trains: for every subset of the inputs it runs the
 encoders of that subset, fuses them, samples, runs every decoder and adds up that subset's ELBO. The
-loss is the same as `mvae.objectives.mvae_objective`; only the amount of work differs, so it lives here
+loss is the same as `mvae.model.objectives.mvae_objective`; only the amount of work differs, so it lives here
 and not in the library.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from mvae.model import MVAE
-from mvae.poe import kl_to_prior
+from mvae.model.model import MVAE
+from mvae.model.poe import kl_to_prior
 
 
 def naive_loss(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0, subset_list=None,

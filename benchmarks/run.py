@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from mvae.checkpoint import atomic_write
-from mvae.evaluate import replace_block
+from mvae.evaluation.report import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,8 +127,8 @@ def random_batch(model, batch_size: int, generator: torch.Generator) -> dict[str
 
 def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
     from benchmarks.naive import naive_loss
-    from mvae.model import MVAE
-    from mvae.objectives import mvae_objective
+    from mvae.model.model import MVAE
+    from mvae.model.objectives import mvae_objective
 
     cfg = shipped_model_config()
     torch.manual_seed(0)
@@ -232,7 +232,7 @@ def bench_latency(settings: Settings) -> list[Row]:
     if pipe is None:
         from mvae.config import ModelConfig
         from mvae.inference import Pipeline
-        from mvae.model import MVAE
+        from mvae.model.model import MVAE
         torch.manual_seed(0)
         pipe = Pipeline(MVAE(ModelConfig()))
     where = relative(path) if path else "an untrained default-size model (no checkpoint found)"

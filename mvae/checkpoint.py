@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 
 from .config import INPUT_MODALITIES, MAX_STR_LEN, model_config_from_dict, to_dict
 from .errors import CheckpointError
-from .model import MVAE
+from .model.model import MVAE
 
 FORMAT = "mvae-checkpoint"
 # 1: the digest covered tensor names and bytes only. 2: it also covers the header and the metadata.

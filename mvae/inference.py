@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from . import arguments
-from .analysis import LatentMap, dimension_effects
-from .audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .checkpoint import EVAL_JSON, EVAL_MD, load_model, model_path
 from .config import LABEL
 from .errors import InputError
-from .model import MVAE
+from .latent import LatentMap, dimension_effects
+from .model.model import MVAE
+from .signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 
 SWEEP_RESULTS = "../sweep/results.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"

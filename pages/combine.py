@@ -1,6 +1,6 @@
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Combine inputs")
 st.markdown(

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Generate")
 st.markdown("Pick a digit and the model imagines it in every modality, sampling its latent belief about that "

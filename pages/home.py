@@ -1,6 +1,6 @@
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Digits you can draw and say")
 st.markdown(

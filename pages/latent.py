@@ -1,7 +1,7 @@
 import numpy as np
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Latent explorer")
 pipe = ui.pipeline()

@@ -1,7 +1,7 @@
 import numpy as np
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Report")
 pipe = ui.pipeline()
@@ -45,8 +45,9 @@ else:
     st.subheader("Generation")
     settings = evaluation.get("generation", {})
     st.caption("Every generated digit or word is read by a judge: a classifier trained on real training data "
-               "only (`python -m mvae.judges`), never on blur, class averages or a model's output. Generation "
-               f"is at temperature {settings.get('temperature', 1):g}, the bar's; speech is judged after Griffin-Lim.")
+               "only (`python -m mvae.evaluation.judges`), never on blur, class averages or a model's output. "
+               f"Generation is at temperature {settings.get('temperature', 1):g}, the bar's; speech is judged after "
+               "Griffin-Lim.")
     label_coherence = evaluation.get("label_coherence", {})
     if label_coherence:
         st.plotly_chart(ui.bars({ui.inputs_name(f"label->{t}"): v for t, v in label_coherence.items()},

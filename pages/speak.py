@@ -1,6 +1,6 @@
 import streamlit as st
 
-from mvae import ui
+from webapp import ui
 
 st.title("Say a digit")
 st.markdown("Say one digit in English (zero to nine), close to the microphone, or upload a short WAV file.")

@@ -17,7 +17,7 @@ import mvae
 from mvae import arguments
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
-from mvae.model import MVAE
+from mvae.model.model import MVAE
 from tests.bad_cases import CALLS, CASES, MAX_RSS_MB
 
 ROOT = Path(__file__).resolve().parents[1]

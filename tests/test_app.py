@@ -23,10 +23,10 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import mvae  # noqa: E402
-from mvae import ui  # noqa: E402
-from mvae.analysis import latent_map  # noqa: E402
+from mvae.evaluation.analysis import latent_map  # noqa: E402
 from tests.helpers import open_page  # noqa: E402
 from tests.served_app import inflating_png  # noqa: E402
+from webapp import ui  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "draw", "speak", "combine", "generate", "latent", "report"]
@@ -284,7 +284,7 @@ def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
     script = (
         "import resource\n"
         "import mvae\n"
-        "from mvae import ui\n"
+        "from webapp import ui\n"
         "from tests.served_app import inflating_png\n"
         "assert ui.canvas_pixels(inflating_png(280, 280)).shape == (280, 280, 4)\n"
         "bomb = inflating_png(13000, 13000)\n"
@@ -562,7 +562,7 @@ def test_dockerfile_is_a_cpu_non_root_streamlit_space():
 
 
 def test_faint_generated_digits_are_shown_at_full_ink_and_blank_ones_stay_blank():
-    from mvae.ui import FAINTEST_SHOWN, stretched
+    from webapp.ui import FAINTEST_SHOWN, stretched
 
     faint = np.zeros((28, 28), np.float32)
     faint[10:18, 12:16] = 0.4
@@ -578,7 +578,7 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
 
     from mvae.checkpoint import save_model
     from mvae.config import ModelConfig
-    from mvae.model import MVAE
+    from mvae.model.model import MVAE
 
     torch.manual_seed(0)
     folder = tmp_path / "styled"

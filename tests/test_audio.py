@@ -10,9 +10,17 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from mvae.audio import MAX_RATIO_TERM, AudioFrontEnd, PreparedSpeech, _as_float, resample, resample_ratio, wav_bytes
 from mvae.config import AudioConfig
 from mvae.errors import InputError
+from mvae.signals.audio import (
+    MAX_RATIO_TERM,
+    AudioFrontEnd,
+    PreparedSpeech,
+    _as_float,
+    resample,
+    resample_ratio,
+    wav_bytes,
+)
 
 CFG = AudioConfig()
 SR = CFG.sample_rate

@@ -20,7 +20,7 @@ import mvae
 from mvae.config import ModelConfig
 from mvae.data.sources import fsdd_recordings
 from mvae.inference import Pipeline
-from mvae.model import MVAE
+from mvae.model.model import MVAE
 from tests.bad_cases import CASES, png, ten_minute_wav, variants
 from tests.helpers import outcome
 
@@ -72,7 +72,7 @@ def test_ten_minute_wav_is_refused_from_its_header_without_decoding_it(pipe, mon
     def no_decoding(*args, **kwargs):
         raise AssertionError("the samples were decoded before the length was checked")
 
-    monkeypatch.setattr(mvae.audio.sf, "read", no_decoding)
+    monkeypatch.setattr(mvae.signals.audio.sf, "read", no_decoding)
     with pytest.raises(mvae.InputError, match=r"600\.0 s long"):
         pipe.predict({"speech": data})
 

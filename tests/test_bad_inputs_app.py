@@ -19,12 +19,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import mvae
-from mvae import ui
 from mvae.checkpoint import save_model
 from mvae.config import ModelConfig
-from mvae.model import MVAE
+from mvae.model.model import MVAE
 from tests.bad_cases import MP3, dot, encode, inked, png, random_bytes, ring, variants
 from tests.helpers import open_page, outcome, real_recording
+from webapp import ui
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mvae import ui
 from tests.bad_cases import MP3, variants
 from tests.helpers import real_recording
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
+from webapp import ui
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

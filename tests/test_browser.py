@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mvae import ui
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb, served_app
+from webapp import ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]

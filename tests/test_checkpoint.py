@@ -37,7 +37,7 @@ from mvae.checkpoint import (
 )
 from mvae.config import AudioConfig, ModelConfig, TrainConfig, model_config_from_dict, to_dict, train_config_from_dict
 from mvae.errors import CheckpointError
-from mvae.model import MVAE
+from mvae.model.model import MVAE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "default"
@@ -147,7 +147,7 @@ def test_no_temporary_files_are_left(tmp_path, model):
 
 
 def test_the_shipped_checkpoint_and_judges_load():
-    from mvae.judges import load_judges
+    from mvae.evaluation.judges import load_judges
 
     model, meta = load_model(SHIPPED)
     assert meta["version"] in (1, 2) and model.cfg.hidden == meta["model_config"]["hidden"]

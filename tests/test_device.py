@@ -9,8 +9,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from mvae.config import ModelConfig
-from mvae.model import MVAE
-from mvae.objectives import mvae_objective
+from mvae.model.model import MVAE
+from mvae.model.objectives import mvae_objective
 
 
 class GeneratorDeviceRule(TorchFunctionMode):

@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from mvae.config import LABEL
-from mvae.evaluate import BAR, EVAL_JSON, EVAL_MD, coherence, direction_key, directions, evaluate_checkpoint, meets_bar
+from mvae.evaluation.report import (
+    BAR,
+    EVAL_JSON,
+    EVAL_MD,
+    coherence,
+    direction_key,
+    directions,
+    evaluate_checkpoint,
+    meets_bar,
+)
 
 
 def balanced_batches(n_batches=4, size=50, seed=0):
@@ -98,7 +107,7 @@ def test_a_metric_the_report_lacks_fails_its_line():
 
 
 def test_table_marks_are_words_that_render_without_an_emoji_font():
-    from mvae.evaluate import at_least, at_most, generation_rows
+    from mvae.evaluation.report import at_least, at_most, generation_rows
 
     assert at_least(0.991, 0.99) == "99.10 %, met (bar ≥ 99.00 %)"
     assert at_least(0.5, 0.95) == "50.00 %, **missed** (bar ≥ 95.00 %)"
@@ -113,7 +122,7 @@ def test_table_marks_are_words_that_render_without_an_emoji_font():
 
 
 def test_frechet_bar_is_half_of_the_reference_model():
-    from mvae.evaluate import FRECHET_REFERENCE
+    from mvae.evaluation.report import FRECHET_REFERENCE
 
     for script, reference in FRECHET_REFERENCE.items():
         assert reference is not None and reference > 0, "measure the reference model's Fréchet distance"
@@ -125,7 +134,7 @@ def test_frechet_bar_is_half_of_the_reference_model():
 
 # -- the generative metrics on inputs whose answer is known -------------------------------------------------
 def test_diversity_of_identical_samples_is_zero_and_of_real_against_real_about_one():
-    from mvae.evaluation import diversity
+    from mvae.evaluation.metrics import diversity
 
     g = torch.Generator().manual_seed(0)
     labels = np.repeat(np.arange(10), 64)
@@ -140,14 +149,14 @@ def test_diversity_of_identical_samples_is_zero_and_of_real_against_real_about_o
 
 
 def test_diversity_needs_a_real_reference():
-    from mvae.evaluation import diversity
+    from mvae.evaluation.metrics import diversity
 
     with pytest.raises(ValueError, match="reference"):
         diversity(torch.rand(4, 3), [0, 0, 1, 1], torch.ones(4, 3), [0, 0, 1, 1])
 
 
 def test_halftone_share_of_binary_ink_is_zero_and_counts_only_ink():
-    from mvae.evaluation import halftone_share
+    from mvae.evaluation.metrics import halftone_share
 
     binary = (torch.rand(20, 28, 28) > 0.7).float()
     assert halftone_share(binary) == 0.0
@@ -161,7 +170,7 @@ def test_halftone_share_of_binary_ink_is_zero_and_counts_only_ink():
 
 
 def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_a_shift():
-    from mvae.evaluation import frechet_distance
+    from mvae.evaluation.metrics import frechet_distance
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(500, 16, generator=g) @ torch.randn(16, 16, generator=g)
@@ -176,14 +185,14 @@ def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_a_shift()
 
 
 def test_frechet_distance_refuses_sets_that_do_not_match():
-    from mvae.evaluation import frechet_distance
+    from mvae.evaluation.metrics import frechet_distance
 
     with pytest.raises(ValueError, match="same width"):
         frechet_distance(torch.zeros(10, 3), torch.zeros(10, 4))
 
 
 def test_label_coherence_of_a_perfect_and_a_broken_generator():
-    from mvae.evaluate import label_coherence
+    from mvae.evaluation.report import label_coherence
 
     def perfect(sources, target):
         return sources[LABEL].float()[:, None, None].expand(-1, 4, 4)
@@ -197,7 +206,7 @@ def test_label_coherence_of_a_perfect_and_a_broken_generator():
 
 
 def test_judge_features_are_its_penultimate_layer():
-    from mvae.judges import Judge
+    from mvae.evaluation.judges import Judge
 
     judge = Judge().eval()
     x = torch.rand(5, 28, 28)
@@ -211,9 +220,9 @@ def test_judge_features_are_its_penultimate_layer():
 @pytest.mark.parametrize("style_dim", [0, 4])
 def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style_dim):
     from mvae.config import AudioConfig, ModelConfig, TrainConfig
-    from mvae.evaluate import comparison
-    from mvae.judges import Judge, save_judges
-    from mvae.training import Trainer, load_training_data
+    from mvae.evaluation.judges import Judge, save_judges
+    from mvae.evaluation.report import comparison
+    from mvae.training.loop import Trainer, load_training_data
 
     model_cfg = ModelConfig(hidden=64, latent_dim=8, style_dim=style_dim)
     train_cfg = TrainConfig(epochs=1, batch_size=64, pairs_per_epoch=600, speech_aug_copies=0, image_aug=0.0)
@@ -274,7 +283,7 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
 
 
 def test_image_judge_reads_a_faint_digit_like_a_bold_one():
-    from mvae.judges import Judge
+    from mvae.evaluation.judges import Judge
 
     judge = Judge().eval()
     x = torch.rand(6, 28, 28)
@@ -285,7 +294,7 @@ def test_image_judge_reads_a_faint_digit_like_a_bold_one():
 @pytest.mark.slow
 def test_judges_learn_from_real_training_data_and_report_their_accuracy(synthetic_data):
     from mvae.config import AudioConfig
-    from mvae.judges import train_judges
+    from mvae.evaluation.judges import train_judges
 
     judges, report = train_judges(synthetic_data, AudioConfig(), epochs=20, speech_epochs=20, progress=False)
     assert set(judges) == {"farsi", "kannada", "speech"}
@@ -302,7 +311,7 @@ def test_frechet_reference_is_the_plain_poe_checkpoints_own_report():
     import json
     from pathlib import Path
 
-    from mvae.evaluate import BAR, FRECHET_REFERENCE, judges_id
+    from mvae.evaluation.report import BAR, FRECHET_REFERENCE, judges_id
 
     plain = json.loads((Path(__file__).parents[1] / "checkpoints" / "plain-poe" / "eval.json").read_text())
     assert plain["judges_id"] == judges_id()

@@ -36,8 +36,8 @@ from mvae.checkpoint import (
     save_training_state,
 )
 from mvae.config import ModelConfig
-from mvae.model import MVAE
-from mvae.training import LOCK_FILE
+from mvae.model.model import MVAE
+from mvae.training.loop import LOCK_FILE
 from tests.helpers import plain_model_flags
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -475,10 +475,10 @@ def test_a_damaged_dataset_stops_train_py_before_training_naming_the_file(datase
 
 
 def test_the_readers_the_evaluator_and_judges_use_refuse_damaged_files_too(dataset_copy):
-    from mvae.audio import AudioFrontEnd
     from mvae.config import AudioConfig
     from mvae.data.banks import image_bank, speech_bank
     from mvae.errors import DataError
+    from mvae.signals.audio import AudioFrontEnd
 
     labels_with_twelve(dataset_copy / "kannada" / "dig.npz")
     with pytest.raises(DataError, match="outside 0-9"):
@@ -499,10 +499,10 @@ def test_an_archive_that_claims_a_huge_array_is_refused_before_reading_it(datase
 
 def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     """A click in silence is loud enough to pass the up-front check but holds no word to train on."""
-    from mvae.audio import AudioFrontEnd
     from mvae.config import AudioConfig
     from mvae.data.banks import speech_bank
     from mvae.errors import DataError
+    from mvae.signals.audio import AudioFrontEnd
 
     click = np.zeros(4000, np.float32)
     click[2000] = 0.5
@@ -516,7 +516,7 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
 @pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
     from mvae.config import INPUT_MODALITIES
-    from mvae.modalities import check_dataset
+    from mvae.model.modalities import check_dataset
 
     check_dataset(real_data, INPUT_MODALITIES, ("train", "test"))
 
@@ -593,7 +593,7 @@ def test_a_full_disk_on_a_stop_signal_is_a_clear_error(synthetic_data, tmp_path,
     """The state saved on SIGTERM goes through the same check as the one saved after an epoch."""
     from mvae.config import TrainConfig
     from mvae.errors import CheckpointError
-    from mvae.training import Trainer, load_training_data
+    from mvae.training.loop import Trainer, load_training_data
 
     cfg = TrainConfig(epochs=1, batch_size=8, pairs_per_epoch=80, speech_aug_copies=0)
     model_cfg = ModelConfig(hidden=32, latent_dim=8)
@@ -618,7 +618,7 @@ def test_a_full_disk_on_a_stop_signal_is_a_clear_error(synthetic_data, tmp_path,
 
 
 def test_a_second_trainer_on_a_locked_folder_refuses(synthetic_data, tmp_path, capsys):
-    from mvae.training import hold_out_dir
+    from mvae.training.loop import hold_out_dir
 
     out = tmp_path / "run"
     with hold_out_dir(out):

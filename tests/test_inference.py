@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import mvae
-from mvae.audio import wav_bytes
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
-from mvae.model import MVAE
+from mvae.model.model import MVAE
+from mvae.signals.audio import wav_bytes
 from tests.helpers import tone
 
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from mvae.config import AudioConfig, ModelConfig
-from mvae.model import MVAE
-from mvae.objectives import beta_at, mvae_objective
-from mvae.poe import kl_to_prior
+from mvae.model.model import MVAE
+from mvae.model.objectives import beta_at, mvae_objective
+from mvae.model.poe import kl_to_prior
 
 
 @pytest.fixture

@@ -59,10 +59,10 @@ def test_a_missing_class_is_refused():
 
 @pytest.mark.slow
 def test_test_pairs_come_from_test_splits_only(synthetic_data):
-    from mvae.audio import AudioFrontEnd
     from mvae.config import AudioConfig
     from mvae.data.sources import fsdd_recordings, load_images
-    from mvae.modalities import load_banks
+    from mvae.model.modalities import load_banks
+    from mvae.signals.audio import AudioFrontEnd
 
     front_end = AudioFrontEnd(AudioConfig())
     banks = load_banks(synthetic_data, "test", front_end, ("farsi", "kannada", "speech"), aug_copies=3, progress=False)

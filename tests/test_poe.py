@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mvae.poe import kl_to_prior, product_of_experts, subset_mask, subsets
+from mvae.model.poe import kl_to_prior, product_of_experts, subset_mask, subsets
 
 
 def hand_poe(mus, variances):

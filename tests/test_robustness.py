@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from mvae.audio import AudioFrontEnd
 from mvae.config import AudioConfig
-from mvae.preprocess import prepare_digit
-from mvae.robustness import CANVAS, DRAWINGS, HEARINGS, Drawing, Hearing, draw, hear
+from mvae.evaluation.robustness import CANVAS, DRAWINGS, HEARINGS, Drawing, Hearing, draw, hear
+from mvae.signals.audio import AudioFrontEnd
+from mvae.signals.images import prepare_digit
 
 
 def bar_digit() -> np.ndarray:

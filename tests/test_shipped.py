@@ -6,8 +6,8 @@ import soundfile as sf
 from PIL import Image
 
 import mvae
-from mvae.audio import wav_bytes
 from mvae.data.sources import fsdd_recordings, load_images
+from mvae.signals.audio import wav_bytes
 
 
 def drawn_on_canvas(digit28: np.ndarray, size=280, scale=200, corner=(70, 20)) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     checkpoint (the README's table) says what it finds, the generative lines included, met or not."""
     import json
 
-    from mvae.evaluate import (
+    from mvae.evaluation.report import (
         BAR,
         EVAL_JSON,
         GENERATION_TEMPERATURE,

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from mvae.config import AudioConfig, ModelConfig
 from mvae.inference import Pipeline
-from mvae.model import MVAE
-from mvae.objectives import mvae_objective
-from mvae.poe import kl_to_prior
+from mvae.model.model import MVAE
+from mvae.model.objectives import mvae_objective
+from mvae.model.poe import kl_to_prior
 
 SHARED, STYLE = 4, 3
 
@@ -130,7 +130,7 @@ def _grads(model, loss):
 def test_style_swap_trains_the_decoders_and_not_the_reading_encoder(styled):
     """The swap term's readers are frozen: their weights get no gradient from what they read and their batch
     norm statistics do not move, while the decoders learn from it."""
-    from mvae.objectives import style_swap
+    from mvae.model.objectives import style_swap
 
     _, batch = styled
     model = _trainable(architecture="conv-mlp", conv_channels=4, image_conv_batchnorm=True, swap_weight=1.0)

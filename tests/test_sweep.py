@@ -3,7 +3,7 @@ import json
 import optuna
 import pytest
 
-from mvae import sweep
+from mvae.training import sweep
 
 
 @pytest.mark.slow

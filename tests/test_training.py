@@ -13,7 +13,7 @@ import torch
 
 import mvae
 from mvae.config import ModelConfig, TrainConfig, flag_fields, shipped_configs, to_dict
-from mvae.training import Trainer, load_training_data
+from mvae.training.loop import Trainer, load_training_data
 
 SMALL = ModelConfig(hidden=128, latent_dim=16)
 SHORT = TrainConfig(epochs=5, batch_size=64, pairs_per_epoch=3000, lr=2e-3, speech_aug_copies=1, beta_warmup_epochs=1,
@@ -171,7 +171,7 @@ def test_the_benchmarks_rebuilt_command_trains_the_same_configs(model_cfg, train
 
 
 def test_cosine_schedule_runs_from_lr_to_its_floor():
-    from mvae.training import learning_rate
+    from mvae.training.loop import learning_rate
 
     cfg = TrainConfig(epochs=4, lr=1e-3, lr_floor=0.1, lr_schedule="cosine")
     rates = [learning_rate(cfg, step, 10) for step in range(41)]
@@ -182,7 +182,7 @@ def test_cosine_schedule_runs_from_lr_to_its_floor():
 
 
 def test_drawing_augmentation_varies_the_aspect_ratio_and_keeps_the_ink():
-    from mvae.training import augment_images
+    from mvae.signals.augment import augment_images
 
     square = torch.zeros(400, 28, 28)
     square[:, 9:19, 9:19] = 1.0

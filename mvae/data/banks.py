@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from ..audio import AudioFrontEnd
 from ..errors import InputError
+from ..signals.audio import AudioFrontEnd
 from .checks import check_recordings, recording_error
 from .paired import Bank
 from .sources import fsdd_recordings, load_images

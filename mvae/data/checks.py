@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
 from ..config import AudioConfig
 from ..errors import DataError
+from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
 from .sources import DOWNLOAD_HINT, Recording
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
-from ..preprocess import fit_and_center, to_uint8
+from ..signals.images import fit_and_center, to_uint8
 
 # --------------------------------------------------------------------------------------------------
 # MNIST idx

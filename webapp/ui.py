@@ -21,7 +21,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 import mvae
-from mvae.audio import wav_bytes
+from mvae.signals.audio import wav_bytes
 
 LOG = logging.getLogger("mvae.app")
 SCRIPTS = {"farsi": "Farsi", "kannada": "Kannada"}

@@ -17,16 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import arguments, nets
-from .audio import AudioFrontEnd, PreparedSpeech
-from .augment import augment_images
-from .config import ARCHITECTURES, IMAGE_MODALITIES, IMAGE_SIZE, LABEL, AudioConfig, ModelConfig
-from .data.banks import image_bank, speech_bank
-from .data.checks import check_recordings
-from .data.paired import Bank
-from .data.sources import fsdd_recordings, load_images
-from .errors import InputError
-from .preprocess import prepare_digit
+from .. import arguments
+from ..config import ARCHITECTURES, IMAGE_MODALITIES, IMAGE_SIZE, LABEL, AudioConfig, ModelConfig
+from ..data.banks import image_bank, speech_bank
+from ..data.checks import check_recordings
+from ..data.paired import Bank
+from ..data.sources import fsdd_recordings, load_images
+from ..errors import InputError
+from ..signals.audio import AudioFrontEnd, PreparedSpeech
+from ..signals.augment import augment_images
+from ..signals.images import prepare_digit
+from . import nets
 
 
 def bernoulli_nll(logits, target):

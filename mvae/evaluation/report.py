@@ -1,6 +1,6 @@
 """The evaluator: every number the README and the app's report show, on the test splits.
 
-    python -m mvae.evaluate checkpoints/default --data-dir data
+    python -m mvae.evaluation.report checkpoints/default --data-dir data
 
 Writes eval.json, eval.md and latent_map.safetensors beside the checkpoint.
 """
@@ -21,30 +21,31 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .analysis import active_units, dimension_effects, kl_per_dimension, latent_map, live_dimensions, posterior_means
-from .audio import AudioFrontEnd
-from .checkpoint import EVAL_JSON, EVAL_MD
-from .config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
-from .data.banks import image_bank
-from .data.paired import Bank, PairedDataset
-from .data.sources import resolve_data_dir
-from .errors import CheckpointError, DataError
-from .evaluation import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
+from .. import checkpoint
+from ..checkpoint import EVAL_JSON, EVAL_MD
+from ..config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
+from ..data.banks import image_bank
+from ..data.paired import Bank, PairedDataset
+from ..data.sources import resolve_data_dir
+from ..errors import CheckpointError, DataError
+from ..latent import dimension_effects
+from ..model.modalities import load_banks
+from ..model.model import MVAE
+from ..model.poe import subset_key, subsets
+from ..signals.audio import AudioFrontEnd
+from .analysis import active_units, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
-from .modalities import load_banks
-from .model import MVAE
-from .poe import subset_key, subsets
+from .metrics import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
 from .robustness import robustness
 
 # The Fréchet distances (judges' penultimate features, label -> digit at temperature 1 against the real
 # test split) of the plain PoE-MVAE shipped before the style latents (kept as checkpoints/plain-poe:
 # "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on digits, plain PoE,
-# latent 64"), measured by `python -m mvae.evaluate checkpoints/plain-poe` with the judges
+# latent 64"), measured by `python -m mvae.evaluation.report checkpoints/plain-poe` with the judges
 # of checkpoints/judges (judges_id 7750301567aa). They depend on the judges: retrain them, measure again.
 FRECHET_REFERENCE = {"farsi": 164.76, "kannada": 168.60}
 # The quality bar of the shipped default model (fractions; generation at temperature 1, judged by the
-# judges of mvae.judges, which never saw anything but real training data).
+# judges of mvae.evaluation.judges, which never saw anything but real training data).
 BAR = {
     "unimodal_accuracy/farsi": 0.99, "unimodal_accuracy/kannada": 0.97, "unimodal_accuracy/speech": 0.98,
     "extra_accuracy/kannada/dig": 0.85, "multimodal_accuracy_min": 0.995,
@@ -56,7 +57,7 @@ BAR = {
     "live_dimensions_min": 8,  # per script
 }
 # The aim for people who are not in the data (drawings on a canvas, other microphones and voices); the
-# evaluator measures it on stand-ins made from the test splits (mvae.robustness).
+# evaluator measures it on stand-ins made from the test splits (mvae.evaluation.robustness).
 ROBUSTNESS_AIM = 0.80
 # The lines of the bar the shipped checkpoint must hold today. The generative lines are the targets of the
 # open generative-model work: the evaluator reports them, met or not, and CI checks they are reproduced.
@@ -240,7 +241,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"Generation at temperature {settings['temperature']:g} (the bar; \"at the means\" decodes the "
                       f"posterior means), {settings['per_class']} digits per class from the label for diversity, "
                       "sharpness and Fréchet distance. Judges trained on real training data only "
-                      "(`python -m mvae.judges`); speech is judged after Griffin-Lim."]
+                      "(`python -m mvae.evaluation.judges`); speech is judged after Griffin-Lim."]
     ckpt = report.get("checkpoint", {})
     if ckpt.get("command"):
         wall = f", {ckpt['wall_seconds'] / 60:.1f} min for the whole command" if ckpt.get("wall_seconds") else ""
@@ -291,7 +292,7 @@ def judges_id(judges_dir=None) -> str:
         tensors = load_file(path)
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"Cannot read the judges at {path} ({exc}); train them with "
-                              "`python -m mvae.judges`.") from exc
+                              "`python -m mvae.evaluation.judges`.") from exc
     # The weights alone, so that rewriting the file in a newer format keeps the reports comparable.
     digest = hashlib.sha256()
     for name in sorted(tensors):
@@ -328,10 +329,10 @@ def comparison(paths, judges_dir=None) -> str:
         evaluated = checkpoint.model_path(path).parent / EVAL_JSON
         report = read_report(evaluated) if evaluated.is_file() else None
         if report is None:
-            notes.append(f"{Path(path).name} has no {EVAL_JSON}: run `python -m mvae.evaluate {path}`.")
+            notes.append(f"{Path(path).name} has no {EVAL_JSON}: run `python -m mvae.evaluation.report {path}`.")
         elif report.get("judges_id") != current:
             notes.append(f"{Path(path).name}'s {EVAL_JSON} was judged by other judges: run "
-                         f"`python -m mvae.evaluate {path}` again to compare its generation.")
+                         f"`python -m mvae.evaluation.report {path}` again to compare its generation.")
         else:
             cells |= generation_cells(report)
         columns.append((name, cells))
@@ -456,7 +457,8 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs="+", metavar="CHECKPOINT",
                    help="print the recorded test metrics of these checkpoints side by side and stop")
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
-    p.add_argument("--judges", default=str(DEFAULT_JUDGES), help="folder of the judges (python -m mvae.judges)")
+    p.add_argument("--judges", default=str(DEFAULT_JUDGES),
+                   help="folder of the judges (python -m mvae.evaluation.judges)")
     p.add_argument("--speech-pairs", type=int, default=500,
                    help="test pairs (and digits from the label) scored per speech target and temperature "
                         "(each needs a Griffin-Lim resynthesis)")

@@ -12,8 +12,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .config import IMAGE_FIT, IMAGE_SIZE
-from .errors import InputError
+from ..config import IMAGE_FIT, IMAGE_SIZE
+from ..errors import InputError
 
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

@@ -19,8 +19,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from .config import AudioConfig
-from .errors import InputError
+from ..config import AudioConfig
+from ..errors import InputError
 
 MAX_CHANNELS = 8
 MIN_INPUT_RATE = 4000  # below this even the first formants of speech are gone

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import LABEL
+from ..config import LABEL
 from .model import MVAE, standard_normal
 from .poe import kl_to_prior, product_of_experts, subset_key
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import INPUT_MODALITIES, LABEL, ModelConfig
+from ..config import INPUT_MODALITIES, LABEL, ModelConfig
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
 

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import LABEL
-from .data.paired import Bank, PairedDataset, Pairs
-from .model import MVAE
-from .objectives import mvae_objective
-from .poe import subset_key
+from ..config import LABEL
+from ..data.paired import Bank, PairedDataset, Pairs
+from ..model.model import MVAE
+from ..model.objectives import mvae_objective
+from ..model.poe import subset_key
 
 
 @torch.no_grad()

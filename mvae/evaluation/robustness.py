@@ -15,14 +15,14 @@ import soundfile as sf
 import torch
 from PIL import Image, ImageFilter
 
-from .audio import AudioFrontEnd, resample
-from .data.banks import spread
-from .data.paired import Bank
-from .data.sources import fsdd_recordings, load_images
-from .errors import InputError
-from .evaluation import unimodal_accuracy
-from .model import MVAE
-from .preprocess import prepare_digit
+from ..data.banks import spread
+from ..data.paired import Bank
+from ..data.sources import fsdd_recordings, load_images
+from ..errors import InputError
+from ..model.model import MVAE
+from ..signals.audio import AudioFrontEnd, resample
+from ..signals.images import prepare_digit
+from .metrics import unimodal_accuracy
 
 CANVAS = 280
 

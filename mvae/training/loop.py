@@ -18,16 +18,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .audio import AudioFrontEnd
-from .augment import augment_images  # noqa: F401  (re-exported: callers import it from here)
-from .config import ModelConfig, TrainConfig, to_dict
-from .data.paired import PairedDataset
-from .errors import CheckpointError
-from .evaluation import evaluate_pairs, unimodal_accuracy
-from .modalities import load_banks
-from .model import MVAE
-from .objectives import beta_at, mvae_objective
+from .. import checkpoint
+from ..config import ModelConfig, TrainConfig, to_dict
+from ..data.paired import PairedDataset
+from ..errors import CheckpointError
+from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
+from ..model.modalities import load_banks
+from ..model.model import MVAE
+from ..model.objectives import beta_at, mvae_objective
+from ..signals.audio import AudioFrontEnd
 
 try:
     import fcntl

@@ -5,7 +5,7 @@ training split of its modality only, never from blur, class averages or anything
 shares weights or statistics with the MVAE.
 
 - Image judges see real training digits with geometric augmentation (rotation, scale, aspect, slant,
-  shift, stroke width; mvae.augment) and scale every input to a peak of 1, so a faint digit reads like a
+  shift, stroke width; mvae.signals.augment) and scale every input to a peak of 1, so a faint digit reads like a
   bold one.
 - The speech judge hears the real training recordings, once as they are and once varied in speed,
   pitch, noise and gain (the signal-level counterpart of geometric augmentation), and also each of those
@@ -13,7 +13,7 @@ shares weights or statistics with the MVAE.
   Griffin-Lim, because that is how it reaches the ear; the round trip is a fixed signal transform of real
   recordings, not a model's output, so the judge still learns from real data only.
 
-    python -m mvae.judges --data-dir data --out checkpoints/judges
+    python -m mvae.evaluation.judges --data-dir data --out checkpoints/judges
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .audio import AudioFrontEnd
-from .augment import augment_images
-from .config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
-from .data.banks import image_bank, speech_bank
-from .data.paired import Bank
-from .data.sources import resolve_data_dir
-from .errors import CheckpointError, DataError
-from .model import Standardise
+from .. import checkpoint
+from ..config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
+from ..data.banks import image_bank, speech_bank
+from ..data.paired import Bank
+from ..data.sources import resolve_data_dir
+from ..errors import CheckpointError, DataError
+from ..model.model import Standardise
+from ..signals.audio import AudioFrontEnd
+from ..signals.augment import augment_images
 
 JUDGE_FILE = "judges.safetensors"
 JUDGE_WIDTH = 32
 RULE = ("real training data only; geometric augmentation (images), speed/pitch/noise/gain and Griffin-Lim round "
         "trip of real recordings (speech)")
-DEFAULT_JUDGES = Path(__file__).resolve().parent.parent / "checkpoints" / "judges"
+DEFAULT_JUDGES = Path(__file__).resolve().parents[2] / "checkpoints" / "judges"
 # Held-out real sets beside the test split that a judge is also scored on (Hoda's remaining digits,
 # Dig-MNIST: other writers of the same script), under these names in the report.
 EXTRA_NAMES = {"farsi": "remaining", "kannada": "dig"}

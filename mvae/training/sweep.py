@@ -1,7 +1,7 @@
 """Hyperparameter study with Optuna: short training runs scored on held-out training data.
 
-    python -m mvae.sweep --data-dir data --trials 20
-    python -m mvae.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
+    python -m mvae.training.sweep --data-dir data --trials 20
+    python -m mvae.training.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
 
 The test splits are never seen: Farsi and Kannada hold out one training image in ten, at random, and speech holds
 out recordings 5-9 of each speaker and digit. Results go to checkpoints/sweep/results.json for the app.
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from .audio import AudioFrontEnd
-from .checkpoint import atomic_write_json
-from .config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfig
-from .data.banks import image_bank, speech_bank
-from .data.paired import Bank, PairedDataset
-from .data.sources import resolve_data_dir
-from .errors import DataError
-from .training import Trainer, TrainingData
+from ..checkpoint import atomic_write_json
+from ..config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfig
+from ..data.banks import image_bank, speech_bank
+from ..data.paired import Bank, PairedDataset
+from ..data.sources import resolve_data_dir
+from ..errors import DataError
+from ..signals.audio import AudioFrontEnd
+from .loop import Trainer, TrainingData
 
 DEFAULT_OUT = Path("checkpoints") / "sweep"
 VALIDATION_EVERY = 10  # one training image in ten, drawn at random, is held out
@@ -93,7 +93,7 @@ def objective_for(data_dir, base_model: ModelConfig, base_train: TrainConfig, wo
     return objective
 
 
-def summarise(study: optuna.Study, top: int = 5) -> dict:
+def study_results(study: optuna.Study, top: int = 5) -> dict:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = sorted(complete, key=lambda t: t.value, reverse=True)[:top]
     importance = {}
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = summarise(study)
+    results = study_results(study)
     atomic_write_json(out / "results.json", results)
     print(f"best: {results['best_trials'][:1]}\nimportance: {results['importance']}")
     return 0

@@ -1,0 +1,2 @@
+"""Evaluation: metrics, latent analysis, the judges, the robustness stand-ins and the report
+(`python -m mvae.evaluation.report`)."""

@@ -1,0 +1,71 @@
+"""The latent space as the facade shows it: the stored 2-D map of the test set (written by the evaluator,
+read by `Pipeline.latent_map`) and how much each latent dimension changes a decoded modality.
+
+Here rather than in `mvae.evaluation`, so that the facade reads the evaluator's artefact without depending
+on the evaluation code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save
+
+from .checkpoint import atomic_write
+from .errors import CheckpointError
+from .model.model import MVAE
+
+LATENT_MAP_FILE = "latent_map.safetensors"
+LIVE_SPAN = 2.0  # a dimension is traversed from -LIVE_SPAN to +LIVE_SPAN
+
+
+@dataclass
+class LatentMap:
+    """Test-set posterior means (full latents) and their projection on the two discriminant directions."""
+
+    latents: np.ndarray  # (N, F)
+    coords: np.ndarray  # (N, 2)
+    labels: np.ndarray  # (N,)
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (2, F)
+
+    def project(self, latents) -> np.ndarray:
+        return (np.asarray(latents, np.float32).reshape(-1, self.mean.shape[0]) - self.mean) @ self.components.T
+
+    def save(self, folder) -> Path:
+        path = Path(folder) / LATENT_MAP_FILE
+        atomic_write(path, save({k: np.ascontiguousarray(getattr(self, k)) for k in
+                                 ("latents", "coords", "labels", "mean", "components")}))
+        return path
+
+    @classmethod
+    def load(cls, folder) -> LatentMap | None:
+        path = Path(folder) / LATENT_MAP_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls(**load_file(path))
+        except Exception as exc:
+            raise CheckpointError(f"The latent map {path} is damaged ({type(exc).__name__}); "
+                                  "re-run the evaluator.") from exc
+
+
+@torch.no_grad()
+def dimension_effects(model: MVAE, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:
+    """How much each dimension of the full latent changes `target`: the mean absolute change per value
+    (per pixel for a digit) between the dimension set to -span and to +span, averaged over `latents` (N, F)."""
+    model.eval()
+    base = torch.as_tensor(np.asarray(latents, np.float32)).reshape(-1, model.full_latent_dim)
+    n, dims = base.shape
+    low, high = base.repeat(dims, 1), base.repeat(dims, 1)  # dim-major: rows d*n .. d*n+n-1 move dim d
+    index = torch.arange(dims).repeat_interleave(n)
+    rows = torch.arange(dims * n)
+    low[rows, index], high[rows, index] = -span, span
+    out = model.outputs(torch.cat([low, high]), [target])[target]
+    change = (out[: dims * n] - out[dims * n:]).abs().flatten(1).mean(1)
+    return change.view(dims, n).mean(1).numpy()
+
+

@@ -1,0 +1,1 @@
+"""The model: product of experts, encoder and decoder networks, the modalities, the MVAE and its objective."""
