@@ -203,7 +203,7 @@ class TrainConfig(_Checked):
 # stay as they were: a checkpoint written before a field existed loads with that field's default.
 SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
-              "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 100.0,
+              "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
               "image_decoder": "conv"},
     "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2},
 }

@@ -81,12 +81,14 @@ def test_bar_checks_can_fail():
     report["coherence"]["kannada->farsi"] = 0.89
     report["unimodal_accuracy"]["speech"] = 0.97
     checks = meets_bar(report)
-    assert not checks["coherence"] and not checks["unimodal_accuracy/speech"] and checks["unimodal_accuracy/farsi"]
+    assert not checks["coherence/kannada->farsi"] and checks["coherence/farsi->kannada"]
+    assert not checks["unimodal_accuracy/speech"] and checks["unimodal_accuracy/farsi"]
     assert sum(not ok for ok in checks.values()) == 2
 
 
 @pytest.mark.parametrize("section, key, value, check", [
-    ("label_coherence", "speech", 0.94, "label_coherence"),
+    ("label_coherence", "speech", 0.94, "label_coherence/speech"),
+    ("coherence", "speech->farsi", 0.899, "coherence/speech->farsi"),
     ("diversity", "kannada", 0.59, "diversity/kannada"),
     ("halftone", "farsi", {"ratio": 1.51}, "halftone/farsi"),
     ("live_dimensions", "farsi", 7, "live_dimensions/farsi"),
@@ -103,7 +105,7 @@ def test_a_metric_the_report_lacks_fails_its_line():
     report = passing_report()
     del report["diversity"], report["label_coherence"]["kannada"]
     failed = {k for k, ok in meets_bar(report).items() if not ok}
-    assert failed == {"diversity/farsi", "diversity/kannada", "label_coherence"}
+    assert failed == {"diversity/farsi", "diversity/kannada", "label_coherence/kannada"}
 
 
 def test_table_marks_are_words_that_render_without_an_emoji_font():

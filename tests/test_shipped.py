@@ -91,18 +91,28 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     short = {k: v for k, v in report["robustness"].items() if v < ROBUSTNESS_AIM}
     assert len(report["robustness"]) == 16 and not short, f"stand-ins for real users under the aim: {short}"
     shipped = json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())
-    assert shipped["meets_bar"] == report["meets_bar"], "eval.json says other lines of the bar are met"
     assert shipped.get("judges_id") == judges_id(), "eval.json was judged by other judges: re-run the evaluator"
+
+    def tolerance(section, key):
+        # Speech targets are scored on fewer samples here than in eval.json, and the label's digits are
+        # drawn after them from the same random stream: allow their sampling error (about 2.5 standard
+        # errors of 200 and of 2,000 draws). Everything else is computed exactly as in eval.json.
+        return 0.08 if key.endswith("speech") else 0.03 if section == "label_coherence" else 0.005
+
     sections = ("unimodal_accuracy", "extra_accuracy", "accuracy", "coherence", "label_coherence", "robustness",
                 "diversity", "frechet", "live_dimensions")
     for section in sections:
         for key, value in report[section].items():
-            # Speech targets are scored on fewer samples here than in eval.json, and the label's digits are
-            # drawn after them from the same random stream: allow their sampling error (about 2.5 standard
-            # errors of 200 and of 2,000 draws). Everything else is computed exactly as in eval.json.
-            tolerance = 0.08 if key.endswith("speech") else 0.03 if section == "label_coherence" else 0.005
-            assert abs(shipped[section][key] - value) <= tolerance * max(1.0, abs(value)), \
+            assert abs(shipped[section][key] - value) <= tolerance(section, key) * max(1.0, abs(value)), \
                 f"eval.json {section}/{key} is stale"
+    # A line whose figure lies within that sampling error of its bar may fall either side of it here.
+    bars = {"label_coherence": BAR["label_coherence_min"], "coherence": BAR["coherence_min"]}
+    borderline = {f"{section}/{key}" for section, bar in bars.items() for key, value in shipped[section].items()
+                  if abs(value - bar) <= tolerance(section, key)}
+    assert set(shipped["meets_bar"]) == set(report["meets_bar"])
+    differing = {k for k, ok in report["meets_bar"].items() if shipped["meets_bar"][k] != ok} - borderline
+    assert not differing, f"eval.json says otherwise of the lines {sorted(differing)}"
+    assert not borderline & set(HELD_LINES), "a held line must not rest on sampling luck"
     for script, halftone in report["halftone"].items():
         assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
             f"eval.json halftone/{script} is stale"

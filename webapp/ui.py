@@ -134,8 +134,6 @@ MODALITY_NAMES = {"farsi": "Farsi", "kannada": "Kannada", "speech": "speech", "l
 EXTRA_SETS = {"kannada/dig": "Dig-MNIST", "farsi/remaining": "Hoda remaining"}
 BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
              "multimodal_accuracy": "accuracy from two or three inputs",
-             "label_coherence": "coherence of what the label generates",
-             "coherence": "coherence from one modality to another",
              "robustness": "stand-ins for real users"}
 BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "diversity of generated {} digits",
                 "halftone": "half-tone share of generated {} digits",
@@ -166,6 +164,10 @@ def bar_line_name(key: str) -> str:
     if key in BAR_LINES:
         return BAR_LINES[key]
     section, _, rest = key.partition("/")
+    if section == "label_coherence" and rest:
+        return f"coherence of label → {modality_name(rest)}"
+    if section == "coherence" and rest:
+        return f"coherence of {inputs_name(rest)}"
     if section in BAR_SECTIONS and rest:
         return BAR_SECTIONS[section].format(modality_name(rest))
     return key.replace("_", " ").replace("/", ", ")

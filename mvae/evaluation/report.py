@@ -59,10 +59,16 @@ BAR = {
 # The aim for people who are not in the data (drawings on a canvas, other microphones and voices); the
 # evaluator measures it on stand-ins made from the test splits (mvae.evaluation.robustness).
 ROBUSTNESS_AIM = 0.80
-# The lines of the bar the shipped checkpoint must hold today. The generative lines are the targets of the
-# open generative-model work: the evaluator reports them, met or not, and CI checks they are reproduced.
+# The lines of the bar the shipped checkpoint must hold today: every line it meets. The others (speech
+# generated from the label or a digit, and the half-tone share) are reported, met or not, and CI checks
+# that they are reproduced.
 HELD_LINES = ("unimodal_accuracy/farsi", "unimodal_accuracy/kannada", "unimodal_accuracy/speech",
-              "extra_accuracy/kannada/dig", "multimodal_accuracy", "robustness")
+              "extra_accuracy/kannada/dig", "multimodal_accuracy", "robustness",
+              "label_coherence/farsi", "label_coherence/kannada",
+              "coherence/farsi->kannada", "coherence/kannada->farsi", "coherence/speech->farsi",
+              "coherence/speech->kannada",
+              "diversity/farsi", "diversity/kannada", "frechet/farsi", "frechet/kannada",
+              "live_dimensions/farsi", "live_dimensions/kannada")
 GENERATION_TEMPERATURE = 1.0  # the bar's temperature; the posterior means (0) are reported beside it
 
 
@@ -122,7 +128,8 @@ def per_class_sample(bank: Bank, per_class: int, rng: np.random.Generator) -> Ba
 def label_coherence(generate: ModelGenerator, judge, targets, per_class: int) -> dict[str, float]:
     """Fraction of digits generated from the label alone that the target's judge reads as that label."""
     labels = class_labels(per_class)
-    return {t: float((judge(t, generate({LABEL: labels}, t)) == labels).float().mean()) for t in targets}
+    # A count over the total, not a float32 mean: 1,900 of 2,000 is 0.95, which meets a bar of 95 %.
+    return {t: int((judge(t, generate({LABEL: labels}, t)) == labels).sum()) / len(labels) for t in targets}
 
 
 @torch.no_grad()
@@ -363,10 +370,13 @@ def meets_bar(report: dict) -> dict[str, bool]:
         get("extra_accuracy", "kannada/dig", 0.0) >= BAR["extra_accuracy/kannada/dig"]
     multimodal = [v for k, v in get("accuracy").items() if "+" in k] or [0.0]
     checks["multimodal_accuracy"] = min(multimodal) >= BAR["multimodal_accuracy_min"]
-    checks["label_coherence"] = (len(get("label_coherence")) == len(INPUT_MODALITIES)
-                                 and min(get("label_coherence").values()) >= BAR["label_coherence_min"])
-    pairs = [v for k, v in get("coherence").items() if "+" not in k]
-    checks["coherence"] = len(pairs) == 6 and min(pairs) >= BAR["coherence_min"]
+    # One line per target and per directed pair, so that the lines a model meets can be held apart from
+    # those it misses.
+    for target in INPUT_MODALITIES:
+        checks[f"label_coherence/{target}"] = get("label_coherence", target, 0.0) >= BAR["label_coherence_min"]
+    for sources, target in [d for d in directions() if len(d[0]) == 1]:  # the six directed pairs
+        key = direction_key(sources, target)
+        checks[f"coherence/{key}"] = get("coherence", key, 0.0) >= BAR["coherence_min"]
     for s in IMAGE_MODALITIES:
         checks[f"diversity/{s}"] = get("diversity", s, 0.0) >= BAR["diversity_min"]
         checks[f"halftone/{s}"] = get("halftone", s, {}).get("ratio", float("inf")) <= BAR["halftone_ratio_max"]
