@@ -599,3 +599,14 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
     grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     again = [g for g in grids if g["layout"].get("yaxis", {}).get("ticktext") == ["Kannada"]]
     assert again[0]["data"][0]["z"] != first, "New styles draws new ones"
+
+
+def test_every_line_of_the_shipped_bar_is_named_in_words():
+    from mvae.evaluation.report import EVAL_JSON
+    from mvae.inference import DEFAULT_CHECKPOINT
+    from webapp.ui import bar_line_name
+
+    assert bar_line_name("coherence/kannada->farsi") == "coherence of Kannada → Farsi"
+    assert bar_line_name("label_coherence/speech") == "coherence of label → speech"
+    for key in json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())["meets_bar"]:
+        assert not re.search(r"\w_\w|\w/\w|->", bar_line_name(key)), key

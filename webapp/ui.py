@@ -134,6 +134,9 @@ MODALITY_NAMES = {"farsi": "Farsi", "kannada": "Kannada", "speech": "speech", "l
 EXTRA_SETS = {"kannada/dig": "Dig-MNIST", "farsi/remaining": "Hoda remaining"}
 BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
              "multimodal_accuracy": "accuracy from two or three inputs",
+             # reports written before the bar had one line per generated target
+             "label_coherence": "coherence of what the label generates",
+             "coherence": "coherence from one modality to another",
              "robustness": "stand-ins for real users"}
 BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "diversity of generated {} digits",
                 "halftone": "half-tone share of generated {} digits",
