@@ -26,7 +26,7 @@ from mvae.config import (
     train_config_from_dict,
 )
 from mvae.data import resolve_data_dir
-from mvae.errors import CheckpointError, DataError
+from mvae.errors import CheckpointError, run_cli
 from mvae.model.modalities import check_dataset
 from mvae.training.loop import Interrupted, Trainer, hold_out_dir, load_training_data
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     model_cfg, train_cfg = build_configs(args)
     data_dir = resolve_data_dir(args.data_dir)
     out = Path(args.out)
-    try:
+    def body():
         # Every file is read once up front, so a damaged one stops the run in seconds, not an hour in.
         check_dataset(data_dir, model_cfg.modalities, ("train", "test"), model_cfg.audio)
         if args.resume and not (out / STATE_FILE).is_file():
@@ -127,16 +127,17 @@ def main(argv=None) -> int:
                 if not trainer.resume():
                     raise CheckpointError(f"The training state in {out} disappeared before it could be read.")
                 print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
-            metrics = trainer.fit()
-    except (DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Interrupted as exc:
-        print(exc, file=sys.stderr)
-        return 130
-    print(json.dumps({"unimodal_accuracy": metrics.get("unimodal_accuracy"), "elbo": metrics.get("elbo")}, indent=2))
-    print(f"checkpoint written to {args.out}")
-    return 0
+            try:
+                metrics = trainer.fit()
+            except Interrupted as exc:
+                print(exc, file=sys.stderr)
+                return 130
+        print(json.dumps({"unimodal_accuracy": metrics.get("unimodal_accuracy"), "elbo": metrics.get("elbo")},
+                         indent=2))
+        print(f"checkpoint written to {args.out}")
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .checkpoint import VERSION, model_path, unpack, upgrade
-from .errors import CheckpointError
+from .errors import run_cli
 
 
 def main(argv=None) -> int:
@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("paths", nargs="+", help="checkpoint folders or .safetensors files")
     p.add_argument("--dry-run", action="store_true", help=f"only verify; do not rewrite files to format {VERSION}")
     args = p.parse_args(argv)
-    try:
+
+    def body():
         for path in args.paths:
             file = model_path(path)
             before = unpack(file)[1]["version"]
@@ -28,10 +29,9 @@ def main(argv=None) -> int:
                 upgrade(file)
             after = unpack(file)[1]["version"]
             print(f"{file}: format {before}" + (f" -> {after}" if after != before else "") + ", verified")
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

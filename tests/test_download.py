@@ -238,7 +238,7 @@ def test_prepared_content_with_the_wrong_hash_is_not_written(server, tmp_path, f
 def test_the_command_checks_the_real_pinned_recordings_hash(server, tmp_path, fixtures, capsys):
     # The fixture recordings are not FSDD, so the real manifest's tree hash must reject them.
     rc = main(["--data-dir", str(tmp_path), "--only", "fsdd", "--mirror", server.url, "--timeout", "5"])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
     assert MANIFEST["fsdd"].outputs["recordings"].sha256 in err
     assert recordings_sha256(fixtures["fsdd/recordings"]) in err

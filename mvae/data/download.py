@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import IMAGE_SIZE, N_CLASSES
-from ..errors import DataError
+from ..errors import DataError, run_cli
 from .formats import prepare_images, read_hoda_cdb, read_idx
 from .sources import resolve_data_dir
 
@@ -511,14 +511,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     base_urls = {name: f"{args.mirror.rstrip('/')}/{name}/" for name in MANIFEST} if args.mirror else None
-    try:
+
+    def body():
         results = download_all(data_dir, args.only, args.force, base_urls=base_urls, timeout=args.timeout)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for name, status in results.items():
-        print(f"{name}: {status} in {data_dir / name}")
-    return 0
+        for name, status in results.items():
+            print(f"{name}: {status} in {data_dir / name}")
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

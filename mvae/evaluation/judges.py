@@ -33,7 +33,7 @@ from ..config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
 from ..data.banks import image_bank, speech_bank
 from ..data.paired import Bank
 from ..data.sources import resolve_data_dir
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, run_cli
 from ..model.model import Standardise
 from ..signals.audio import AudioFrontEnd
 from ..signals.augment import augment_images
@@ -205,17 +205,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
-    try:
+
+    def body():
         kept, meta = load_judges(args.out) if args.only else ({}, {"report": {}})
         judges, report = train_judges(resolve_data_dir(args.data_dir), AudioConfig(), args.epochs, args.speech_epochs,
                                       args.seed, not args.no_progress, args.only, kept, meta["report"],
                                       args.image_aug)
-    except (DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    save_judges(args.out, judges, report, AudioConfig())
-    print(report)
-    return 0
+        save_judges(args.out, judges, report, AudioConfig())
+        print(report)
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

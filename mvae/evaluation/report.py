@@ -27,7 +27,7 @@ from ..config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
 from ..data.banks import image_bank
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, run_cli
 from ..latent import dimension_effects
 from ..model.modalities import load_banks
 from ..model.model import MVAE
@@ -479,29 +479,22 @@ def main(argv=None) -> int:
     p.add_argument("--readme", help="also put the table into this Markdown file's <!-- eval:start/end --> block")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
-    if args.compare:
-        try:
-            table = comparison(args.compare, args.judges)
-        except (DataError, CheckpointError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+
+    def body():
+        if args.compare:
+            block, table = "compare", comparison(args.compare, args.judges)
+        else:
+            report = evaluate_checkpoint(args.checkpoint, resolve_data_dir(args.data_dir), args.judges,
+                                         args.speech_pairs, progress=not args.no_progress, write=not args.no_write,
+                                         per_class=args.per_class)
+            block, table = "eval", markdown(report)
         print(table)
         if args.readme:
             readme = Path(args.readme)
-            checkpoint.atomic_write(readme, replace_block(readme.read_text(), "compare", table).encode())
+            checkpoint.atomic_write(readme, replace_block(readme.read_text(), block, table).encode())
         return 0
-    try:
-        report = evaluate_checkpoint(args.checkpoint, resolve_data_dir(args.data_dir), args.judges,
-                                     args.speech_pairs, progress=not args.no_progress, write=not args.no_write,
-                                     per_class=args.per_class)
-    except (DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(markdown(report))
-    if args.readme:
-        readme = Path(args.readme)
-        checkpoint.atomic_write(readme, replace_block(readme.read_text(), "eval", markdown(report)).encode())
-    return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

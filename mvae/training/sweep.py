@@ -23,7 +23,7 @@ from ..config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfi
 from ..data.banks import image_bank, speech_bank
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
-from ..errors import DataError
+from ..errors import run_cli
 from ..signals.audio import AudioFrontEnd
 from .loop import Trainer, TrainingData
 
@@ -135,16 +135,16 @@ def main(argv=None) -> int:
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
     base_train = TrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, seed=args.seed,
                              eval_pairs=args.eval_pairs, speech_aug_copies=2)
-    try:
+
+    def body():
         study.optimize(objective_for(resolve_data_dir(args.data_dir), ModelConfig(), base_train, out / "trials", {}),
                        n_trials=args.trials, timeout=args.timeout)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    results = study_results(study)
-    atomic_write_json(out / "results.json", results)
-    print(f"best: {results['best_trials'][:1]}\nimportance: {results['importance']}")
-    return 0
+        results = study_results(study)
+        atomic_write_json(out / "results.json", results)
+        print(f"best: {results['best_trials'][:1]}\nimportance: {results['importance']}")
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":
