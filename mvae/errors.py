@@ -1,5 +1,7 @@
 """Errors that carry a message a person can act on."""
 
+import sys
+
 
 class InputError(ValueError):
     """An input that the model cannot use, with a message that says what to do instead."""
@@ -23,7 +25,5 @@ def run_cli(body) -> int:
     try:
         return body()
     except (InputError, CheckpointError, DataError) as exc:
-        import sys
-
         print(f"error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT
