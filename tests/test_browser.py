@@ -143,8 +143,10 @@ def stroke(page, points) -> None:
 
 def pad_origin(page) -> tuple[float, float]:
     pad = page.locator("canvas.upper-canvas")
-    pad.wait_for()
+    pad.first.wait_for()
     settle(page)
+    # Clear remounts the pad under a new key; the old one lingers until the rerun has replaced it.
+    expect(pad).to_have_count(1, timeout=TIMEOUT_MS)
     box = pad.bounding_box()
     assert round(box["width"]) == 280 and round(box["height"]) == 280, box
     return box["x"], box["y"]
