@@ -14,7 +14,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mvae.checkpoint import STATE_FILE
 from mvae.config import (
     SHIPPED_RECIPE,
     SHIPPED_SAVE_DTYPE,
@@ -27,7 +26,8 @@ from mvae.config import (
 )
 from mvae.data import resolve_data_dir
 from mvae.errors import CheckpointError, run_cli
-from mvae.model.modalities import check_dataset
+from mvae.kinds import check_dataset
+from mvae.store import STATE_FILE
 from mvae.training.loop import Interrupted, Trainer, hold_out_dir, load_training_data
 
 

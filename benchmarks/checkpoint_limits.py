@@ -15,9 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mvae.checkpoint import MAX_PARAMETERS, MODEL_FILE, _shape_model, atomic_write, pack, save_model
+from mvae.checkpoint import _shape_model, pack, save_model
 from mvae.config import ModelConfig, to_dict
 from mvae.model.model import MVAE
+from mvae.store import MAX_PARAMETERS, MODEL_FILE, atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 

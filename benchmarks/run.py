@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvae.checkpoint import atomic_write
 from mvae.evaluation.report import replace_block
+from mvae.store import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -174,6 +174,23 @@ class ModelConfig(_Checked):
                             f"got {sorted(self.recon_weights)}")
         return problems
 
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        """The modalities with a private style latent (none in the plain PoE-MVAE)."""
+        return tuple(self.modalities) if self.style_dim else ()
+
+    def latent_layout(self) -> dict[str, slice]:
+        """Where each part sits in the full latent: the shared latent first, then each modality's style."""
+        layout = {"shared": slice(0, self.latent_dim)}
+        for i, name in enumerate(self.style_names):
+            start = self.latent_dim + i * self.style_dim
+            layout[name] = slice(start, start + self.style_dim)
+        return layout
+
+    @property
+    def full_latent_dim(self) -> int:
+        return self.latent_dim + self.style_dim * len(self.style_names)
+
 
 @dataclass
 class TrainConfig(_Checked):

@@ -13,15 +13,15 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import arguments
-from .checkpoint import EVAL_JSON, EVAL_MD, load_model, model_path
 from .config import LABEL
 from .errors import InputError
+from .kinds import kind
 from .latent import LatentMap, dimension_effects
-from .model.model import MVAE
+from .runtime import LeanMVAE
 from .signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
+from .store import EVAL_JSON, EVAL_MD, model_path
 
 SWEEP_RESULTS = "../sweep/results.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
@@ -81,12 +81,14 @@ class Prediction:
 
 
 class Pipeline:
-    def __init__(self, model: MVAE, metadata: dict | None = None, device="cpu", folder=None):
+    """The model as the app uses it, run by the lean runtime (numpy). A torch MVAE may be given instead of
+    a LeanMVAE (in training, tests or evaluation, where torch is installed): it is converted on the spot."""
+
+    def __init__(self, model: LeanMVAE, metadata: dict | None = None, folder=None):
         self.folder = Path(folder) if folder is not None else None  # where the evaluator's files live
-        self.model = model.to(device).eval()
+        self.model = model if isinstance(model, LeanMVAE) else LeanMVAE.from_torch(model.eval())
         self.metadata = metadata or {}
-        self.device = torch.device(device)
-        self.front_end = AudioFrontEnd(model.cfg.audio)
+        self.front_end = AudioFrontEnd(self.model.cfg.audio)
 
     @property
     def config(self):
@@ -135,7 +137,7 @@ class Pipeline:
         return json.loads(text) if text is not None else None
 
     # -- inputs ---------------------------------------------------------------------------------
-    def prepare(self, inputs: dict) -> tuple[dict[str, torch.Tensor], PreparedSpeech | None]:
+    def prepare(self, inputs: dict) -> tuple[dict[str, np.ndarray], PreparedSpeech | None]:
         """User inputs -> a batch of one in the model's input space. None values count as absent."""
         inputs = arguments.inputs(inputs)
         given = {k: v for k, v in inputs.items() if v is not None}
@@ -147,25 +149,22 @@ class Pipeline:
         batch, prepared_speech = {}, None
         for name in self.model.names:
             if name in given:
-                tensor, prepared = self.model.modalities[name].prepare(given[name], self.front_end)
-                batch[name] = tensor.unsqueeze(0).to(self.device)
+                item, prepared = kind(name).prepare(given[name], self.front_end, self.config.n_classes)
+                batch[name] = item[None]
                 prepared_speech = prepared or prepared_speech
         return batch, prepared_speech
 
     # -- outputs --------------------------------------------------------------------------------
-    @torch.no_grad()
     def decode(self, latents) -> Decoded:
         latents = arguments.latents(latents, self.latent_dim)
-        z = torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.device)
-        z = z.reshape(-1, self.latent_dim)
+        z = np.asarray(latents, dtype=np.float32).reshape(-1, self.latent_dim)
         groups: dict[str, dict[str, np.ndarray]] = {"images": {}, "mels": {}, "probs": {}}
         for name, value in self.model.outputs(z).items():
-            groups[self.model.modalities[name].kind.group][name] = value.cpu().numpy()
+            groups[kind(name).group][name] = value
         no_speech = np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32)
         mels = next(iter(groups["mels"].values()), no_speech)
-        return Decoded(z.cpu().numpy(), groups["images"], groups["probs"][LABEL], mels, self.front_end)
+        return Decoded(z, groups["images"], groups["probs"][LABEL], mels, self.front_end)
 
-    @torch.no_grad()
     def predict(self, inputs: dict) -> Prediction:
         batch, prepared_speech = self.prepare(inputs)
         encoded = self.model.encode(batch)
@@ -176,21 +175,19 @@ class Pipeline:
             probs=decoded.probs[0].astype(np.float64) / decoded.probs[0].sum(),
             images={n: v[0] for n, v in decoded.images.items()},
             decoded=decoded,
-            latent_mean=mean[0].cpu().numpy(),
-            latent_logvar=joint_logvar[0].cpu().numpy(),
-            experts={n: (encoded.mu[i, 0].cpu().numpy(), encoded.logvar[i, 0].cpu().numpy())
-                     for i, n in enumerate(encoded.names)},
-            inputs={n: batch[n][0].cpu().numpy() for n in batch if n in self.model.input_names},
+            latent_mean=mean[0],
+            latent_logvar=joint_logvar[0],
+            experts={n: (encoded.mu[i, 0], encoded.logvar[i, 0]) for i, n in enumerate(encoded.names)},
+            inputs={n: batch[n][0] for n in batch if n in self.model.input_names},
             prepared_speech=prepared_speech,
         )
 
-    @torch.no_grad()
     def label_posterior(self, label: int) -> tuple[np.ndarray, np.ndarray]:
         """The full latent's posterior given a digit alone: its shared posterior, and every style's prior."""
         label = arguments.label(label, self.model.cfg.n_classes)
         batch, _ = self.prepare({LABEL: label})
         mu, logvar = self.model.full_posterior(batch)
-        return mu[0].cpu().numpy(), logvar[0].cpu().numpy()
+        return mu[0], logvar[0]
 
     def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
         """n samples of every modality for one digit, from the label's posterior widened by `temperature`."""
@@ -235,9 +232,9 @@ class Pipeline:
         return self.decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
 
 
-def load(path: str | os.PathLike | None = None, device: str = "cpu") -> Pipeline:
-    """The shipped default checkpoint, or the checkpoint folder / model.safetensors file at `path`."""
+def load(path: str | os.PathLike | None = None) -> Pipeline:
+    """The shipped default checkpoint, or the checkpoint folder / model.safetensors file at `path`, run by
+    the lean runtime."""
     path = path or os.environ.get("MVAE_CHECKPOINT") or DEFAULT_CHECKPOINT
-    model, meta = load_model(path, device)
-    file = model_path(path)
-    return Pipeline(model, meta, device, folder=file.parent)
+    model, meta = LeanMVAE.load(path)
+    return Pipeline(model, meta, folder=model_path(path).parent)

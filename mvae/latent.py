@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save
 
-from .checkpoint import atomic_write
 from .errors import CheckpointError
-from .model.model import MVAE
+from .store import atomic_write
 
 LATENT_MAP_FILE = "latent_map.safetensors"
 LIVE_SPAN = 2.0  # a dimension is traversed from -LIVE_SPAN to +LIVE_SPAN
@@ -53,19 +51,15 @@ class LatentMap:
                                   "re-run the evaluator.") from exc
 
 
-@torch.no_grad()
-def dimension_effects(model: MVAE, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:
+def dimension_effects(model, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:
     """How much each dimension of the full latent changes `target`: the mean absolute change per value
-    (per pixel for a digit) between the dimension set to -span and to +span, averaged over `latents` (N, F)."""
-    model.eval()
-    base = torch.as_tensor(np.asarray(latents, np.float32)).reshape(-1, model.full_latent_dim)
+    (per pixel for a digit) between the dimension set to -span and to +span, averaged over `latents` (N, F).
+    `model` is a LeanMVAE (`mvae.runtime`)."""
+    base = np.asarray(latents, np.float32).reshape(-1, model.full_latent_dim)
     n, dims = base.shape
-    low, high = base.repeat(dims, 1), base.repeat(dims, 1)  # dim-major: rows d*n .. d*n+n-1 move dim d
-    index = torch.arange(dims).repeat_interleave(n)
-    rows = torch.arange(dims * n)
+    low, high = np.tile(base, (dims, 1)), np.tile(base, (dims, 1))  # dim-major: rows d*n .. d*n+n-1 move dim d
+    rows, index = np.arange(dims * n), np.repeat(np.arange(dims), n)
     low[rows, index], high[rows, index] = -span, span
-    out = model.outputs(torch.cat([low, high]), [target])[target]
-    change = (out[: dims * n] - out[dims * n:]).abs().flatten(1).mean(1)
-    return change.view(dims, n).mean(1).numpy()
-
-
+    out = model.outputs(np.concatenate([low, high]), [target])[target]
+    change = np.abs(out[: dims * n] - out[dims * n:]).reshape(dims * n, -1).mean(1)
+    return change.reshape(dims, n).mean(1)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checkpoint import VERSION, model_path, unpack, upgrade
+from .checkpoint import upgrade
 from .errors import run_cli
+from .store import VERSION, model_path, unpack
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio
+from scipy.signal import resample_poly
 
 from mvae.config import AudioConfig
 from mvae.errors import InputError
@@ -114,7 +114,7 @@ def test_prepare_accepts_every_layout_and_integer_pcm_alike(fe):
         got = fe.prepare(samples, 16000)
         assert got.span == reference.span
         loud = reference.log_mel > reference.log_mel.max() - 10  # quantisation noise only moves the quiet bins
-        torch.testing.assert_close(got.log_mel[loud], reference.log_mel[loud], atol=2e-2, rtol=0)
+        np.testing.assert_allclose(got.log_mel[loud], reference.log_mel[loud], atol=2e-2, rtol=0)
 
 
 def test_trim_finds_a_tone_in_silence(fe):
@@ -127,7 +127,7 @@ def test_trim_finds_a_tone_in_silence(fe):
     assert isinstance(prepared, PreparedSpeech) and prepared.sample_rate == SR
     assert prepared.span == (s, e) and len(prepared.waveform) == len(wave)
     assert np.abs(prepared.voiced).max() == pytest.approx(CFG.target_peak, rel=1e-5)
-    assert prepared.log_mel.shape == (CFG.n_mels, CFG.n_frames) and prepared.log_mel.dtype == torch.float32
+    assert prepared.log_mel.shape == (CFG.n_mels, CFG.n_frames) and prepared.log_mel.dtype == np.float32
 
 
 QUIET = 1e-4 * np.random.default_rng(0).standard_normal(8000)
@@ -199,7 +199,7 @@ def test_dc_offset_and_clipping_still_prepare(fe):
     prepared = fe.prepare_bytes(wav_bytes(np.clip(loud, -1, 1), SR))
     assert abs(prepared.span[0] - start) <= CFG.trim_frame
     assert abs(prepared.span[1] - (start + length)) <= CFG.trim_frame
-    assert torch.isfinite(prepared.log_mel).all()
+    assert np.isfinite(prepared.log_mel).all()
 
 
 def test_fix_length_centres_pads_and_crops(fe):
@@ -223,11 +223,11 @@ def test_log_mel_shape_and_batch_equals_single(fe):
     rng = np.random.default_rng(1)
     batch = rng.standard_normal((5, CFG.num_samples)).astype(np.float32) * 0.3
     mels = fe.log_mel(batch)
-    assert mels.shape == (5, CFG.n_mels, CFG.n_frames) and mels.dtype == torch.float32
+    assert mels.shape == (5, CFG.n_mels, CFG.n_frames) and mels.dtype == np.float32
     for i in range(5):
         single = fe.log_mel(batch[i])
         assert single.shape == (CFG.n_mels, CFG.n_frames)
-        torch.testing.assert_close(mels[i], single, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(mels[i], single, atol=1e-4, rtol=1e-4)
     assert fe.log_mel(np.zeros(CFG.num_samples)).min() == pytest.approx(np.log(CFG.log_floor))
     with pytest.raises(InputError, match="fix_length"):
         fe.log_mel(np.zeros(1000))
@@ -282,7 +282,7 @@ def test_real_fsdd_recordings_prepare():
             prepared = fe.prepare_bytes(f.read())
         start, end = prepared.span
         assert 0.1 * SR < end - start <= len(prepared.waveform)
-        assert torch.isfinite(prepared.log_mel).all() and prepared.log_mel.max() > 0
+        assert np.isfinite(prepared.log_mel).all() and prepared.log_mel.max() > 0
 
 
 COMMON_RATES = (4000, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000,
@@ -291,10 +291,11 @@ COMMON_RATES = (4000, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 480
 
 @pytest.mark.parametrize("rate", COMMON_RATES)
 def test_common_rates_are_resampled_exactly(rate):
-    """The rounding leaves these ratios alone, so they are resampled as torchaudio does at the exact ratio."""
+    """The rounding leaves these ratios alone, so they are resampled as scipy does at the exact ratio."""
     assert resample_ratio(Fraction(SR, rate)) == Fraction(SR, rate)
     wave = speech_like(rate, 0.25)
-    expected = torchaudio.functional.resample(torch.from_numpy(wave), rate, SR).numpy()
+    ratio = Fraction(SR, rate)
+    expected = resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32) if rate != SR else wave
     np.testing.assert_array_equal(resample(wave, Fraction(SR, rate)), expected)
 
 
@@ -356,4 +357,4 @@ def test_wide_integer_recordings_prepare_like_int16(fe):
     for samples in (int16.astype(np.int32), int16.astype(np.int64), int16.tolist(), int16.astype(np.int32) * 65536):
         got = fe.prepare(samples, 16000)
         assert got.span == reference.span
-        torch.testing.assert_close(got.log_mel, reference.log_mel, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got.log_mel, reference.log_mel, atol=1e-4, rtol=0)

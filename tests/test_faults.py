@@ -25,18 +25,10 @@ import soundfile as sf
 import torch
 
 import mvae
-from mvae.checkpoint import (
-    MODEL_FILE,
-    MODEL_JSON,
-    STATE_FILE,
-    load_training_state,
-    model_path,
-    read_metadata,
-    save_model,
-    save_training_state,
-)
+from mvae.checkpoint import load_training_state, read_metadata, save_model, save_training_state
 from mvae.config import ModelConfig
 from mvae.model.model import MVAE
+from mvae.store import MODEL_FILE, MODEL_JSON, STATE_FILE, model_path
 from mvae.training.loop import LOCK_FILE
 from tests.helpers import plain_model_flags
 
@@ -516,7 +508,7 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
 @pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
     from mvae.config import INPUT_MODALITIES
-    from mvae.model.modalities import check_dataset
+    from mvae.kinds import check_dataset
 
     check_dataset(real_data, INPUT_MODALITIES, ("train", "test"))
 

@@ -57,5 +57,6 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
             offset = int(rng.integers(-shift, shift + 1)) if aug_strength > 0 else 0
             waves.append(front_end.fix_length(varied, offset))
             labels.append(rec.digit)
-    log_mels = torch.cat([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
+    log_mels = torch.from_numpy(np.concatenate([front_end.log_mel(np.stack(waves[i:i + 512]))
+                                                for i in range(0, len(waves), 512)]))
     return Bank(log_mels, np.asarray(labels, dtype=np.int64))

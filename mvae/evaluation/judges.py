@@ -187,7 +187,7 @@ def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
     holder = _Judges({n: Judge(meta["n_mels"] if n == "speech" else None, width)
                       for n in (*IMAGE_MODALITIES, "speech")})
     try:
-        holder.load_state_dict(tensors)
+        holder.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit this version of the judges: {exc}") from exc
     return {n: j.eval() for n, j in holder.judges.items()}, meta

@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .. import checkpoint
-from ..checkpoint import EVAL_JSON, EVAL_MD
 from ..config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
 from ..data.banks import image_bank
 from ..data.paired import Bank, PairedDataset
@@ -32,7 +31,9 @@ from ..latent import dimension_effects
 from ..model.modalities import load_banks
 from ..model.model import MVAE
 from ..model.poe import subset_key, subsets
+from ..runtime import LeanMVAE
 from ..signals.audio import AudioFrontEnd
+from ..store import EVAL_JSON, EVAL_MD
 from .analysis import active_units, kl_per_dimension, latent_map, live_dimensions, posterior_means
 from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
 from .metrics import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
@@ -158,7 +159,8 @@ def generation_quality(model: MVAE, judges: dict, test_banks: dict[str, Bank], p
         n = min(len(made), len(held) // 2)
         out["frechet_real_floor"][script] = frechet_distance(real_features[held[:n]], real_features[held[n:]])
     base, _ = model.full_posterior({LABEL: torch.arange(N_CLASSES)})
-    effects = {t: dimension_effects(model, base, t) for t in model.input_names}
+    lean = LeanMVAE.from_torch(model)
+    effects = {t: dimension_effects(lean, base.cpu().numpy(), t) for t in model.input_names}
     out["dimension_effects"] = {t: e.tolist() for t, e in effects.items()}
     out["live_dimensions"] = {s: live_dimensions(effects[s]) for s in scripts}
     out["generation"] = {"temperature": GENERATION_TEMPERATURE, "per_class": per_class,

@@ -51,20 +51,14 @@ class MVAE(nn.Module):
 
     @property
     def style_names(self) -> tuple[str, ...]:
-        """The modalities with a private style latent (none in the plain PoE-MVAE)."""
-        return self.input_names if self.cfg.style_dim else ()
+        return self.cfg.style_names
 
     def latent_layout(self) -> dict[str, slice]:
-        """Where each part sits in the full latent: the shared latent first, then each modality's style."""
-        shared, style = self.cfg.latent_dim, self.cfg.style_dim
-        layout = {"shared": slice(0, shared)}
-        for i, name in enumerate(self.style_names):
-            layout[name] = slice(shared + i * style, shared + (i + 1) * style)
-        return layout
+        return self.cfg.latent_layout()
 
     @property
     def full_latent_dim(self) -> int:
-        return self.cfg.latent_dim + self.cfg.style_dim * len(self.style_names)
+        return self.cfg.full_latent_dim
 
     def training_subsets(self) -> list[tuple[str, ...]]:
         """Every non-empty subset of the inputs, plus the label alone (so a digit can generate everything)."""

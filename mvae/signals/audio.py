@@ -1,13 +1,18 @@
-"""Speech front end shared by data preparation, training and the app.
+"""Speech front end shared by data preparation, training and the app, in numpy and scipy (no torch).
 
 Every recording, whether an FSDD file or a browser microphone take, goes through `AudioFrontEnd.prepare`:
 mix to mono, resample to 8 kHz, trim the silence around the voice, normalise the peak, centre it in a
 fixed-length window and take the log-mel spectrogram. `waveform_from_log_mel` goes back the other way
 (inverse mel filterbank, then Griffin-Lim) so that a decoded log-mel can be heard.
+
+The log-mel and Griffin-Lim are torchaudio's (`MelSpectrogram` with an HTK mel scale, `InverseMelScale`,
+`GriffinLim` with zero initial phase), written out in numpy so that the app runs without torch and in the
+browser (Pyodide has numpy and scipy); tests hold them to torchaudio's results.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import numbers
 import struct
@@ -16,8 +21,6 @@ from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from ..config import AudioConfig
 from ..errors import InputError
@@ -26,12 +29,10 @@ MAX_CHANNELS = 8
 MIN_INPUT_RATE = 4000  # below this even the first formants of speech are gone
 MAX_LOG_MEL = 30.0  # exp() of a wild decoder output must stay finite
 FORMATS = "WAV, FLAC or OGG"
-# Phase-vocoder STFT for pitch shifting: 32 ms windows at 8 kHz resolve the pitch harmonics of speech.
-STRETCH_FFT = 256
-STRETCH_HOP = 64
-# Resampling ratios are rounded to a fraction whose terms are at most MAX_RATIO_TERM. torchaudio's
-# polyphase filter holds one row per output phase and one column per input phase, so its size grows with
-# the terms of the reduced ratio: 8000/44101 exactly takes 6.5 GB, 119/656 a few MB. Every rate in common
+GRIFFIN_LIM_MOMENTUM = 0.99  # torchaudio's default: "fast" Griffin-Lim
+# Resampling ratios are rounded to a fraction whose terms are at most MAX_RATIO_TERM. A polyphase
+# resampler's filter grows with the terms of the reduced ratio (torchaudio's took 6.5 GB for 8000/44101
+# exactly; scipy's is 20 taps per term), while 119/656 costs next to nothing. Every rate in common
 # use (8, 11.025, 16, 22.05, 32, 44.1, 48, 88.2, 96, 176.4, 192, 352.8, 384 kHz) reduces to terms within
 # the bound and is resampled exactly; any other rate ends up off by less than 1/MAX_RATIO_TERM (0.1 %)
 # in speed and pitch, far less than one speaker varies from one take to the next.
@@ -41,7 +42,7 @@ MAX_RESAMPLE_FACTOR = 64  # keeps both terms >= 1 after rounding, and the filter
 
 @dataclass
 class PreparedSpeech:
-    log_mel: torch.Tensor  # (n_mels, n_frames) float32: natural log of mel power + log_floor
+    log_mel: np.ndarray  # (n_mels, n_frames) float32: natural log of mel power + log_floor
     waveform: np.ndarray  # the whole input, mono at sample_rate
     voiced: np.ndarray  # the trimmed, level-normalised segment the log-mel was taken from
     span: tuple[int, int]  # start/end sample of the voiced segment within `waveform`
@@ -107,7 +108,7 @@ def _as_float(samples) -> np.ndarray:
     A genuine 32-bit recording is read on the 32-bit scale unless its peak is under -48 dBFS; then it is
     read louder, which matters only to the silence check, as the front end normalises the level itself.
     """
-    if isinstance(samples, torch.Tensor):
+    if hasattr(samples, "detach"):  # a torch tensor, as torch code tends to hold audio
         samples = samples.detach().cpu().numpy()
     samples = np.asarray(samples)
     if samples.dtype.kind == "u":
@@ -132,8 +133,9 @@ def resample_ratio(ratio) -> Fraction:
     return ratio.limit_denominator(MAX_RATIO_TERM)
 
 
-def resample(wave, ratio):
-    """`wave` (numpy or torch, time on the last axis) stretched to `ratio` times as many samples.
+def resample(wave: np.ndarray, ratio) -> np.ndarray:
+    """`wave` (time on the last axis) stretched to `ratio` times as many samples, by scipy's polyphase
+    resampler.
 
     `ratio` is the new rate over the old one, e.g. Fraction(8000, 44100); it is rounded by
     `resample_ratio`, which bounds the filter's size and so the cost, whatever the rates.
@@ -141,27 +143,65 @@ def resample(wave, ratio):
     frac = resample_ratio(ratio)
     if frac == 1:
         return wave
-    if isinstance(wave, torch.Tensor):
-        return torchaudio.functional.resample(wave, frac.denominator, frac.numerator)
-    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-    return torchaudio.functional.resample(x, frac.denominator, frac.numerator).numpy()
+    from scipy.signal import resample_poly  # 0.8 s to import: paid by the first recording not at 8 kHz only
+
+    return resample_poly(np.asarray(wave, np.float32), frac.numerator, frac.denominator, axis=-1).astype(np.float32)
+
+
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: AudioConfig) -> np.ndarray:
+    """(n_fft // 2 + 1, n_mels) triangular filters on the HTK mel scale, unnormalised, as torchaudio's."""
+    freqs = np.linspace(0, cfg.sample_rate // 2, cfg.n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.f_min), _hz_to_mel(cfg.f_max), cfg.n_mels + 2))
+    widths = np.diff(edges)
+    slopes = edges[None, :] - freqs[:, None]
+    down, up = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    return np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
+
+
+def _hann(n: int) -> np.ndarray:
+    """The periodic Hann window (torch.hann_window's default)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def stft(wave: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    """(..., N) -> (..., n_fft // 2 + 1, frames) complex, centred with reflection, as torch.stft(center=True)."""
+    pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(wave, pad, mode="reflect"), n_fft, axis=-1)[..., ::hop, :]
+    return np.swapaxes(np.fft.rfft(frames * window, axis=-1), -1, -2)
+
+
+def istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    """The inverse of `stft` by weighted overlap-add, as torch.istft(center=True) without a length."""
+    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1) * window  # (..., T, n_fft)
+    count = frames.shape[-2]
+    size = n_fft + hop * (count - 1)
+    out = np.zeros((*frames.shape[:-2], size), np.float64)
+    envelope = np.zeros(size, np.float64)
+    for t in range(count):
+        out[..., t * hop:t * hop + n_fft] += frames[..., t, :]
+        envelope[t * hop:t * hop + n_fft] += window.astype(np.float64) ** 2
+    half = n_fft // 2
+    return (out[..., half:size - half] / envelope[half:size - half]).astype(np.float32)
 
 
 class AudioFrontEnd:
     def __init__(self, cfg: AudioConfig):
         self.cfg = cfg
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-            n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, power=2.0,
-        )
-        self.inverse_mel = torchaudio.transforms.InverseMelScale(
-            n_stft=cfg.n_fft // 2 + 1, n_mels=cfg.n_mels, sample_rate=cfg.sample_rate,
-            f_min=cfg.f_min, f_max=cfg.f_max, driver="gelsd",
-        )
-        # rand_init=False starts from zero phase, so the same log-mel always sounds the same.
-        self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=cfg.n_fft, hop_length=cfg.hop_length, power=2.0, n_iter=cfg.griffin_lim_iters, rand_init=False,
-        )
+        self.filterbank = mel_filterbank(cfg)  # (freqs, mels)
+        self.window = _hann(cfg.n_fft)
+
+    @functools.cached_property
+    def _unmel(self) -> np.ndarray:
+        """(freqs, mels): the least-squares, least-norm inverse of the filterbank, as InverseMelScale's."""
+        return np.linalg.pinv(self.filterbank.T.astype(np.float64)).astype(np.float32)
 
     def decode(self, data: bytes) -> tuple[np.ndarray, int]:
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -257,12 +297,15 @@ class AudioFrontEnd:
             out[:] = wave[start:start + size]
         return out
 
-    def log_mel(self, wave) -> torch.Tensor:
-        x = torch.as_tensor(wave, dtype=torch.float32)
+    def log_mel(self, wave) -> np.ndarray:
+        x = np.asarray(wave.detach().cpu().numpy() if hasattr(wave, "detach") else wave, np.float32)
         if x.ndim not in (1, 2) or x.shape[-1] != self.cfg.num_samples:
             raise InputError(f"log_mel wants (N,) or (B, N) samples with N = {self.cfg.num_samples}; "
                              f"got {tuple(x.shape)}. Use fix_length first.")
-        return torch.log(self.mel.to(x.device)(x) + self.cfg.log_floor)
+        spec = stft(x, self.cfg.n_fft, self.cfg.hop_length, self.window)
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+        mel = np.swapaxes(np.swapaxes(power, -1, -2) @ self.filterbank, -1, -2)
+        return np.log(mel + np.float32(self.cfg.log_floor)).astype(np.float32)
 
     def prepare(self, waveform: np.ndarray, sample_rate: int) -> PreparedSpeech:
         samples = _as_float(waveform)
@@ -282,45 +325,44 @@ class AudioFrontEnd:
         return self.prepare(*self.decode(data))
 
     def waveform_from_log_mel(self, log_mel) -> np.ndarray:
-        m = torch.as_tensor(log_mel, dtype=torch.float32).detach().cpu()  # the gelsd driver is CPU-only
+        m = np.asarray(log_mel, np.float32)
         if m.ndim not in (2, 3) or m.shape[-2] != self.cfg.n_mels:
             raise InputError(f"A log-mel must be (n_mels, frames) or (B, n_mels, frames) with n_mels = "
                              f"{self.cfg.n_mels}; got {tuple(m.shape)}.")
-        if not torch.isfinite(m).all():
+        if not np.isfinite(m).all():
             raise InputError("The log-mel contains NaN or infinite values.")
-        power = (torch.exp(m.clamp(max=MAX_LOG_MEL)) - self.cfg.log_floor).clamp(min=0)
-        with torch.no_grad():
-            wave = self.griffin_lim(self.inverse_mel(power))
-        peak = wave.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8)
-        return (wave * (self.cfg.target_peak / peak)).numpy().astype(np.float32)
+        power = np.maximum(np.exp(np.minimum(m, MAX_LOG_MEL)) - np.float32(self.cfg.log_floor), 0)
+        wave = self.griffin_lim(np.maximum(self._unmel @ power, 0))
+        peak = np.maximum(np.abs(wave).max(axis=-1, keepdims=True), 1e-8)
+        return (wave * (self.cfg.target_peak / peak)).astype(np.float32)
+
+    def griffin_lim(self, power: np.ndarray) -> np.ndarray:
+        """A waveform whose STFT power is `power` (..., freqs, frames): fast Griffin-Lim from zero phase, so the
+        same log-mel always sounds the same."""
+        cfg, window = self.cfg, self.window
+        magnitude = np.sqrt(power)
+        angles = np.ones(magnitude.shape, np.complex64)
+        previous = 0.0
+        momentum = GRIFFIN_LIM_MOMENTUM / (1 + GRIFFIN_LIM_MOMENTUM)
+        for _ in range(cfg.griffin_lim_iters):
+            rebuilt = stft(istft(magnitude * angles, cfg.n_fft, cfg.hop_length, window), cfg.n_fft, cfg.hop_length,
+                           window)
+            angles = rebuilt - momentum * previous
+            angles = angles / (np.abs(angles) + 1e-16)
+            previous = rebuilt
+        return istft(magnitude * angles, cfg.n_fft, cfg.hop_length, window)
 
     def change_speed_pitch(self, wave: np.ndarray, speed: float = 1.0, semitones: float = 0.0) -> np.ndarray:
-        """Play `wave` `speed` times faster (shorter and higher, like tape) and shift its pitch by `semitones`.
+        """Training-time (needs torch): `wave` played `speed` times faster, its pitch shifted by `semitones`."""
+        from .augment import change_speed_pitch
 
-        The pitch shift is a phase-vocoder time stretch by the pitch factor; one resampling then undoes that
-        stretch and applies the speed change together.
-        """
-        pitch = 2.0 ** (semitones / 12)
-        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-        if pitch != 1.0:
-            window = torch.hann_window(STRETCH_FFT)
-            spec = torch.stft(x, STRETCH_FFT, STRETCH_HOP, window=window, return_complex=True)
-            advance = torch.linspace(0, torch.pi * STRETCH_HOP, spec.shape[-2])[:, None]
-            spec = torchaudio.functional.phase_vocoder(spec, 1 / pitch, advance)
-            x = torch.istft(spec, STRETCH_FFT, STRETCH_HOP, window=window, length=round(len(x) * pitch))
-        return resample(x, 1 / (pitch * speed)).numpy()
+        return change_speed_pitch(wave, speed, semitones)
 
     def augment(self, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-        """A plausible new speaker and room: speed, pitch, additive noise and level. strength=0 is the identity."""
-        cfg = self.cfg
-        speed = 1 + rng.uniform(-cfg.aug_speed, cfg.aug_speed) * strength
-        semitones = rng.uniform(-cfg.aug_pitch_semitones, cfg.aug_pitch_semitones) * strength
-        snr_db = rng.uniform(*cfg.aug_snr_db)
-        gain_db = rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db) * strength
-        wave = self.change_speed_pitch(wave, speed, semitones)
-        noise_rms = strength * np.sqrt(np.mean(wave.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
-        wave = wave + noise_rms * rng.standard_normal(len(wave))
-        return (wave * 10 ** (gain_db / 20)).astype(np.float32)
+        """Training-time (needs torch): a plausible new speaker and room; strength=0 is the identity."""
+        from .augment import augment_speech
+
+        return augment_speech(self.cfg, wave, rng, strength)
 
 
 def wav_bytes(waveform: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:

@@ -1,4 +1,5 @@
-"""Geometric augmentation of digit images, shared by the MVAE's training and by the judges.
+"""Training-time augmentation, in torch: geometric variation of digit images (shared by the MVAE's training
+and by the judges) and a new speaker and room for speech.
 
 It lives apart from training so that the judges, which must stay independent of the model, need not
 import the training loop.
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio
+
+from ..config import AudioConfig
+from .audio import resample
 
 
 def augment_images(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
@@ -44,3 +50,37 @@ def augment_images(images: torch.Tensor, strength: float, generator: torch.Gener
     eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
     x = thicker * dilated + thinner * eroded + (1 - thicker - thinner) * x
     return x.squeeze(1).clamp(0, 1)
+
+
+# Phase-vocoder STFT for pitch shifting: 32 ms windows at 8 kHz resolve the pitch harmonics of speech.
+STRETCH_FFT = 256
+STRETCH_HOP = 64
+
+
+def change_speed_pitch(wave: np.ndarray, speed: float = 1.0, semitones: float = 0.0) -> np.ndarray:
+    """Play `wave` `speed` times faster (shorter and higher, like tape) and shift its pitch by `semitones`.
+
+    The pitch shift is a phase-vocoder time stretch by the pitch factor; one resampling then undoes that
+    stretch and applies the speed change together.
+    """
+    pitch = 2.0 ** (semitones / 12)
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if pitch != 1.0:
+        window = torch.hann_window(STRETCH_FFT)
+        spec = torch.stft(x, STRETCH_FFT, STRETCH_HOP, window=window, return_complex=True)
+        advance = torch.linspace(0, torch.pi * STRETCH_HOP, spec.shape[-2])[:, None]
+        spec = torchaudio.functional.phase_vocoder(spec, 1 / pitch, advance)
+        x = torch.istft(spec, STRETCH_FFT, STRETCH_HOP, window=window, length=round(len(x) * pitch))
+    return resample(x.numpy(), 1 / (pitch * speed))
+
+
+def augment_speech(cfg: AudioConfig, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """A plausible new speaker and room: speed, pitch, additive noise and level. strength=0 is the identity."""
+    speed = 1 + rng.uniform(-cfg.aug_speed, cfg.aug_speed) * strength
+    semitones = rng.uniform(-cfg.aug_pitch_semitones, cfg.aug_pitch_semitones) * strength
+    snr_db = rng.uniform(*cfg.aug_snr_db)
+    gain_db = rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db) * strength
+    wave = change_speed_pitch(wave, speed, semitones)
+    noise_rms = strength * np.sqrt(np.mean(wave.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
+    wave = wave + noise_rms * rng.standard_normal(len(wave))
+    return (wave * 10 ** (gain_db / 20)).astype(np.float32)

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from ..checkpoint import atomic_write_json
 from ..config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfig
 from ..data.banks import image_bank, speech_bank
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
 from ..errors import run_cli
 from ..signals.audio import AudioFrontEnd
+from ..store import atomic_write_json
 from .loop import Trainer, TrainingData
 
 DEFAULT_OUT = Path("checkpoints") / "sweep"

@@ -1,0 +1,248 @@
+"""The multimodal VAE's forward pass in numpy: what the app and `mvae.load()` run, with no torch.
+
+It runs the program a checkpoint carries (`runtime` in its metadata, written by `mvae.model.export` with
+the weights): each modality's encoder, the product of experts, each decoder and the label head. The
+arithmetic matches the torch model's to float32 rounding; `save_model` checks that before it writes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import LABEL, ModelConfig
+from ..errors import CheckpointError
+from ..kinds import kind
+from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, _damaged, _misfit, model_config, model_path, unpack
+from . import ops
+
+PROGRAM_VERSION = 1
+
+
+@dataclass
+class Encoded:
+    """Encoder outputs of the given modalities: shared experts (E, B, D) and each one's style (B, S)."""
+
+    names: tuple[str, ...]
+    mu: np.ndarray
+    logvar: np.ndarray
+    styles: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def product_of_experts(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Experts (E, B, D) and the N(0, I) prior fused into one Gaussian (B, D): precision-weighted, computed
+    from -logvar with a log-sum-exp so that neither a tiny nor a huge variance overflows."""
+    neg = np.concatenate([np.zeros_like(logvar[:1]), -logvar])
+    top = neg.max(axis=0)
+    weights = np.exp(neg - top)
+    total = weights.sum(axis=0)
+    joint_mu = (weights * np.concatenate([np.zeros_like(mu[:1]), mu])).sum(axis=0) / total
+    return joint_mu, -(top + np.log(total))
+
+
+class LeanMVAE:
+    """A trained MVAE as numpy arrays and the program that runs them."""
+
+    def __init__(self, cfg: ModelConfig, runtime: dict, tensors: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.names = (*cfg.modalities, LABEL)  # the input modalities, then the label
+        self.encoders, self.decoders, self.norms = runtime["encoders"], runtime["decoders"], runtime["norms"]
+        self.tensors = {k: np.ascontiguousarray(v, np.float32) if v.dtype.kind == "f" else v
+                        for k, v in tensors.items()}
+
+    # -- the latent's layout, as the config gives it ----------------------------------------------------
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.modalities)
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        return self.cfg.style_names
+
+    def latent_layout(self) -> dict[str, slice]:
+        return self.cfg.latent_layout()
+
+    @property
+    def full_latent_dim(self) -> int:
+        return self.cfg.full_latent_dim
+
+    # -- the forward pass --------------------------------------------------------------------------------
+    def _tensor(self, ref: dict) -> np.ndarray:
+        return self.tensors[ref["name"]]
+
+    def normalise(self, name: str, x: np.ndarray) -> np.ndarray:
+        norm = self.norms.get(name)
+        return (x - self._tensor(norm["mean"])) / self._tensor(norm["std"]) if norm else x
+
+    def inverse(self, name: str, y: np.ndarray) -> np.ndarray:
+        norm = self.norms.get(name)
+        return y * self._tensor(norm["std"]) + self._tensor(norm["mean"]) if norm else y
+
+    def _interpret(self, steps: list[dict], x: np.ndarray) -> np.ndarray:
+        named = [dict(s, tensors={k: v["name"] for k, v in s.get("tensors", {}).items()}) for s in steps]
+        return ops.run(named, self.tensors, x)
+
+    def encode(self, inputs: dict[str, np.ndarray]) -> Encoded:
+        """Each given modality's encoder, run once, on data in the model's space (speech as raw log-mel)."""
+        given = [n for n in self.names if n in inputs]
+        if not given:
+            raise ValueError("at least one modality must be given")
+        shared, mus, logvars, styles = self.cfg.latent_dim, [], [], {}
+        for name in given:
+            x = inputs[name] if kind(name).output == "softmax" else np.asarray(inputs[name], np.float32)
+            out = self._interpret(self.encoders[name], self.normalise(name, x))
+            mu, logvar = np.split(out, 2, axis=-1)
+            mus.append(mu[:, :shared])
+            logvars.append(logvar[:, :shared])
+            if name in self.style_names:
+                styles[name] = (mu[:, shared:], logvar[:, shared:])
+        return Encoded(tuple(given), np.stack(mus), np.stack(logvars), styles)
+
+    def full_posterior(self, inputs: dict[str, np.ndarray] | Encoded) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and log-variance of the full latent (B, F): the fused shared posterior, each given modality's
+        style posterior, and the prior N(0, I) for the style of each missing one."""
+        encoded = inputs if isinstance(inputs, Encoded) else self.encode(inputs)
+        mu, logvar = product_of_experts(encoded.mu, encoded.logvar)
+        mus, logvars = [mu], [logvar]
+        for name in self.style_names:
+            prior = np.zeros((len(mu), self.cfg.style_dim), np.float32)
+            style_mu, style_logvar = encoded.styles.get(name, (prior, prior))
+            mus.append(style_mu)
+            logvars.append(style_logvar)
+        return np.concatenate(mus, -1), np.concatenate(logvars, -1)
+
+    def outputs(self, latents: np.ndarray, names=None) -> dict[str, np.ndarray]:
+        """Decoded data for a batch of full latents (N, F): image probabilities, raw log-mel, class probabilities."""
+        latents = np.asarray(latents, np.float32)
+        layout, out = self.latent_layout(), {}
+        for name in names or self.names:
+            z = latents[:, layout["shared"]]
+            if name in self.style_names:
+                z = np.concatenate([z, latents[:, layout[name]]], axis=-1)
+            decoded = ops.OUTPUTS[kind(name).output](self._interpret(self.decoders[name], z))
+            out[name] = self.inverse(name, decoded).astype(np.float32, copy=False)
+        return out
+
+    # -- building one ------------------------------------------------------------------------------------
+    @classmethod
+    def from_torch(cls, model) -> LeanMVAE:
+        """The lean twin of a torch MVAE in memory (needs torch, as the model does)."""
+        from ..model.export import program
+
+        tensors = {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+                   for k, v in model.state_dict().items()}
+        return cls(model.cfg, program(model), tensors)
+
+    @classmethod
+    def load(cls, path) -> tuple[LeanMVAE, dict]:
+        """The model in a checkpoint folder or model.safetensors file, and its metadata."""
+        file = model_path(path)
+        found: dict = {}
+        tensors, meta = unpack(file, lambda meta: _spec(file, meta, found))
+        model = cls(found["cfg"], meta["runtime"], tensors)
+        model.check_shapes(file)
+        return model, meta
+
+    def check_shapes(self, path) -> None:
+        """Runs every network once on a zero item: each must take and give what the config says."""
+        cfg = self.cfg
+        try:
+            for name in self.names:
+                shape = kind(name).shape(cfg)
+                item = np.zeros((1, *shape), np.int64 if not shape else np.float32)
+                size = cfg.latent_dim + (cfg.style_dim if name in self.style_names else 0)
+                got = self._interpret(self.encoders[name], item).shape
+                if got != (1, 2 * size):
+                    raise ValueError(f"the {name} encoder gives {got[1:]} numbers, not {2 * size}")
+                got = self._interpret(self.decoders[name], np.zeros((1, size), np.float32)).shape
+                want = (1, *shape) if shape else (1, cfg.n_classes)
+                if got != want:
+                    raise ValueError(f"the {name} decoder gives shape {got[1:]}, not {want[1:]}")
+                if name in self.norms:
+                    self.inverse(name, np.zeros((1, *shape), np.float32))
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            raise _misfit(Path(path), f"its networks do not fit its config ({exc})") from None
+
+
+def _refs(runtime: dict):
+    """Every tensor reference in a program: ({"name": ..., "shape": [...]}, where it is used)."""
+    for part in ("encoders", "decoders"):
+        for name, steps in runtime[part].items():
+            for step in steps:
+                for ref in step.get("tensors", {}).values():
+                    yield ref, f"{part}.{name}"
+    for name, norm in runtime["norms"].items():
+        for ref in norm.values():
+            yield ref, f"norms.{name}"
+
+
+def _check_program(path: Path, runtime, names) -> None:
+    """The program's structure, before any tensor is read: only known operations, settings and names."""
+    def bad(why: str):
+        return _damaged(path, f"its lean runtime program {why}")
+
+    if not isinstance(runtime, dict) or runtime.get("version") != PROGRAM_VERSION \
+            or set(runtime) != {"version", "encoders", "decoders", "norms"}:
+        raise bad(f"is not of version {PROGRAM_VERSION} with encoders, decoders and norms")
+    for part in ("encoders", "decoders"):
+        if not isinstance(runtime[part], dict) or set(runtime[part]) != set(names):
+            raise bad(f"does not give {part} for exactly {list(names)}")
+        for name, steps in runtime[part].items():
+            if not isinstance(steps, list) or len(steps) > 100:
+                raise bad(f"has no list of steps for the {name} {part[:-1]}")
+            for step in steps:
+                op = step.get("op") if isinstance(step, dict) else None
+                if op not in ops.OPS or set(step) - {"op", "tensors", *ops.SETTINGS.get(op, ())} \
+                        or not set(ops.SETTINGS.get(op, ())) <= set(step) \
+                        or not isinstance(step.get("tensors", {}), dict) \
+                        or not set(step.get("tensors", {})) <= set(ops.OPS[op]):
+                    raise bad(f"has a step it cannot run in the {name} {part[:-1]}: {step!r:.80}")
+                for key in ops.SETTINGS.get(op, ()):
+                    value = step[key]
+                    ok = (isinstance(value, list) and len(value) <= 4 and all(type(v) is int and 0 < v <= 4096
+                                                                              for v in value)) if key == "shape" \
+                        else (isinstance(value, float) and 0 < value < 1) if key == "eps" \
+                        else (type(value) is int and 0 <= value <= 16)
+                    if not ok:
+                        raise bad(f"sets {key} to {value!r:.40} in the {name} {part[:-1]}")
+    if not isinstance(runtime["norms"], dict) or not set(runtime["norms"]) <= set(names) or not all(
+            isinstance(n, dict) and set(n) == {"mean", "std"} for n in runtime["norms"].values()):
+        raise bad("has malformed normalisers")
+    for ref, where in _refs(runtime):
+        if not (isinstance(ref, dict) and set(ref) == {"name", "shape"} and isinstance(ref["name"], str)
+                and isinstance(ref["shape"], list) and len(ref["shape"]) <= 4
+                and all(type(d) is int and 0 < d <= 10**7 for d in ref["shape"])):
+            raise bad(f"names a tensor badly in {where}: {ref!r:.80}")
+
+
+def _spec(path: Path, meta: dict, found: dict) -> Spec:
+    """What the file must hold, from its config and program, checked before any tensor byte is read."""
+    if "runtime" not in meta:
+        raise CheckpointError(f"The checkpoint {path} was written before the lean runtime and carries no program "
+                              "for it. Convert it once with the training requirements installed: "
+                              f"`python -m mvae.upgrade {path}`.")
+    dtype = meta.get("dtype", "float32")
+    if dtype not in FLOAT_NAMES:
+        raise _misfit(path, f"its weights' dtype is {dtype!r:.40}; use one of {sorted(FLOAT_NAMES)}")
+    cfg = model_config(path, meta.get("model_config"))
+    runtime = meta["runtime"]
+    _check_program(path, runtime, (*cfg.modalities, LABEL))
+    wanted: dict = {}
+    for ref, _ in _refs(runtime):
+        shape = tuple(ref["shape"])
+        if wanted.setdefault(ref["name"], shape) != shape:
+            raise _damaged(path, f"its program gives tensor {ref['name']!r:.80} two shapes")
+    total = sum(math.prod(s) for s in wanted.values())
+    if total > MAX_PARAMETERS:
+        raise _misfit(path, f"its program reads {total:,} numbers; at most {MAX_PARAMETERS:,} are loaded")
+    found["cfg"] = cfg
+    stored = frozenset([FLOAT_NAMES[dtype]])
+
+    def optional(name: str):
+        # Batch norm's step count, which the forward pass does not read.
+        return (frozenset(["I64"]), ()) if name.endswith(".num_batches_tracked") else None
+
+    return Spec({n: (stored, s) for n, s in wanted.items()}, optional)
