@@ -6,9 +6,12 @@
 (from the repository's root, so that `benchmarks` and `tests` import as packages).
 
 1. Training throughput of the batched objective against a per-subset loop (benchmarks/naive.py).
-2. `predict` latency on the CPU, for a drawing and for a 2 s 44.1 kHz stereo recording.
+2. `predict` latency on the CPU, for a drawing and for a 2 s 44.1 kHz stereo recording, on the lean runtime
+   and on the torch runtime it replaced (benchmarks/lean_bench.py).
 3. The Streamlit app: cold start and the server's memory after a drawing and a recording.
 4. The wall time that training the shipped checkpoint took, read from its model.json.
+5. A fresh interpreter's start: import, load, a canvas and a recording, with each runtime.
+6. The size of a fresh virtual environment made from requirements.txt.
 
 Ratios are measured inside one run with the two contenders interleaved, so that other work on the
 machine slows both alike. Benchmarks 1 and 2 run on one torch thread unless `--threads` says otherwise:
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.inputs import canvas_drawing
 from mvae.evaluation.report import replace_block
 from mvae.store import atomic_write
 
@@ -180,16 +184,6 @@ def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
 
 
 # -- 2. predict latency -----------------------------------------------------------------------------------
-def canvas_drawing(size: int = 280) -> np.ndarray:
-    """A transparent canvas with a black stroke, as the drawing widget returns it (the ink is in alpha)."""
-    yy, xx = np.indices((size, size))
-    ring = np.abs(np.hypot(yy - size * 0.45, xx - size * 0.55) - size * 0.22) < size * 0.03
-    stem = (np.abs(xx - size * 0.35) < size * 0.03) & (yy > size * 0.2) & (yy < size * 0.85)
-    rgba = np.zeros((size, size, 4), np.uint8)
-    rgba[..., 3] = ((ring | stem) * 255).astype(np.uint8)
-    return rgba
-
-
 def stereo_recording(seconds: float = 2.0, rate: int = 44100) -> tuple[bytes, str]:
     """WAV bytes of a spoken digit as a browser records it: 16-bit stereo at 44.1 kHz, `seconds` long."""
     import soundfile as sf
@@ -225,44 +219,19 @@ def percentile(values, q) -> float:
 
 
 def bench_latency(settings: Settings) -> list[Row]:
-    import mvae
+    """2 and 5: the lean runtime against the torch runtime it replaced (benchmarks/lean_bench.py)."""
+    from benchmarks.lean_bench import rows
 
     path = checkpoint_path()
-    pipe = mvae.load(path, device="cpu") if path else None
-    if pipe is None:
-        from mvae.config import ModelConfig
-        from mvae.inference import Pipeline
-        from mvae.model.model import MVAE
-        torch.manual_seed(0)
-        pipe = Pipeline(MVAE(ModelConfig()))
-    where = relative(path) if path else "an untrained default-size model (no checkpoint found)"
-    wav, source = stereo_recording()
-    cases = {
-        "drawing": ({"kannada": canvas_drawing()}, "a 280×280 RGBA canvas (ink in alpha)"),
-        "recording": ({"speech": wav}, f"2 s 44.1 kHz 16-bit stereo WAV bytes of {source}"),
-    }
+    if path is None:
+        return [Row("2. predict latency", "not measured", "", None, "no checkpoint found")]
+    return rows(settings, path, stereo_recording(), canvas_drawing(), Row)
 
-    def everything(inputs):
-        pred = pipe.predict(inputs)
-        # What a page shows: the label, both decoded images and the speech as a playable WAV.
-        return pred.label, pred.images["farsi"], pred.images["kannada"], pred.speech.wav_bytes
 
-    rows = []
-    for name, (inputs, what) in cases.items():
-        for _ in range(3):
-            everything(inputs)
-        times = []
-        for _ in range(settings.latency_runs):
-            started = time.perf_counter()
-            everything(inputs)
-            times.append(1000 * (time.perf_counter() - started))
-        p50, p95 = percentile(times, 50), percentile(times, 95)
-        rows.append(Row(f"2{'ab'[len(rows)]}. predict latency, {name} → everything",
-                        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms", f"p50 ≤ {TARGET_LATENCY_MS:g} ms",
-                        p50 <= TARGET_LATENCY_MS,
-                        f"{what}; label, both images and a playable speech WAV; {settings.latency_runs} calls "
-                        f"on the CPU; checkpoint {where}"))
-    return rows
+def bench_venv(settings: Settings) -> list[Row]:
+    from benchmarks.lean_bench import venv_row
+
+    return venv_row(Row)
 
 
 # -- 3. the app -----------------------------------------------------------------------------------------------
@@ -340,7 +309,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-BENCHMARKS = {"throughput": bench_throughput, "latency": bench_latency, "app": bench_app,
+BENCHMARKS = {"throughput": bench_throughput, "latency": bench_latency, "app": bench_app, "venv": bench_venv,
               "training": lambda settings: bench_training_time()}
 
 

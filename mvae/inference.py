@@ -82,11 +82,12 @@ class Prediction:
 
 class Pipeline:
     """The model as the app uses it, run by the lean runtime (numpy). A torch MVAE may be given instead of
-    a LeanMVAE (in training, tests or evaluation, where torch is installed): it is converted on the spot."""
+    a LeanMVAE (in training, tests or evaluation, where torch is installed): it is converted on the spot;
+    anything else is used as it is, so it must have a LeanMVAE's interface."""
 
     def __init__(self, model: LeanMVAE, metadata: dict | None = None, folder=None):
         self.folder = Path(folder) if folder is not None else None  # where the evaluator's files live
-        self.model = model if isinstance(model, LeanMVAE) else LeanMVAE.from_torch(model.eval())
+        self.model = LeanMVAE.from_torch(model.eval()) if hasattr(model, "state_dict") else model
         self.metadata = metadata or {}
         self.front_end = AudioFrontEnd(self.model.cfg.audio)
 

@@ -131,7 +131,7 @@ def resynthesised(bank: Bank, front_end: AudioFrontEnd, batch_size: int = 256) -
     for start in range(0, len(bank.labels), batch_size):
         waves = front_end.waveform_from_log_mel(bank.items[start:start + batch_size])
         mels.append(front_end.log_mel(np.stack([front_end.fix_length(front_end.normalise(w)) for w in waves])))
-    return Bank(torch.cat(mels), bank.labels)
+    return Bank(torch.from_numpy(np.concatenate(mels)), bank.labels)
 
 
 def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epochs: int = 12, seed: int = 0,

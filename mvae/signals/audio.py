@@ -1,4 +1,4 @@
-"""Speech front end shared by data preparation, training and the app, in numpy and scipy (no torch).
+"""Speech front end shared by data preparation, training and the app, in numpy alone (no torch, no scipy).
 
 Every recording, whether an FSDD file or a browser microphone take, goes through `AudioFrontEnd.prepare`:
 mix to mono, resample to 8 kHz, trim the silence around the voice, normalise the peak, centre it in a
@@ -7,7 +7,7 @@ fixed-length window and take the log-mel spectrogram. `waveform_from_log_mel` go
 
 The log-mel and Griffin-Lim are torchaudio's (`MelSpectrogram` with an HTK mel scale, `InverseMelScale`,
 `GriffinLim` with zero initial phase), written out in numpy so that the app runs without torch and in the
-browser (Pyodide has numpy and scipy); tests hold them to torchaudio's results.
+browser (Pyodide has numpy); tests hold them to torchaudio's results.
 """
 
 from __future__ import annotations
@@ -134,18 +134,42 @@ def resample_ratio(ratio) -> Fraction:
 
 
 def resample(wave: np.ndarray, ratio) -> np.ndarray:
-    """`wave` (time on the last axis) stretched to `ratio` times as many samples, by scipy's polyphase
-    resampler.
+    """`wave` (time on the last axis) stretched to `ratio` times as many samples: scipy's `resample_poly`
+    (a Kaiser-windowed sinc, 20 taps per term of the ratio, beta 5), computed here in numpy so that the app
+    needs no scipy (140 MB); tests hold it to scipy's result.
 
     `ratio` is the new rate over the old one, e.g. Fraction(8000, 44100); it is rounded by
-    `resample_ratio`, which bounds the filter's size and so the cost, whatever the rates.
+    `resample_ratio`, which bounds the filter's size and so the cost, whatever the rates; the products
+    read the input through strided views, so the memory is the input's twice.
     """
     frac = resample_ratio(ratio)
     if frac == 1:
         return wave
-    from scipy.signal import resample_poly  # 0.8 s to import: paid by the first recording not at 8 kHz only
-
-    return resample_poly(np.asarray(wave, np.float32), frac.numerator, frac.denominator, axis=-1).astype(np.float32)
+    up, down = frac.numerator, frac.denominator
+    x = np.asarray(wave, np.float32)
+    widest = max(up, down)
+    half = 10 * widest
+    taps = np.sinc(np.arange(-half, half + 1) / widest) * np.kaiser(2 * half + 1, 5.0)
+    taps *= up / taps.sum()
+    per_phase = -(-len(taps) // up)
+    bank = np.zeros(up * per_phase)
+    bank[:len(taps)] = taps
+    bank = bank.reshape(per_phase, up).T[:, ::-1].astype(np.float32)  # bank[phase, -1 - i] = taps[phase + i * up]
+    # Output m is the filter centred on input position (m * down - pre) / up, as resample_poly aligns it.
+    pre = down - half % down
+    first = (half + pre) // down
+    n_out = -(-x.shape[-1] * up // down)
+    at = np.arange(first, first + min(up, n_out)) * down - pre
+    phase, last = at % up, at // up + per_phase  # last: the newest input an output reads, in the padded input
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, [(0, 0)] * (x.ndim - 1) + [(per_phase, per_phase)]), per_phase, axis=-1)
+    out = np.empty((*x.shape[:-1], n_out), np.float32)
+    # Outputs up apart share a phase and read inputs down apart: one matrix-vector product each.
+    for r in range(len(at)):
+        count = len(range(r, n_out, up))
+        start = last[r] - per_phase + 1
+        out[..., r::up] = windows[..., start:start + down * (count - 1) + 1:down, :] @ bank[phase[r]]
+    return out
 
 
 def _hz_to_mel(hz):
@@ -180,16 +204,31 @@ def stft(wave: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarr
 
 def istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
     """The inverse of `stft` by weighted overlap-add, as torch.istft(center=True) without a length."""
-    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1) * window  # (..., T, n_fft)
+    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32) * window  # (..., T, n_fft)
     count = frames.shape[-2]
     size = n_fft + hop * (count - 1)
-    out = np.zeros((*frames.shape[:-2], size), np.float64)
-    envelope = np.zeros(size, np.float64)
-    for t in range(count):
-        out[..., t * hop:t * hop + n_fft] += frames[..., t, :]
-        envelope[t * hop:t * hop + n_fft] += window.astype(np.float64) ** 2
+    out = np.zeros((*frames.shape[:-2], size), np.float32)
+    envelope = _envelope(window.tobytes(), n_fft, hop, count)
+    if n_fft % hop == 0:  # overlap-add as n_fft / hop shifted block sums rather than one add per frame
+        blocks = out.reshape(*out.shape[:-1], -1, hop)
+        pieces = frames.reshape(*frames.shape[:-1], n_fft // hop, hop)
+        for k in range(n_fft // hop):
+            blocks[..., k:k + count, :] += pieces[..., :, k, :]
+    else:
+        for t in range(count):
+            out[..., t * hop:t * hop + n_fft] += frames[..., t, :]
     half = n_fft // 2
-    return (out[..., half:size - half] / envelope[half:size - half]).astype(np.float32)
+    return out[..., half:size - half] / envelope[half:size - half]
+
+
+@functools.lru_cache(maxsize=8)
+def _envelope(window: bytes, n_fft: int, hop: int, count: int) -> np.ndarray:
+    """The overlap-added squared window that istft divides by."""
+    square = np.frombuffer(window, np.float32).astype(np.float64) ** 2
+    envelope = np.zeros(n_fft + hop * (count - 1))
+    for t in range(count):
+        envelope[t * hop:t * hop + n_fft] += square
+    return envelope.astype(np.float32)
 
 
 class AudioFrontEnd:
