@@ -8,9 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     OMP_NUM_THREADS=1
 
-# The CPU wheels are a fraction of the size of PyPI's CUDA build of torch. torchaudio must come from the
-# same index: a CUDA-built torchaudio extension does not load next to a CPU-only torch.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchaudio==2.11.0
+# The app runs on the lean runtime (numpy): no torch in the image.
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 

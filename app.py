@@ -14,10 +14,10 @@ PAGES = [
     st.Page("pages/report.py", title="Report", icon=":material/analytics:"),
 ]
 
-# The navigation goes out before the library is imported: the first run in a fresh server imports PyTorch
-# (seconds), and until st.navigation runs Streamlit shows its own menu of the pages/ file names.
+# The navigation goes out before the library is imported: the first run in a fresh server imports plotly and
+# the model, and until st.navigation runs Streamlit shows its own menu of the pages/ file names.
 page = st.navigation(PAGES)
-with st.spinner("Starting up: loading PyTorch…"):
+with st.spinner("Starting up: loading the model…"):
     from webapp import ui
 
 with ui.guard():
