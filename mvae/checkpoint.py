@@ -65,13 +65,19 @@ def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
 # -- models -------------------------------------------------------------------------------------------------
 
 
-def save_model(folder, model: MVAE, info: dict, dtype: str = "float32") -> Path:
-    """Write model.safetensors and model.json into `folder`; `info` holds metrics, history, provenance."""
-    folder = Path(folder)
+def _record(model: MVAE, info: dict, dtype: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of a model file: the weights in `dtype`, the config, the lean runtime's
+    program (checked to reproduce the model), and `info`."""
     tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     runtime = program(model)
     check_program(model, runtime, tensors)  # the lean runtime reproduces this model, or nothing is written
-    meta = {"model_config": to_dict(model.cfg), "dtype": dtype, "runtime": runtime, "info": info}
+    return tensors, {"model_config": to_dict(model.cfg), "dtype": dtype, "runtime": runtime, "info": info}
+
+
+def save_model(folder, model: MVAE, info: dict, dtype: str = "float32") -> Path:
+    """Write model.safetensors and model.json into `folder`; `info` holds metrics, history, provenance."""
+    folder = Path(folder)
+    tensors, meta = _record(model, info, dtype)
     atomic_write(folder / MODEL_FILE, pack(tensors, meta))
     atomic_write_json(folder / MODEL_JSON, meta)
     return folder / MODEL_FILE
@@ -262,10 +268,19 @@ def load_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, g
 
 
 def upgrade(path) -> Path:
-    """Rewrite a verified checkpoint in the current format, with the lean runtime's program; the weights
-    stay the same."""
+    """Rewrite a verified checkpoint file in the current format; a model's file also gets the lean runtime's
+    program (and its JSON copy, when there is one, the same metadata). The weights stay the same."""
     file = model_path(path)
-    model, meta = load_model(file)
+    tensors, meta = unpack(file)
+    if "model_config" not in meta:  # another file of this format, such as the judges
+        if meta["version"] < VERSION:
+            atomic_write(file, pack({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, meta))
+        return file
     if meta["version"] == VERSION and "runtime" in meta:
         return file
-    return save_model(file.parent, model, meta.get("info", {}), meta.get("dtype", "float32"))
+    model, meta = load_model(file)
+    tensors, new_meta = _record(model, meta.get("info", {}), meta.get("dtype", "float32"))
+    atomic_write(file, pack(tensors, new_meta))
+    if file.with_suffix(".json").is_file():
+        atomic_write_json(file.with_suffix(".json"), new_meta)
+    return file

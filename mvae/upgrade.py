@@ -2,8 +2,10 @@
 
     python -m mvae.upgrade checkpoints/default checkpoints/judges/judges.safetensors
 
-The tensors' bytes are kept as they are, so an upgraded model predicts exactly as before; only the header
-(format version and digest) changes. Files already in the current format are left as they are.
+The weights are kept as they are, so an upgraded model predicts exactly as before; the header is
+rewritten in the current format, with the lean runtime's program that `mvae.load()` runs. This needs
+torch (the training requirements), as the program is written from the torch model. Files already in the
+current format with a program are left as they are.
 """
 
 from __future__ import annotations

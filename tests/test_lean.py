@@ -278,3 +278,15 @@ def test_the_lean_requirements_hold_no_torch():
     assert names and not names & {"torch", "torchaudio", "tqdm", "optuna", "scipy", "-r"}
     train = (ROOT / "requirements-train.txt").read_text()
     assert "-r requirements.txt" in train and "torch==" in train
+
+
+def test_upgrading_reaches_the_judges_without_making_them_a_model(tmp_path):
+    import shutil
+
+    from mvae.upgrade import main
+
+    judges = tmp_path / "judges.safetensors"
+    shutil.copy(ROOT / "checkpoints" / "judges" / "judges.safetensors", judges)
+    before = judges.read_bytes()
+    assert main([str(judges)]) == 0
+    assert judges.read_bytes() == before and "runtime" not in checkpoint.unpack(judges)[1]

@@ -123,6 +123,7 @@ def robustness(model: MVAE, data_dir, per_script: int = 1000, seed: int = 0) -> 
                     kept.append(i)
                 except InputError:  # refused as silent or too short: the user sees an error, not a digit
                     pass
-            heard = unimodal_accuracy(model, "speech", Bank(torch.from_numpy(np.stack(inputs)), labels[kept])) if kept else 0.0
+            heard = unimodal_accuracy(model, "speech", Bank(torch.from_numpy(np.stack(inputs)), labels[kept])) \
+                if kept else 0.0
             scores[f"speech heard {style_name}"] = heard * len(kept) / len(sounds)
     return scores
