@@ -21,7 +21,6 @@ from .errors import CheckpointError
 from .model.export import check_program, program
 from .model.model import MVAE
 from .store import (
-    FORMAT,
     MAX_PARAMETERS,
     MODEL_FILE,
     MODEL_JSON,
@@ -31,12 +30,11 @@ from .store import (
     _canonical,
     _damaged,
     _misfit,
-    _split,
     atomic_write,
     atomic_write_json,
-    digest,
     model_config,
     model_path,
+    seal,
     unpack,
 )
 
@@ -47,19 +45,8 @@ ST_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", to
 
 
 def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {k: v for k, v in meta.items() if k != "sha256"}
-    # The digest is taken over the metadata as a reader parses it (tuples become lists, keys texts).
-    meta = json.loads(json.dumps(dict(meta, format=FORMAT, version=VERSION)))
-    draft = st_save(tensors, metadata={"mvae": json.dumps(meta)})
-    header, start = _split(draft)
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    meta["sha256"] = digest(entries, meta, memoryview(draft)[start:])
-    blob = st_save(tensors, metadata={"mvae": json.dumps(meta)})
-    final, _ = _split(blob)
-    if {k: v for k, v in final.items() if k != "__metadata__"} != entries:  # offsets never depend on metadata
-        raise RuntimeError("safetensors laid the tensors out differently on the second pass")
-    return blob
+    return seal(lambda t, m: st_save(t, metadata=m), {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                meta)
 
 
 # -- models -------------------------------------------------------------------------------------------------

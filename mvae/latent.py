@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save
 
 from .errors import CheckpointError
-from .store import atomic_write
+from .store import atomic_write, seal, unpack
 
 LATENT_MAP_FILE = "latent_map.safetensors"
 LIVE_SPAN = 2.0  # a dimension is traversed from -LIVE_SPAN to +LIVE_SPAN
+FIELDS = ("latents", "coords", "labels", "mean", "components")
+CONTENT = "latent map"
 
 
 @dataclass
@@ -34,9 +35,12 @@ class LatentMap:
         return (np.asarray(latents, np.float32).reshape(-1, self.mean.shape[0]) - self.mean) @ self.components.T
 
     def save(self, folder) -> Path:
+        """Written by the evaluator, in the checkpoints' format (digest and all)."""
+        from safetensors.numpy import save  # writing only: the lean app reads the file with mvae.store
+
         path = Path(folder) / LATENT_MAP_FILE
-        atomic_write(path, save({k: np.ascontiguousarray(getattr(self, k)) for k in
-                                 ("latents", "coords", "labels", "mean", "components")}))
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in FIELDS}
+        atomic_write(path, seal(lambda t, m: save(t, metadata=m), arrays, {"content": CONTENT}))
         return path
 
     @classmethod
@@ -45,10 +49,13 @@ class LatentMap:
         if not path.is_file():
             return None
         try:
-            return cls(**load_file(path))
-        except Exception as exc:
-            raise CheckpointError(f"The latent map {path} is damaged ({type(exc).__name__}); "
-                                  "re-run the evaluator.") from exc
+            arrays, meta = unpack(path)
+            if meta.get("content") != CONTENT or set(arrays) != set(FIELDS):
+                raise CheckpointError(f"{path} holds {sorted(arrays)}, not a latent map")
+            return cls(**{k: np.array(v) for k, v in arrays.items()})
+        except CheckpointError as exc:
+            raise CheckpointError(f"The latent map {path} cannot be used ({exc}). Re-run the evaluator: "
+                                  f"python -m mvae.evaluation.report {Path(folder)}") from exc
 
 
 def dimension_effects(model, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:

@@ -114,6 +114,23 @@ def _split(blob: bytes) -> tuple[dict, int]:
 
 
 
+def seal(serialise: Callable[[dict, dict], bytes], tensors: dict, meta: dict) -> bytes:
+    """Safetensors bytes of `tensors` whose metadata carries this format, its version and the digest.
+    `serialise(tensors, metadata)` is safetensors' `save` for the library the tensors are of."""
+    meta = {k: v for k, v in meta.items() if k != "sha256"}
+    # The digest is taken over the metadata as a reader parses it (tuples become lists, keys texts).
+    meta = json.loads(json.dumps(dict(meta, format=FORMAT, version=VERSION)))
+    draft = serialise(tensors, {"mvae": json.dumps(meta)})
+    header, start = _split(draft)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    meta["sha256"] = digest(entries, meta, memoryview(draft)[start:])
+    blob = serialise(tensors, {"mvae": json.dumps(meta)})
+    final, _ = _split(blob)
+    if {k: v for k, v in final.items() if k != "__metadata__"} != entries:  # offsets never depend on metadata
+        raise RuntimeError("safetensors laid the tensors out differently on the second pass")
+    return blob
+
+
 # -- reading ------------------------------------------------------------------------------------------------
 
 

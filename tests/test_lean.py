@@ -234,48 +234,71 @@ NO_TORCH = """
     import importlib.abc, sys
     class Refuse(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchaudio", "tqdm", "optuna", "scipy"):
+            if name.split(".")[0] in ("torch", "torchaudio", "tqdm", "optuna", "scipy", "safetensors"):
                 raise ImportError(f"the lean app imported {name}")
     sys.meta_path.insert(0, Refuse())
 """
 
 
-def test_the_app_and_the_facade_run_without_torch(tmp_path):
-    """Every page, and every facade call the pages make, with torch, torchaudio, tqdm, optuna and scipy
-    unimportable (the app installs none of them)."""
-    script = textwrap.dedent(NO_TORCH) + textwrap.dedent("""
-        import numpy as np
-        from streamlit.testing.v1 import AppTest
-        import mvae
-        from webapp import ui
-        from tests.helpers import class_image, tone
+APP_WITHOUT_TORCH = """
+    import numpy as np
+    from streamlit.testing.v1 import AppTest
+    import mvae
+    from webapp import ui
 
-        pipe = mvae.load()
-        rng = np.random.default_rng(0)
-        pred = pipe.predict({"farsi": class_image(5, rng, "farsi"), "speech": (tone(5, rng), 16000)})
-        assert pred.speech.waveform.size and pred.images["kannada"].shape == (28, 28)
-        pipe.generate(5, n=3).speech
-        pipe.traverse(pred.latent_mean, [0, 1], [-1.0, 1.0])
-        pipe.interpolate(pred.latent_mean, pipe.label_posterior(2)[0], 4)
-        pipe.restyle(pred.latent_mean, keep=("farsi",), n=2)
-        pipe.dimension_effects(pred.latent_mean, "farsi")
-        assert pipe.latent_map is not None
-        at = AppTest.from_file("app.py", default_timeout=120)
-        at.run()
-        for page in ("home", "draw", "speak", "combine", "generate", "latent", "report"):
-            at.switch_page(f"pages/{page}.py").run()
-            assert not at.exception, (page, [e.value for e in at.exception])
-        assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "torchaudio")]
-        print("lean ok")
-    """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    pipe = mvae.load()
+    rng = np.random.default_rng(0)
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    tone = np.sin(2 * np.pi * 300 * np.arange(8000) / 16000).astype(np.float32)
+    pred = pipe.predict({"farsi": digit, "speech": (tone, 16000)})
+    assert pred.speech.waveform.size and pred.images["kannada"].shape == (28, 28)
+    pipe.generate(5, n=3).speech
+    pipe.traverse(pred.latent_mean, [0, 1], [-1.0, 1.0])
+    pipe.interpolate(pred.latent_mean, pipe.label_posterior(2)[0], 4)
+    pipe.restyle(pred.latent_mean, keep=("farsi",), n=2)
+    pipe.dimension_effects(pred.latent_mean, "farsi")
+    assert pipe.latent_map is not None and pipe.report() is not None
+    at = AppTest.from_file("app.py", default_timeout=120)
+    at.run()
+    for page in ("home", "draw", "speak", "combine", "generate", "latent", "report"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "torchaudio")]
+    print("lean ok", mvae.__file__)
+"""
+
+
+def run_without_torch(folder: Path) -> str:
+    script = textwrap.dedent(NO_TORCH) + textwrap.dedent(APP_WITHOUT_TORCH)
+    done = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "lean ok" in done.stdout, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_app_and_the_facade_run_without_torch():
+    """Every page, and every facade call the pages make, with torch, torchaudio, tqdm, optuna, scipy and
+    safetensors unimportable (the app installs none of them)."""
+    run_without_torch(ROOT)
+
+
+def test_the_static_space_bundle_holds_all_the_app_needs(tmp_path):
+    """space/build.py collects the files the browser mounts; run from those files alone, the app works."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, str(ROOT / "space" / "build.py"), "--out", str(dist)], check=True,
+                   capture_output=True, timeout=120)
+    out = run_without_torch(dist / "files")
+    assert str(dist / "files" / "mvae") in out, "the app should have run from the bundle, not the repository"
+    html = (dist / "index.html").read_text()
+    assert '"entrypoint": "app.py"' in html and "mvae/runtime/ops.py" in html and "torch" not in html
+    assert (dist / "README.md").read_text().startswith("---\ntitle:") and "sdk: static" in html + \
+        (dist / "README.md").read_text()
 
 
 def test_the_lean_requirements_hold_no_torch():
     lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
     names = {line.split("=")[0].split(">")[0].split("<")[0].strip().lower() for line in lines if line}
-    assert names and not names & {"torch", "torchaudio", "tqdm", "optuna", "scipy", "-r"}
+    assert names and not names & {"torch", "torchaudio", "tqdm", "optuna", "scipy", "safetensors", "-r"}
     train = (ROOT / "requirements-train.txt").read_text()
     assert "-r requirements.txt" in train and "torch==" in train
 
