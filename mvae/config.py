@@ -377,3 +377,25 @@ def train_config_from_dict(data: dict) -> TrainConfig:
 def shipped_configs() -> tuple[ModelConfig, TrainConfig]:
     """The configs SHIPPED_RECIPE gives: train.py's defaults."""
     return model_config_from_dict(SHIPPED_RECIPE["model"]), train_config_from_dict(SHIPPED_RECIPE["train"])
+
+
+class ConfiguredLatent:
+    """What a model's config says of its modalities and its latent, for the torch and the lean model alike:
+    a subclass sets `self.cfg`."""
+
+    cfg: ModelConfig
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.modalities)
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        return self.cfg.style_names
+
+    def latent_layout(self) -> dict[str, slice]:
+        return self.cfg.latent_layout()
+
+    @property
+    def full_latent_dim(self) -> int:
+        return self.cfg.full_latent_dim

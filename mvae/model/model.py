@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import INPUT_MODALITIES, LABEL, ModelConfig
+from ..config import INPUT_MODALITIES, LABEL, ConfiguredLatent, ModelConfig
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
 
@@ -30,7 +30,7 @@ def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None
     return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 
-class MVAE(nn.Module):
+class MVAE(nn.Module, ConfiguredLatent):
     def __init__(self, cfg: ModelConfig, encoders: dict | None = None, decoders: dict | None = None):
         super().__init__()
         self.cfg = cfg
@@ -44,21 +44,6 @@ class MVAE(nn.Module):
         # log-mel's) keep the state-dict keys of every checkpoint written before, `speech_norm.mean/std`.
         for name, modality in self.modalities.items():
             self.add_module(f"{name}_norm", modality.make_norm())
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(self.cfg.modalities)
-
-    @property
-    def style_names(self) -> tuple[str, ...]:
-        return self.cfg.style_names
-
-    def latent_layout(self) -> dict[str, slice]:
-        return self.cfg.latent_layout()
-
-    @property
-    def full_latent_dim(self) -> int:
-        return self.cfg.full_latent_dim
 
     def training_subsets(self) -> list[tuple[str, ...]]:
         """Every non-empty subset of the inputs, plus the label alone (so a digit can generate everything)."""

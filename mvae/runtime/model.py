@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import LABEL, ModelConfig
+from ..config import LABEL, ConfiguredLatent, ModelConfig
 from ..errors import CheckpointError
 from ..kinds import kind
 from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, _damaged, _misfit, model_config, model_path, unpack
@@ -43,7 +43,7 @@ def product_of_experts(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, 
     return joint_mu, -(top + np.log(total))
 
 
-class LeanMVAE:
+class LeanMVAE(ConfiguredLatent):
     """A trained MVAE as numpy arrays and the program that runs them."""
 
     def __init__(self, cfg: ModelConfig, runtime: dict, tensors: dict[str, np.ndarray]):
@@ -52,22 +52,6 @@ class LeanMVAE:
         self.encoders, self.decoders, self.norms = runtime["encoders"], runtime["decoders"], runtime["norms"]
         self.tensors = {k: np.ascontiguousarray(v, np.float32) if v.dtype.kind == "f" else v
                         for k, v in tensors.items()}
-
-    # -- the latent's layout, as the config gives it ----------------------------------------------------
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(self.cfg.modalities)
-
-    @property
-    def style_names(self) -> tuple[str, ...]:
-        return self.cfg.style_names
-
-    def latent_layout(self) -> dict[str, slice]:
-        return self.cfg.latent_layout()
-
-    @property
-    def full_latent_dim(self) -> int:
-        return self.cfg.full_latent_dim
 
     # -- the forward pass --------------------------------------------------------------------------------
     def _tensor(self, ref: dict) -> np.ndarray:
