@@ -9,10 +9,7 @@ a spoken digit).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -21,64 +18,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+from tests.served_app import CHROMIUM, LAUNCH_ARGS, rss_mb, served_app
+
+# Chromium's fake microphone, which plays a file, with its permission prompt answered.
+MIC_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak resident) of a process, in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-class Server:
-    def __init__(self, root: Path, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.started = time.perf_counter()
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                 "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                cwd=root, stdout=out, stderr=subprocess.STDOUT)
-
-    def wait_until_up(self) -> float:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not answers(f"{self.url}/_stcore/health"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not come up: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        return time.perf_counter() - self.started
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def wait_rendered(page) -> None:
@@ -147,7 +91,7 @@ def measure_app(root: Path, starts: int, target_start_s: float, target_rss_mb: f
         mic, what = fake_microphone(tmp)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                        args=LAUNCH_ARGS + [f"--use-file-for-fake-audio-capture={mic}"])
+                                        args=LAUNCH_ARGS + MIC_ARGS + [f"--use-file-for-fake-audio-capture={mic}"])
             try:
                 return with_browser(root, tmp, browser, starts, target_start_s, target_rss_mb, what, Row)
             finally:
@@ -161,20 +105,20 @@ def with_browser(root, tmp, browser, starts, target_start_s, target_rss_mb, mic_
         context.grant_permissions(["microphone"])
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_S * 1000)
-        server = Server(root, tmp / f"server-{i}.log")
+        started = time.perf_counter()
         try:
-            up.append(server.wait_until_up())
-            page.goto(server.url)
-            wait_rendered(page)
-            rendered.append(time.perf_counter() - server.started)
-            if i == starts - 1:  # the last server also serves a drawing and a recording
-                before = rss_mb(server.proc.pid)[0]
-                drawn = draw_a_digit(page, server.url)
-                heard = say_a_digit(page, server.url)
-                after, peak = rss_mb(server.proc.pid)
+            with served_app(tmp / f"server-{i}.log") as server:
+                up.append(time.perf_counter() - started)
+                page.goto(server.url)
+                wait_rendered(page)
+                rendered.append(time.perf_counter() - started)
+                if i == starts - 1:  # the last server also serves a drawing and a recording
+                    before = rss_mb(server.pid)[0]
+                    drawn = draw_a_digit(page, server.url)
+                    heard = say_a_digit(page, server.url)
+                    after, peak = rss_mb(server.pid)
         finally:
             context.close()
-            server.stop()
     start = statistics.median(rendered)
     rows = [
         Row("3a. app cold start: `streamlit run` → home page rendered", f"{start:.1f} s",
@@ -193,14 +137,9 @@ def served_only(root, tmp, starts, target_start_s, Row) -> list:
     """Without a browser: the time until the server serves the page's HTML; the memory needs a browser."""
     times = []
     for i in range(starts):
-        server = Server(root, tmp / f"server-{i}.log")
-        try:
-            server.wait_until_up()
-            while not answers(server.url):
-                time.sleep(0.05)
-            times.append(time.perf_counter() - server.started)
-        finally:
-            server.stop()
+        started = time.perf_counter()
+        with served_app(tmp / f"server-{i}.log") as server, urllib.request.urlopen(server.url, timeout=30):
+            times.append(time.perf_counter() - started)
     start = statistics.median(times)
     return [
         Row("3a. app cold start: `streamlit run` → first page served", f"{start:.1f} s", f"≤ {target_start_s:g} s",

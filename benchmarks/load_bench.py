@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import platform
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 import psutil
 import soundfile as sf
 
+from mvae.store import atomic_write_json
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{os.getloadavg()[0]:.1f} at the end",
               "command": "python -m benchmarks.load_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "rounds": args.rounds, "hostile_rate": args.hostile_rate, "levels": levels, "server_log_tail": log_tail}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2))
-    os.replace(tmp_out, args.out)
+    atomic_write_json(args.out, report)
     print(markdown(report))
     return 0 if all(all(level["met"].values()) for level in levels) else 1
 

@@ -5,6 +5,7 @@ import errno
 import gzip
 import hashlib
 import io
+import os
 import threading
 import urllib.parse
 import wave
@@ -360,10 +361,17 @@ class FullDisk:
 def test_a_full_disk_says_how_much_space_is_needed(server, tmp_path, fixtures, monkeypatch, where):
     def fake_open(path, mode="r", *args, **kwargs):
         fh = open(path, mode, *args, **kwargs)
-        fails = str(path).endswith(".part") if where == "download" else str(path).endswith(".tmp")
-        return FullDisk(fh, allowed=1000) if "w" in mode and fails else fh
+        return FullDisk(fh, allowed=1000) if "w" in mode and str(path).endswith(".part") else fh
 
-    monkeypatch.setattr(download, "open", fake_open, raising=False)
+    def fake_fdopen(fd, mode="r", *args, **kwargs):  # the atomic writer's temporary file
+        fh = real_fdopen(fd, mode, *args, **kwargs)
+        return FullDisk(fh, allowed=1000) if "w" in mode else fh
+
+    real_fdopen = os.fdopen
+    if where == "download":
+        monkeypatch.setattr(download, "open", fake_open, raising=False)
+    else:
+        monkeypatch.setattr(os, "fdopen", fake_fdopen)
     with pytest.raises(DataError, match="disk is full") as info:
         run(server, tmp_path, fixtures, only=["kannada"])
     message = str(info.value)

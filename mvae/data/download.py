@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ..config import IMAGE_SIZE, N_CLASSES
 from ..errors import DataError, run_cli
+from ..store import atomic_write
 from .formats import prepare_images, read_hoda_cdb, read_idx
 from .sources import resolve_data_dir
 
@@ -189,13 +190,9 @@ def _temp_path(path: Path) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees half a file."""
-    tmp = _temp_path(path)
-    try:
-        _write_file(tmp, data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Through a temporary file in the same folder, so a reader never sees half a file."""
+    with _disk_space(path, len(data)):
+        atomic_write(path, data)
 
 
 def _save_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
