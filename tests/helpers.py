@@ -96,3 +96,21 @@ def plain_model_flags() -> list[str]:
         for name in SHIPPED_RECIPE[section]:
             flags += [f"--{name.replace('_', '-')}", str(getattr(defaults, name))]
     return [*flags, "--save-dtype", "float32"]
+
+
+# -- tiny models ----------------------------------------------------------------------------------------------
+def tiny_model_and_batch(style_dim: int = 0, latent_dim: int = 4, batch_size: int = 5):
+    """A small MVAE (8x8 log-mels, hidden 16) seeded alike every time, and a random batch of every modality."""
+    import torch
+
+    from mvae.config import AudioConfig, ModelConfig
+    from mvae.model.model import MVAE
+
+    torch.manual_seed(0)
+    model = MVAE(ModelConfig(latent_dim=latent_dim, style_dim=style_dim, hidden=16,
+                             audio=AudioConfig(n_mels=8, n_frames=8)))
+    b = batch_size
+    batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
+             "label": torch.randint(0, 10, (b,))}
+    return model, batch
+

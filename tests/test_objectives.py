@@ -1,24 +1,18 @@
 import math
 
 import pytest
-import torch
 import torch.nn.functional as F
 
-from mvae.config import AudioConfig, ModelConfig
+from mvae.config import ModelConfig
 from mvae.model.model import MVAE
 from mvae.model.objectives import beta_at, mvae_objective
 from mvae.model.poe import kl_to_prior
+from tests.helpers import tiny_model_and_batch
 
 
 @pytest.fixture
 def tiny():
-    torch.manual_seed(0)
-    cfg = ModelConfig(latent_dim=4, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8))
-    model = MVAE(cfg)
-    b = 5
-    batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
-             "label": torch.randint(0, 10, (b,))}
-    return model, batch
+    return tiny_model_and_batch()
 
 
 def test_subsets_are_the_seven_input_subsets_and_the_label(tiny):

@@ -10,19 +10,15 @@ from mvae.inference import Pipeline
 from mvae.model.model import MVAE
 from mvae.model.objectives import mvae_objective
 from mvae.model.poe import kl_to_prior
+from tests.helpers import tiny_model_and_batch
 
 SHARED, STYLE = 4, 3
 
 
 @pytest.fixture
 def styled():
-    torch.manual_seed(0)
-    cfg = ModelConfig(latent_dim=SHARED, style_dim=STYLE, hidden=16, audio=AudioConfig(n_mels=8, n_frames=8))
-    model = MVAE(cfg).eval()
-    b = 5
-    batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
-             "label": torch.randint(0, 10, (b,))}
-    return model, batch
+    model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED)
+    return model.eval(), batch
 
 
 def test_the_full_latent_is_the_shared_part_then_each_style(styled):

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from ..config import INPUT_MODALITIES, LABEL, ConfiguredLatent, ModelConfig
+from ..runtime.model import Encoded
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
-
-
-@dataclass
-class Encoded:
-    """Encoder outputs of the given modalities: shared experts (E, B, D) and each one's style (B, S)."""
-
-    names: tuple[str, ...]
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    styles: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    inputs: dict[str, torch.Tensor]  # what each encoder was fed: the given data, normalised
 
 
 def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,14 @@ PROGRAM_VERSION = 1
 
 @dataclass
 class Encoded:
-    """Encoder outputs of the given modalities: shared experts (E, B, D) and each one's style (B, S)."""
+    """Encoder outputs of the given modalities, numpy arrays here and torch tensors in the torch model: shared
+    experts (E, B, D) and each one's style (B, S)."""
 
     names: tuple[str, ...]
-    mu: np.ndarray
-    logvar: np.ndarray
-    styles: dict[str, tuple[np.ndarray, np.ndarray]]
+    mu: Any
+    logvar: Any
+    styles: dict[str, tuple[Any, Any]]
+    inputs: dict[str, Any]  # what each encoder was fed: the given data, normalised
 
 
 def product_of_experts(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,16 +77,17 @@ class LeanMVAE(ConfiguredLatent):
         given = [n for n in self.names if n in inputs]
         if not given:
             raise ValueError("at least one modality must be given")
-        shared, mus, logvars, styles = self.cfg.latent_dim, [], [], {}
+        shared, mus, logvars, styles, fed = self.cfg.latent_dim, [], [], {}, {}
         for name in given:
             x = inputs[name] if kind(name).output == "softmax" else np.asarray(inputs[name], np.float32)
-            out = self._interpret(self.encoders[name], self.normalise(name, x))
+            fed[name] = self.normalise(name, x)
+            out = self._interpret(self.encoders[name], fed[name])
             mu, logvar = np.split(out, 2, axis=-1)
             mus.append(mu[:, :shared])
             logvars.append(logvar[:, :shared])
             if name in self.style_names:
                 styles[name] = (mu[:, shared:], logvar[:, shared:])
-        return Encoded(tuple(given), np.stack(mus), np.stack(logvars), styles)
+        return Encoded(tuple(given), np.stack(mus), np.stack(logvars), styles, fed)
 
     def full_posterior(self, inputs: dict[str, np.ndarray] | Encoded) -> tuple[np.ndarray, np.ndarray]:
         """Mean and log-variance of the full latent (B, F): the fused shared posterior, each given modality's
