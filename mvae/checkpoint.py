@@ -27,11 +27,11 @@ from .store import (
     STATE_FILE,
     VERSION,
     Spec,
-    _canonical,
-    _damaged,
-    _misfit,
     atomic_write,
     atomic_write_json,
+    canonical,
+    damaged,
+    misfit,
     model_config,
     model_path,
     seal,
@@ -91,14 +91,14 @@ def _shape_model(cfg) -> MVAE:
 
 def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
     if meta.get("dtype", "float32") not in DTYPES:
-        raise _misfit(path, f"its weights' dtype is {meta.get('dtype')!r:.40}; use one of {sorted(DTYPES)}")
+        raise misfit(path, f"its weights' dtype is {meta.get('dtype')!r:.40}; use one of {sorted(DTYPES)}")
     if not isinstance(meta.get("info", {}), dict):
-        raise _damaged(path, "its info metadata is not an object")
+        raise damaged(path, "its info metadata is not an object")
     cfg = model_config(path, meta.get("model_config"))
     shapes = _shape_model(cfg).state_dict()
     n = sum(t.numel() for t in shapes.values())
     if n > MAX_PARAMETERS:
-        raise _misfit(path, f"its config describes {n:,} parameters; at most {MAX_PARAMETERS:,} are loaded")
+        raise misfit(path, f"its config describes {n:,} parameters; at most {MAX_PARAMETERS:,} are loaded")
     found["cfg"] = cfg
     stored = ST_NAMES[DTYPES[meta.get("dtype", "float32")]]
 
@@ -172,12 +172,12 @@ def _same_kind(saved, current) -> bool:
 def _state_spec(path: Path, meta: dict, model: MVAE, optimizer, generator) -> Spec:
     """The training state must come from this model and optimizer, with settings a resumed run can use."""
     said = meta.get("model_config")
-    if _canonical(said) != _canonical(json.loads(json.dumps(to_dict(model.cfg)))):
+    if canonical(said) != canonical(json.loads(json.dumps(to_dict(model.cfg)))):
         raise CheckpointError(f"The training state {path} was made with other model settings; resume with the "
                               "flags of that run, or train into a new --out folder.")
 
     def wrong(key: str, what: str) -> CheckpointError:
-        return _damaged(path, f"its {key} is {meta.get(key)!r:.60}, not {what}")
+        return damaged(path, f"its {key} is {meta.get(key)!r:.60}, not {what}")
 
     for key in ("epoch", "batch"):
         if type(meta.get(key)) is not int or not 0 <= meta[key] <= 10**9:

@@ -20,6 +20,7 @@ import numpy as np
 from . import arguments
 from .config import IMAGE_MODALITIES, IMAGE_SIZE, LABEL, AudioConfig, ModelConfig
 from .errors import InputError
+from .signals.images import prepare_digit
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ class ImageKind(Kind):
         return (IMAGE_SIZE, IMAGE_SIZE)
 
     def prepare(self, value, front_end, n_classes):
-        from .signals.images import prepare_digit
-
         return prepare_digit(value), None
 
     def bank(self, data_dir, name, split, front_end=None, aug_copies=0, aug_strength=1.0, seed=0,

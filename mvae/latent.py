@@ -52,7 +52,7 @@ class LatentMap:
             arrays, meta = unpack(path)
             if meta.get("content") != CONTENT or set(arrays) != set(FIELDS):
                 raise CheckpointError(f"{path} holds {sorted(arrays)}, not a latent map")
-            return cls(**{k: np.array(v) for k, v in arrays.items()})
+            return cls(**arrays)
         except CheckpointError as exc:
             raise CheckpointError(f"The latent map {path} cannot be used ({exc}). Re-run the evaluator: "
                                   f"python -m mvae.evaluation.report {Path(folder)}") from exc

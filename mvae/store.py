@@ -82,7 +82,7 @@ def atomic_write_json(path: Path, obj) -> None:
 # -- the digest ---------------------------------------------------------------------------------------------
 
 
-def _canonical(obj) -> bytes:
+def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -90,8 +90,8 @@ def digest(entries: dict, meta: dict, data) -> str:
     """Format 2: the tensor entries of the header (dtype, shape, data_offsets), the metadata without its
     own `sha256`, then the data section, in that order."""
     h = hashlib.sha256(f"{FORMAT}/2\n".encode())
-    h.update(_canonical(entries) + b"\n")
-    h.update(_canonical({k: v for k, v in meta.items() if k != "sha256"}) + b"\n")
+    h.update(canonical(entries) + b"\n")
+    h.update(canonical({k: v for k, v in meta.items() if k != "sha256"}) + b"\n")
     h.update(data)
     return h.hexdigest()
 
@@ -107,7 +107,7 @@ def _digest_v1(entries: dict, data) -> str:
     return h.hexdigest()
 
 
-def _split(blob: bytes) -> tuple[dict, int]:
+def split_header(blob: bytes) -> tuple[dict, int]:
     """The header of safetensors bytes that this module wrote, and where their data section starts."""
     (n,) = struct.unpack("<Q", blob[:8])
     return json.loads(blob[8:8 + n]), 8 + n
@@ -121,11 +121,11 @@ def seal(serialise: Callable[[dict, dict], bytes], tensors: dict, meta: dict) ->
     # The digest is taken over the metadata as a reader parses it (tuples become lists, keys texts).
     meta = json.loads(json.dumps(dict(meta, format=FORMAT, version=VERSION)))
     draft = serialise(tensors, {"mvae": json.dumps(meta)})
-    header, start = _split(draft)
+    header, start = split_header(draft)
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     meta["sha256"] = digest(entries, meta, memoryview(draft)[start:])
     blob = serialise(tensors, {"mvae": json.dumps(meta)})
-    final, _ = _split(blob)
+    final, _ = split_header(blob)
     if {k: v for k, v in final.items() if k != "__metadata__"} != entries:  # offsets never depend on metadata
         raise RuntimeError("safetensors laid the tensors out differently on the second pass")
     return blob
@@ -143,11 +143,11 @@ class Spec:
         self.tensors, self.optional = tensors, optional
 
 
-def _damaged(path: Path, why: str) -> CheckpointError:
+def damaged(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"The checkpoint {path} is damaged or is not an MVAE checkpoint: {why}. {RE_GET}")
 
 
-def _misfit(path: Path, why: str) -> CheckpointError:
+def misfit(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"The checkpoint {path} is damaged or does not fit this version of the model: {why}. "
                            f"{RE_GET}")
 
@@ -173,44 +173,44 @@ def _read_exact(f, path: Path, n: int, what: str) -> bytearray:
     except OSError as exc:
         raise CheckpointError(f"The checkpoint {path} could not be read ({exc.strerror or exc}).") from exc
     if got != n:
-        raise _damaged(path, f"its {what} ends early ({got} of {n} bytes); it changed while being read or is truncated")
+        raise damaged(path, f"its {what} ends early ({got} of {n} bytes); it changed while being read or is truncated")
     return buf
 
 
 def _entries(path: Path, header, data_size: int) -> tuple[dict, dict]:
     """The tensor entries and the raw metadata of a parsed header, with their layout checked."""
     if not isinstance(header, dict):
-        raise _damaged(path, "its header is not a JSON object")
+        raise damaged(path, "its header is not a JSON object")
     raw_meta = header.get("__metadata__")
     if not isinstance(raw_meta, dict) or not isinstance(raw_meta.get("mvae"), str):
-        raise _damaged(path, "its header carries no MVAE metadata")
+        raise damaged(path, "its header carries no MVAE metadata")
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     if len(entries) > MAX_TENSORS:
-        raise _damaged(path, f"it lists {len(entries)} tensors; at most {MAX_TENSORS} are read")
+        raise damaged(path, f"it lists {len(entries)} tensors; at most {MAX_TENSORS} are read")
     spans = []
     for name, entry in entries.items():
         if len(name) > MAX_STR_LEN or not isinstance(entry, dict) \
                 or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise _damaged(path, f"the header entry {name!r:.80} is malformed")
+            raise damaged(path, f"the header entry {name!r:.80} is malformed")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in ST_DTYPES:
-            raise _damaged(path, f"tensor {name!r} has dtype {dtype!r:.20}; this loader reads only {sorted(ST_DTYPES)}")
+            raise damaged(path, f"tensor {name!r} has dtype {dtype!r:.20}; this loader reads only {sorted(ST_DTYPES)}")
         if not isinstance(shape, list) or len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
-            raise _damaged(path, f"tensor {name!r} has the shape {shape!r:.80}")
+            raise damaged(path, f"tensor {name!r} has the shape {shape!r:.80}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
                 and 0 <= offsets[0] <= offsets[1]):
-            raise _damaged(path, f"tensor {name!r} has the data offsets {offsets!r:.80}")
+            raise damaged(path, f"tensor {name!r} has the data offsets {offsets!r:.80}")
         if offsets[1] - offsets[0] != math.prod(shape) * ST_DTYPES[dtype].itemsize:
-            raise _damaged(path, f"tensor {name!r} is {offsets[1] - offsets[0]} bytes, not the "
+            raise damaged(path, f"tensor {name!r} is {offsets[1] - offsets[0]} bytes, not the "
                                  f"{math.prod(shape) * ST_DTYPES[dtype].itemsize} its {dtype} shape {shape} needs")
         spans.append((offsets[0], offsets[1], name))
     end = 0
     for begin, stop, name in sorted(spans):
         if begin != end:
-            raise _damaged(path, f"tensor {name!r} starts at byte {begin} of the data, not {end}")
+            raise damaged(path, f"tensor {name!r} starts at byte {begin} of the data, not {end}")
         end = stop
     if end != data_size:
-        raise _damaged(path, f"its tensors take {end} bytes but the file holds {data_size} after the header "
+        raise damaged(path, f"its tensors take {end} bytes but the file holds {data_size} after the header "
                              "(truncated or padded)")
     return entries, raw_meta
 
@@ -219,37 +219,37 @@ def _parse_meta(path: Path, raw: str) -> dict:
     try:
         meta = json.loads(raw)
     except ValueError:
-        raise _damaged(path, "its metadata is not valid JSON") from None
+        raise damaged(path, "its metadata is not valid JSON") from None
     if not isinstance(meta, dict):
-        raise _damaged(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
+        raise damaged(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
-        raise _damaged(path, f"its header does not say {FORMAT!r}")
+        raise damaged(path, f"its header does not say {FORMAT!r}")
     version = meta.get("version")
     if type(version) is not int:
-        raise _damaged(path, f"its format version is {version!r:.40}, not a whole number")
+        raise damaged(path, f"its format version is {version!r:.40}, not a whole number")
     if version > VERSION:
         raise CheckpointError(f"{path} was written by a newer version (format {version}); update mvae.")
     if version < OLDEST_VERSION:
-        raise _damaged(path, f"its format version {version} is older than this loader reads ({OLDEST_VERSION})")
+        raise damaged(path, f"its format version {version} is older than this loader reads ({OLDEST_VERSION})")
     if not isinstance(meta.get("sha256"), str):
-        raise _damaged(path, "its metadata has no checksum")
+        raise damaged(path, "its metadata has no checksum")
     return meta
 
 
 def _check_spec(path: Path, entries: dict, spec: Spec) -> None:
     missing = sorted(set(spec.tensors) - set(entries))
     if missing:
-        raise _misfit(path, f"it lacks the tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise misfit(path, f"it lacks the tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     for name, entry in entries.items():
         want = spec.tensors.get(name) or spec.optional(name)
         if want is None:
-            raise _misfit(path, f"it holds a tensor {name!r:.80} that the model does not have")
+            raise misfit(path, f"it holds a tensor {name!r:.80} that the model does not have")
         dtypes, shape = want
         if entry["dtype"] not in dtypes:
-            raise _misfit(path, f"tensor {name!r} is stored as {entry['dtype']}, where {' or '.join(sorted(dtypes))} "
+            raise misfit(path, f"tensor {name!r} is stored as {entry['dtype']}, where {' or '.join(sorted(dtypes))} "
                                 "is expected")
         if tuple(entry["shape"]) != tuple(shape):
-            raise _misfit(path, f"tensor {name!r} has shape {entry['shape']}, where the model needs {list(shape)}")
+            raise misfit(path, f"tensor {name!r} has shape {entry['shape']}, where the model needs {list(shape)}")
 
 
 def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -262,15 +262,15 @@ def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tup
     with _open(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
-            raise _damaged(path, f"it is only {size} bytes long")
+            raise damaged(path, f"it is only {size} bytes long")
         (header_size,) = struct.unpack("<Q", _read_exact(f, path, 8, "header length"))
         if header_size > min(MAX_HEADER_BYTES, size - 8):
-            raise _damaged(path, f"its header claims {header_size} bytes, more than the file's {size} bytes or the "
+            raise damaged(path, f"its header claims {header_size} bytes, more than the file's {size} bytes or the "
                                  f"{MAX_HEADER_BYTES} a header may take")
         try:
             header = json.loads(_read_exact(f, path, header_size, "header"))
         except ValueError:
-            raise _damaged(path, "its header is not valid JSON") from None
+            raise damaged(path, "its header is not valid JSON") from None
         data_size = size - 8 - header_size
         entries, raw_meta = _entries(path, header, data_size)
         meta = _parse_meta(path, raw_meta["mvae"])
@@ -278,14 +278,14 @@ def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tup
         if wanted is not None:
             _check_spec(path, entries, wanted)
         elif data_size > MAX_DATA_BYTES:
-            raise _damaged(path, f"its tensors take {data_size} bytes, more than the {MAX_DATA_BYTES} read here")
+            raise damaged(path, f"its tensors take {data_size} bytes, more than the {MAX_DATA_BYTES} read here")
         data = _read_exact(f, path, data_size, "data")
     if meta["version"] >= 2:
         ok = set(raw_meta) == {"mvae"} and meta["sha256"] == digest(entries, meta, data)
     else:
         ok = meta["sha256"] == _digest_v1(entries, data)
     if not ok:
-        raise _damaged(path, "its header, metadata or weights do not match their checksum (a flipped or lost "
+        raise damaged(path, "its header, metadata or weights do not match their checksum (a flipped or lost "
                              "byte, or an edit)")
     tensors = {}
     for name, entry in entries.items():
@@ -346,9 +346,9 @@ def _check_json_copy(path: Path, meta: dict) -> None:
     ours = {k: v for k, v in meta.items() if k not in ("format", "version", "sha256", "info")}
     if isinstance(said, dict):
         said = {k: v for k, v in said.items() if k != "info"}
-    if not isinstance(said, dict) or _canonical(said) != _canonical(ours):
+    if not isinstance(said, dict) or canonical(said) != canonical(ours):
         keys = sorted(k for k in set(ours) | set(said if isinstance(said, dict) else {})
-                      if not isinstance(said, dict) or _canonical(said.get(k)) != _canonical(ours.get(k)))
+                      if not isinstance(said, dict) or canonical(said.get(k)) != canonical(ours.get(k)))
         raise CheckpointError(f"{copy} does not match the metadata inside {path} (it differs in {keys[:5]}); it "
                               f"is only a readable copy, so it was edited or belongs to another checkpoint. "
                               f"Restore it (re-download the checkpoint folder) or delete it.")
@@ -370,4 +370,4 @@ def model_config(path: Path, data):
     try:
         return model_config_from_dict(data)
     except ValueError as exc:
-        raise _misfit(path, f"its model_config is refused ({exc})") from None
+        raise misfit(path, f"its model_config is refused ({exc})") from None

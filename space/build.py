@@ -30,8 +30,6 @@ STLITE_CDN = f"https://cdn.jsdelivr.net/npm/@stlite/browser@{STLITE_VERSION}/bui
 ENTRYPOINT = "app.py"
 # The app: its entry point, its pages and the shared UI module. mvae's modules are found from their imports.
 APP_GLOBS = ("app.py", "pages/*.py", "webapp/*.py")
-# mvae modules imported inside functions that the app calls (top-level imports are followed on their own).
-LAZY_MODULES = ("mvae/signals/images.py",)
 CHECKPOINT_FILES = ("model.safetensors", "model.json", "eval.json", "eval.md", "latent_map.safetensors")
 SWEEP_RESULTS = "checkpoints/sweep/results.json"  # Pipeline.sweep_results reads ../sweep/results.json
 # requirements.txt lines that stlite provides otherwise: its own Streamlit fork.
@@ -71,7 +69,7 @@ def top_level_imports(path: Path) -> set[str]:
 
 def app_sources() -> list[Path]:
     """The app's files and every module of this repository they import at top level, transitively."""
-    todo = [p for pattern in APP_GLOBS for p in sorted(ROOT.glob(pattern))] + [ROOT / p for p in LAZY_MODULES]
+    todo = [p for pattern in APP_GLOBS for p in sorted(ROOT.glob(pattern))]
     seen: list[Path] = []
     while todo:
         path = todo.pop()

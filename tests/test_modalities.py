@@ -140,14 +140,14 @@ def test_shipped_checkpoint_predicts_as_with_manual_normalisation(name):
 def test_predict_runs_each_given_encoder_once():
     pipe = Pipeline(MVAE(ModelConfig()))
     calls = {n: 0 for n in pipe.model.names}
-    run = pipe.model._interpret
+    run = pipe.model.run_network
 
     def counted(steps, x):
         for name, encoder in pipe.model.encoders.items():
             calls[name] += steps is encoder
         return run(steps, x)
 
-    pipe.model._interpret = counted
+    pipe.model.run_network = counted
     rng = np.random.default_rng(0)
     pipe.predict({"farsi": class_image(2, rng, "farsi"), "speech": (tone(2, rng), 8000)})
     assert calls == {"farsi": 1, "kannada": 0, "speech": 1, "label": 0}

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import LABEL, ConfiguredLatent, ModelConfig
 from ..errors import CheckpointError
 from ..kinds import kind
-from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, _damaged, _misfit, model_config, model_path, unpack
+from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, damaged, misfit, model_config, model_path, unpack
 from . import ops
 
 PROGRAM_VERSION = 1
@@ -52,25 +52,33 @@ class LeanMVAE(ConfiguredLatent):
     def __init__(self, cfg: ModelConfig, runtime: dict, tensors: dict[str, np.ndarray]):
         self.cfg = cfg
         self.names = (*cfg.modalities, LABEL)  # the input modalities, then the label
-        self.encoders, self.decoders, self.norms = runtime["encoders"], runtime["decoders"], runtime["norms"]
-        self.tensors = {k: np.ascontiguousarray(v, np.float32) if v.dtype.kind == "f" else v
-                        for k, v in tensors.items()}
+        arrays = {k: np.ascontiguousarray(v, np.float32) if v.dtype.kind == "f" else v for k, v in tensors.items()}
+
+        def bind(steps):  # each tensor looked up once, here, rather than on every call
+            return [dict(s, tensors={role: arrays[ref["name"]] for role, ref in s.get("tensors", {}).items()})
+                    for s in steps]
+
+        self.encoders = {n: bind(steps) for n, steps in runtime["encoders"].items()}
+        self.decoders = {n: bind(steps) for n, steps in runtime["decoders"].items()}
+        # Each normaliser as (mean, std); a modality without one takes its data as it is.
+        self.norms = {n: (arrays[norm["mean"]["name"]], arrays[norm["std"]["name"]])
+                      for n, norm in runtime["norms"].items()}
 
     # -- the forward pass --------------------------------------------------------------------------------
-    def _tensor(self, ref: dict) -> np.ndarray:
-        return self.tensors[ref["name"]]
-
     def normalise(self, name: str, x: np.ndarray) -> np.ndarray:
-        norm = self.norms.get(name)
-        return (x - self._tensor(norm["mean"])) / self._tensor(norm["std"]) if norm else x
+        if name not in self.norms:
+            return x
+        mean, std = self.norms[name]
+        return (x - mean) / std
 
     def inverse(self, name: str, y: np.ndarray) -> np.ndarray:
-        norm = self.norms.get(name)
-        return y * self._tensor(norm["std"]) + self._tensor(norm["mean"]) if norm else y
+        if name not in self.norms:
+            return y
+        mean, std = self.norms[name]
+        return y * std + mean
 
-    def _interpret(self, steps: list[dict], x: np.ndarray) -> np.ndarray:
-        named = [dict(s, tensors={k: v["name"] for k, v in s.get("tensors", {}).items()}) for s in steps]
-        return ops.run(named, self.tensors, x)
+    def run_network(self, steps: list[dict], x: np.ndarray) -> np.ndarray:
+        return ops.run(steps, x)
 
     def encode(self, inputs: dict[str, np.ndarray]) -> Encoded:
         """Each given modality's encoder, run once, on data in the model's space (speech as raw log-mel)."""
@@ -79,9 +87,9 @@ class LeanMVAE(ConfiguredLatent):
             raise ValueError("at least one modality must be given")
         shared, mus, logvars, styles, fed = self.cfg.latent_dim, [], [], {}, {}
         for name in given:
-            x = inputs[name] if kind(name).output == "softmax" else np.asarray(inputs[name], np.float32)
-            fed[name] = self.normalise(name, x)
-            out = self._interpret(self.encoders[name], fed[name])
+            x = np.asarray(inputs[name])  # a label is a class index: only floating data becomes float32
+            fed[name] = self.normalise(name, x.astype(np.float32, copy=False) if x.dtype.kind == "f" else x)
+            out = self.run_network(self.encoders[name], fed[name])
             mu, logvar = np.split(out, 2, axis=-1)
             mus.append(mu[:, :shared])
             logvars.append(logvar[:, :shared])
@@ -110,7 +118,7 @@ class LeanMVAE(ConfiguredLatent):
             z = latents[:, layout["shared"]]
             if name in self.style_names:
                 z = np.concatenate([z, latents[:, layout[name]]], axis=-1)
-            decoded = ops.OUTPUTS[kind(name).output](self._interpret(self.decoders[name], z))
+            decoded = ops.OUTPUTS[kind(name).output](self.run_network(self.decoders[name], z))
             out[name] = self.inverse(name, decoded).astype(np.float32, copy=False)
         return out
 
@@ -142,17 +150,17 @@ class LeanMVAE(ConfiguredLatent):
                 shape = kind(name).shape(cfg)
                 item = np.zeros((1, *shape), np.int64 if not shape else np.float32)
                 size = cfg.latent_dim + (cfg.style_dim if name in self.style_names else 0)
-                got = self._interpret(self.encoders[name], item).shape
+                got = self.run_network(self.encoders[name], item).shape
                 if got != (1, 2 * size):
                     raise ValueError(f"the {name} encoder gives {got[1:]} numbers, not {2 * size}")
-                got = self._interpret(self.decoders[name], np.zeros((1, size), np.float32)).shape
+                got = self.run_network(self.decoders[name], np.zeros((1, size), np.float32)).shape
                 want = (1, *shape) if shape else (1, cfg.n_classes)
                 if got != want:
                     raise ValueError(f"the {name} decoder gives shape {got[1:]}, not {want[1:]}")
                 if name in self.norms:
                     self.inverse(name, np.zeros((1, *shape), np.float32))
         except (ValueError, IndexError, KeyError, TypeError) as exc:
-            raise _misfit(Path(path), f"its networks do not fit its config ({exc})") from None
+            raise misfit(Path(path), f"its networks do not fit its config ({exc})") from None
 
 
 def _refs(runtime: dict):
@@ -170,7 +178,7 @@ def _refs(runtime: dict):
 def _check_program(path: Path, runtime, names) -> None:
     """The program's structure, before any tensor is read: only known operations, settings and names."""
     def bad(why: str):
-        return _damaged(path, f"its lean runtime program {why}")
+        return damaged(path, f"its lean runtime program {why}")
 
     if not isinstance(runtime, dict) or runtime.get("version") != PROGRAM_VERSION \
             or set(runtime) != {"version", "encoders", "decoders", "norms"}:
@@ -214,7 +222,7 @@ def _spec(path: Path, meta: dict, found: dict) -> Spec:
                               f"`python -m mvae.upgrade {path}`.")
     dtype = meta.get("dtype", "float32")
     if dtype not in FLOAT_NAMES:
-        raise _misfit(path, f"its weights' dtype is {dtype!r:.40}; use one of {sorted(FLOAT_NAMES)}")
+        raise misfit(path, f"its weights' dtype is {dtype!r:.40}; use one of {sorted(FLOAT_NAMES)}")
     cfg = model_config(path, meta.get("model_config"))
     runtime = meta["runtime"]
     _check_program(path, runtime, (*cfg.modalities, LABEL))
@@ -222,10 +230,10 @@ def _spec(path: Path, meta: dict, found: dict) -> Spec:
     for ref, _ in _refs(runtime):
         shape = tuple(ref["shape"])
         if wanted.setdefault(ref["name"], shape) != shape:
-            raise _damaged(path, f"its program gives tensor {ref['name']!r:.80} two shapes")
+            raise damaged(path, f"its program gives tensor {ref['name']!r:.80} two shapes")
     total = sum(math.prod(s) for s in wanted.values())
     if total > MAX_PARAMETERS:
-        raise _misfit(path, f"its program reads {total:,} numbers; at most {MAX_PARAMETERS:,} are loaded")
+        raise misfit(path, f"its program reads {total:,} numbers; at most {MAX_PARAMETERS:,} are loaded")
     found["cfg"] = cfg
     stored = frozenset([FLOAT_NAMES[dtype]])
 

@@ -2,7 +2,8 @@
 
 A network is a list of steps, written by `mvae.model.export` from the torch model when a checkpoint is
 saved: each step names its operation, the tensors it reads (by their names in the checkpoint) and its
-settings. Every batch is float32, batch first, laid out as torch lays it out (channels before rows).
+settings. `run` takes the steps bound: each step's tensors as arrays (`LeanMVAE` binds them once). Every
+batch is float32, batch first, laid out as torch lays it out (channels before rows).
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def embedding(x, weight):
     return weight[x]
 
 
-def run(steps: list[dict], tensors: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """One network's forward pass over a batch."""
+def run(steps: list[dict], x: np.ndarray) -> np.ndarray:
+    """One network's forward pass over a batch; each step's "tensors" maps its roles to arrays."""
     for step in steps:
-        op, t = step["op"], {k: tensors[v] for k, v in step.get("tensors", {}).items()}
+        op, t = step["op"], step.get("tensors", {})
         if op == "linear":
             x = linear(x, t["weight"], t.get("bias"))
         elif op == "silu":

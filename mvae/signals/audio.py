@@ -147,14 +147,8 @@ def resample(wave: np.ndarray, ratio) -> np.ndarray:
         return wave
     up, down = frac.numerator, frac.denominator
     x = np.asarray(wave, np.float32)
-    widest = max(up, down)
-    half = 10 * widest
-    taps = np.sinc(np.arange(-half, half + 1) / widest) * np.kaiser(2 * half + 1, 5.0)
-    taps *= up / taps.sum()
-    per_phase = -(-len(taps) // up)
-    bank = np.zeros(up * per_phase)
-    bank[:len(taps)] = taps
-    bank = bank.reshape(per_phase, up).T[:, ::-1].astype(np.float32)  # bank[phase, -1 - i] = taps[phase + i * up]
+    bank, half = _polyphase_bank(up, down)
+    per_phase = bank.shape[1]
     # Output m is the filter centred on input position (m * down - pre) / up, as resample_poly aligns it.
     pre = down - half % down
     first = (half + pre) // down
@@ -170,6 +164,22 @@ def resample(wave: np.ndarray, ratio) -> np.ndarray:
         start = last[r] - per_phase + 1
         out[..., r::up] = windows[..., start:start + down * (count - 1) + 1:down, :] @ bank[phase[r]]
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _polyphase_bank(up: int, down: int) -> tuple[np.ndarray, int]:
+    """resample_poly's filter for up/down split into its `up` phases, each reversed for a dot product with
+    the inputs in time order: bank[phase, -1 - i] = taps[phase + i * up]; and the filter's half length."""
+    widest = max(up, down)
+    half = 10 * widest
+    taps = np.sinc(np.arange(-half, half + 1) / widest) * np.kaiser(2 * half + 1, 5.0)
+    taps *= up / taps.sum()
+    per_phase = -(-len(taps) // up)
+    bank = np.zeros(up * per_phase)
+    bank[:len(taps)] = taps
+    bank = bank.reshape(per_phase, up).T[:, ::-1].astype(np.float32)
+    bank.setflags(write=False)  # shared by every call with this ratio
+    return bank, half
 
 
 def _hz_to_mel(hz):
