@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ARCHITECTURES, LABEL, ModelConfig
 from ..data.paired import Bank
 from ..kinds import IMAGES, LABELS, SPEECH, Kind, kind
-from ..signals.audio import AudioFrontEnd, PreparedSpeech
+from ..signals.audio import AudioFrontEnd
 from . import nets
 
 
@@ -106,11 +106,6 @@ class Modality:
     make_norm: Callable[[], nn.Module]  # data -> the encoder's input space, with `inverse` and `fit`
     kind: Kind
     n_classes: int
-
-    def prepare(self, value, front_end: AudioFrontEnd) -> tuple[torch.Tensor, PreparedSpeech | None]:
-        """A user's input -> one item in the model's input space, and what else its preparation found."""
-        item, found = self.kind.prepare(value, front_end, self.n_classes)
-        return torch.from_numpy(item), found
 
     def augment(self, items: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
         return self.kind.augment(items, strength, generator)
