@@ -242,9 +242,12 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
     assert set(report["coherence_at_means"]) == set(report["coherence"])
     assert set(report["label_coherence"]) == set(report["label_coherence_at_means"]) == {"farsi", "kannada", "speech"}
     assert report["coherence_pairs"]["speech_target"] == 40
+    assert set(report["reconstruction_coherence"]) == set(report["reconstruction_coherence_at_means"]) \
+        == {"farsi", "kannada", "speech"}
     assert set(report["accuracy"]) == {"farsi", "kannada", "speech", "farsi+kannada", "farsi+speech",
                                       "kannada+speech", "farsi+kannada+speech", "label"}
-    assert all(0.0 <= v <= 1.0 for section in ("coherence", "label_coherence", "coherence_at_means")
+    assert all(0.0 <= v <= 1.0 for section in ("coherence", "label_coherence", "coherence_at_means",
+                                               "reconstruction_coherence")
                for v in report[section].values())
     full_dim = 8 + 3 * style_dim
     assert {k: len(v) for k, v in report["dimension_effects"].items()} == {"farsi": full_dim, "kannada": full_dim,
@@ -261,7 +264,8 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
     assert set(report["extra_accuracy"]) == {"kannada/dig", "farsi/remaining"}
     table = (tmp_path / "model" / EVAL_MD).read_text()
     for row in ("Coherence farsi → kannada", "Coherence label → speech", "Dig-MNIST", "Diversity, label → farsi",
-                "Half-tone share of the ink, kannada", "Fréchet distance, label → farsi", "Live latent dimensions"):
+                "Half-tone share of the ink, kannada", "Fréchet distance, label → farsi", "Live latent dimensions",
+                "Reconstruction read by the judge, speech → speech"):
         assert row in table
     import mvae
     pipe = mvae.load(tmp_path / "model")

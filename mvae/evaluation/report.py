@@ -201,6 +201,10 @@ def generation_rows(report: dict) -> list[tuple[str, str]]:
     for k, v in report["coherence"].items():
         extra = f"; {pct(means[k])} at the means" if k in means else ""
         rows.append((f"Coherence {arrow(k)}", (at_least(v, BAR["coherence_min"]) if "+" not in k else pct(v)) + extra))
+    means = report.get("reconstruction_coherence_at_means", {})
+    for t, v in report.get("reconstruction_coherence", {}).items():
+        extra = f"; {pct(means[t])} at the means" if t in means else ""
+        rows.append((f"Reconstruction read by the judge, {t} → {t} (own style kept)", pct(v) + extra))
     for s, v in report.get("diversity", {}).items():
         rows.append((f"Diversity, label → {s} (of real)", at_least(v, BAR["diversity_min"], lambda x: f"{x:.2f}")))
     for s, h in report.get("halftone", {}).items():
@@ -287,6 +291,8 @@ def generation_cells(report: dict) -> dict[str, str]:
     """The generative metrics of an evaluator report, one compact cell each, for the comparison table."""
     cells = {f"coherence label → {t} (T=1)": pct(v) for t, v in report.get("label_coherence", {}).items()}
     cells |= {f"coherence {arrow(k)} (T=1)": pct(v) for k, v in report.get("coherence", {}).items() if "+" not in k}
+    cells |= {f"reconstruction read, {t} → {t} (T=1)": pct(v)
+              for t, v in report.get("reconstruction_coherence", {}).items()}
     cells |= {f"diversity {s}": f"{v:.2f}" for s, v in report.get("diversity", {}).items()}
     cells |= {f"half-tone share {s} (× real)": f"{h['ratio']:.2f}" for s, h in report.get("halftone", {}).items()}
     cells |= {f"Fréchet distance {s}": f"{v:.2f}" for s, v in report.get("frechet", {}).items()}
@@ -432,6 +438,17 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
             **label_coherence(generate, judge, images, per_class if temperature else 1),
             **label_coherence(generate, judge, [t for t in model.input_names if t == "speech"],
                               speech_per_class if temperature else 1)}
+    # Each modality from itself, in its own style: how readable its decoder makes what it was given bounds
+    # every direction that ends in it. A random stream of its own leaves the figures above as they were.
+    for i, temperature in enumerate(temperatures):
+        suffix = "" if i == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
+        generate = ModelGenerator(model, front_end, temperature=temperature, seed=len(temperatures) + i)
+        own = [((n,), n) for n in model.input_names]
+        scores = {**coherence(generate, judge, (b for _, b in test.batches(pairs, batch_size)),
+                              [d for d in own if d[1] != "speech"]),
+                  **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
+                              [d for d in own if d[1] == "speech"])}
+        report[f"reconstruction_coherence{suffix}"] = {n: scores[direction_key((n,), n)] for n in model.input_names}
     report["coherence_pairs"] = {"image_targets": len(pairs), "speech_target": len(order),
                                  "label_per_class": per_class, "label_to_speech_per_class": speech_per_class}
     report |= generation_quality(model, judges, test.banks, per_class)
