@@ -28,7 +28,7 @@ from mvae.data import resolve_data_dir
 from mvae.errors import CheckpointError, run_cli
 from mvae.kinds import check_dataset
 from mvae.store import STATE_FILE
-from mvae.training.loop import Interrupted, Trainer, hold_out_dir, load_training_data
+from mvae.training.loop import Interrupted, Trainer, describe_device, hold_out_dir, load_training_data
 
 
 def boolean(text: str) -> bool:
@@ -122,7 +122,8 @@ def main(argv=None) -> int:
             trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
                               run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
                               save_dtype=args.save_dtype, started=started)
-            print(f"training on {trainer.device}")
+            trainer.run_info["device"] = describe_device(trainer.device)
+            print(f"training on {trainer.run_info['device']}")
             if args.resume:
                 if not trainer.resume():
                     raise CheckpointError(f"The training state in {out} disappeared before it could be read.")

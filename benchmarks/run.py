@@ -47,6 +47,7 @@ TARGET_SPEEDUP = 3.0
 TARGET_LATENCY_MS = 50.0
 TARGET_COLD_START_S = 5.0
 TARGET_RSS_MB = 1024.0
+TARGET_TRAIN_MINUTES = 30.0  # the shipped recipe, whole command, on 2 CPU cores
 
 
 @dataclass
@@ -290,17 +291,19 @@ def bench_training_time() -> list[Row]:
     epochs = (f"{done} epochs" if planned in (None, done)
               else f"{done} of the {planned} epochs asked for (stopped early)")
     device = info.get("device") or info.get("machine") or "not recorded"
+    evaluated = sum(1 for h in info.get("history", []) if h.get("test"))
+    target = f"≤ {TARGET_TRAIN_MINUTES:g} min"
     if wall is not None:
-        result = f"{wall / 60:.1f} min"
+        result, met = f"{wall / 60:.1f} min", wall <= 60 * TARGET_TRAIN_MINUTES
         counted = (f"the time is the whole command's wall-clock (data loading, {seconds / 60:.1f} min of training "
-                   "steps and the per-epoch test evaluation)")
+                   f"steps and {evaluated} test evaluation(s))")
     else:
-        result = f"{seconds / 60:.1f} min" if seconds is not None else "not recorded"
+        result, met = (f"{seconds / 60:.1f} min", None) if seconds is not None else ("not recorded", None)
         counted = "the time counts the training steps only, not data loading or evaluation"
     notes = (f"`{train_command(meta, folder)}`; {epochs}; {counted}; "
              f"test accuracy from one input: {quality or 'not recorded'}; "
              f"checkpoint {folder}; machine: {device}")
-    return [Row("4. training the default model to its quality bar", result, "(reported)", None, notes)]
+    return [Row("4. training the default model to its quality bar", result, target, met, notes)]
 
 
 # -- the table ------------------------------------------------------------------------------------------------

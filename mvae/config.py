@@ -209,6 +209,8 @@ class TrainConfig(_Checked):
     aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)")
     image_aug: float = option(
         1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)")
+    eval_every: int = option(1, "epochs between test evaluations during training (the last epoch is always "
+                                "evaluated)")
     eval_pairs: int = option(0, "test pairs per evaluation (0: all of them)")
     eval_batch_size: int = option(512, "batch size for evaluation")
     grad_clip: float = option(5.0, "gradient norm clip (0: none)")
@@ -222,7 +224,7 @@ SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
               "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
               "image_decoder": "conv"},
-    "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2},
+    "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4},
 }
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
 
@@ -252,7 +254,7 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
         "weight_decay": (0.0, 10.0), "beta": (0.0, 1e6), "beta_warmup_epochs": (0.0, 1e5),
         "pairs_per_epoch": (1, 100_000_000), "seed": (0, 2**63 - 1), "speech_aug_copies": (0, 64),
         "aug_strength": (0.0, 10.0), "image_aug": (0.0, 10.0), "eval_pairs": (0, 100_000_000),
-        "eval_batch_size": (1, 65_536), "grad_clip": (0.0, 1e6), "num_threads": (0, 1_024),
+        "eval_every": (1, 100_000), "eval_batch_size": (1, 65_536), "grad_clip": (0.0, 1e6), "num_threads": (0, 1_024),
     },
 }
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,7 @@ st.header("Training")
 if not history:
     st.info("This checkpoint carries no training history.")
 else:
-    subsets = [s for s in history[-1].get("test", {}).get("accuracy", {}) if s != "label"]
+    subsets = [s for s in ui.latest_test(history).get("accuracy", {}) if s != "label"]
     loss, acc = st.columns(2)
     loss.plotly_chart(ui.curves(history, {"train loss": lambda h: h["train"]["loss"],
                                           "test −ELBO": lambda h: -h["test"]["elbo"]}, "Loss per epoch"))

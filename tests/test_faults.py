@@ -220,6 +220,7 @@ def test_sigkill_mid_epoch_keeps_the_last_checkpoint_and_resume_equals_an_uninte
     assert all(p.name.endswith(".tmp") or p.name == LOCK_FILE for p in folder.iterdir() if p.name.startswith("."))
     pipe = mvae.load(folder)
     assert len(pipe.metadata["info"]["history"]) == 1
+    assert pipe.metadata["info"]["device"] == f"cpu ({os.cpu_count()} logical CPUs, 1 torch thread)"
     assert json.loads((folder / MODEL_JSON).read_text())["info"]["history"] == pipe.metadata["info"]["history"]
     state = load_training_state(folder, *_fresh_training_objects())
     assert (state["epoch"], state["batch"]) == (1, 0)

@@ -195,3 +195,36 @@ def test_drawing_augmentation_varies_the_aspect_ratio_and_keeps_the_ink():
     ratio = width / height
     assert ratio.min() < 0.8 and ratio.max() > 1.25, "the aspect ratio should vary by a quarter or more each way"
     assert (ink.sum(dim=(1, 2)) > 40).all(), "no digit may be pushed out of the frame"
+
+
+@pytest.mark.slow
+def test_eval_every_skips_the_test_split_between_evaluations_and_always_judges_the_last_epoch(synthetic_data,
+                                                                                               tmp_path):
+    cfg = replace(SHORT, epochs=3, pairs_per_epoch=256, eval_every=2, eval_pairs=128)
+    trainer = run(synthetic_data, tmp_path, train_cfg=cfg)
+    evaluated = [bool(h["test"]) for h in trainer.history]
+    assert evaluated == [False, True, True]  # epoch 2 by the interval, epoch 3 as the last
+    info = mvae.load(tmp_path).metadata["info"]
+    assert info["metrics"] == trainer.history[-1]["test"]
+    assert [bool(h["test"]) for h in info["history"]] == evaluated
+    assert info["metrics"]["unimodal_accuracy"].keys() == {"farsi", "kannada", "speech"}
+
+
+@pytest.mark.parametrize("wall_minutes, met", [(29.5, True), (30.5, False)])
+def test_the_training_benchmark_holds_the_recipe_to_thirty_minutes(tmp_path, monkeypatch, wall_minutes, met):
+    import benchmarks.run as bench
+    from mvae.checkpoint import save_model
+    from tests.helpers import tiny_model_and_batch
+
+    model, _ = tiny_model_and_batch()
+    history = [{"epoch": e, "train": {"loss": 1.0}, "test": {"elbo": -1.0} if e in (4, 8) else {}, "seconds": 170.0}
+               for e in range(1, 9)]
+    save_model(tmp_path, model, {"history": history, "train_seconds": 1360.0, "wall_seconds": 60 * wall_minutes,
+                                 "command": "python train.py --out runs/x", "device": "cpu (2 logical CPUs)",
+                                 "train_config": {"epochs": 8}})
+    monkeypatch.setenv("MVAE_CHECKPOINT", str(tmp_path))
+    [row] = bench.bench_training_time()
+    assert row.met is met and row.target == "≤ 30 min"
+    assert row.result == f"{wall_minutes:.1f} min"
+    assert "22.7 min of training steps and 2 test evaluation(s)" in row.notes
+    assert "machine: cpu (2 logical CPUs)" in row.notes

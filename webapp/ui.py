@@ -558,12 +558,18 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | Non
     return _layout(fig, 520, legend=dict(title="digit"), clickmode="event+select", dragmode="zoom")
 
 
+def latest_test(history: list[dict]) -> dict:
+    """The test metrics of the last epoch that was evaluated ({} if none was)."""
+    return next((h["test"] for h in reversed(history) if h.get("test")), {})
+
+
 def curves(history: list[dict], series: dict[str, callable], title: str, percent: bool = False) -> go.Figure:
     fig = go.Figure()
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     for name, get in series.items():
         values = [_get(get, h) for h in history]
-        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name))
+        # A recipe may evaluate only every few epochs: the line joins the epochs it has.
+        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name, connectgaps=True))
     fig.update_xaxes(title="epoch", dtick=1 if len(epochs) <= 20 else None)
     if percent:
         fig.update_yaxes(tickformat=".0%")

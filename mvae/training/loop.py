@@ -191,6 +191,14 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def describe_device(device: torch.device) -> str:
+    """The device in words for a run's record, so a training time says what it was measured on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({os.cpu_count()} logical CPUs, {threads} torch thread{'s' * (threads != 1)})"
+
+
 class Trainer:
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: TrainingData, out_dir,
                  device=None, progress: bool = True, run_info: dict | None = None, save_dtype: str = "float32",
@@ -328,20 +336,31 @@ class Trainer:
                 n = self.partial.pop("n")
                 train_means = {k: v / n for k, v in self.partial.items() if k != "seconds"}
                 seconds = time.time() - started
-                metrics = self.evaluate()
+                # The test split is only watched here (the evaluator judges the result), so a recipe may
+                # look less often; an epoch it skips keeps an empty record.
+                evaluated = (self.epoch + 1) % self.cfg.eval_every == 0 or self.epoch + 1 == self.cfg.epochs
+                metrics = self.evaluate() if evaluated else {}
                 self.history.append({"epoch": self.epoch + 1, "train": train_means, "test": metrics,
                                      "seconds": seconds})
                 self.epoch, self.batch_start, self.partial = self.epoch + 1, 0, {}
                 self.save()
-                acc = metrics["unimodal_accuracy"]
-                tqdm.write(f"epoch {self.epoch}: test elbo {metrics['elbo']:.1f} "
-                           + " ".join(f"acc[{k}]={v:.4f}" for k, v in acc.items()) + f" ({seconds:.0f}s)")
-                if self.on_epoch:
+                if metrics:
+                    acc = metrics["unimodal_accuracy"]
+                    tqdm.write(f"epoch {self.epoch}: test elbo {metrics['elbo']:.1f} "
+                               + " ".join(f"acc[{k}]={v:.4f}" for k, v in acc.items()) + f" ({seconds:.0f}s)")
+                else:
+                    tqdm.write(f"epoch {self.epoch}: train loss {train_means['loss']:.1f} "
+                               f"accuracy {train_means['accuracy']:.4f}, not evaluated ({seconds:.0f}s)")
+                if self.on_epoch and metrics:
                     self.on_epoch(self.epoch, metrics)
-        return self.history[-1]["test"] if self.history else {}
+        return self.latest_metrics()
+
+    def latest_metrics(self) -> dict:
+        """The test metrics of the last evaluated epoch ({} before the first)."""
+        return next((h["test"] for h in reversed(self.history) if h["test"]), {})
 
     def save(self):
-        info = {"metrics": self.history[-1]["test"] if self.history else {}, "history": self.history,
+        info = {"metrics": self.latest_metrics(), "history": self.history,
                 "train_config": to_dict(self.cfg), **self.run_info,
                 "train_seconds": sum(h["seconds"] for h in self.history), "wall_seconds": self.wall_seconds()}
         # The model first and the state last: after a failed write, --resume repeats the epoch in full.
