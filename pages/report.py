@@ -59,9 +59,13 @@ else:
         given, _, made = key.partition("->")
         if given in names and made in names:
             matrix[names.index(given), names.index(made)] = value
+    for name, value in evaluation.get("reconstruction_coherence", {}).items():  # the ceiling of each column
+        if name in names:
+            matrix[names.index(name), names.index(name)] = value
     heat, pairs = st.columns([3, 2])
     shown = [ui.modality_name(n) for n in names]
-    heat.plotly_chart(ui.heatmap(matrix, shown, shown, "Coherence: is the generated digit the given one?"))
+    heat.plotly_chart(ui.heatmap(matrix, shown, shown, "Coherence: is the generated digit the given one? (diagonal: "
+                                                    "its own reconstruction)"))
     pairs.plotly_chart(ui.bars({ui.inputs_name(k): v for k, v in coherence.items() if "+" in k},
                                "Two inputs → the third", horizontal=True))
     scripts = list(evaluation.get("diversity", {}))

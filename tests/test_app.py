@@ -112,6 +112,7 @@ def evaluated(tmp_path, monkeypatch, pipe):
               "active_units": 17, "kl_per_dim": list(np.linspace(0, 2, pipe.latent_dim)),
               "meets_bar": {"coherence": True, "multimodal_accuracy": False},
               "label_coherence": {n: 0.9 for n in names}, "diversity": {"farsi": 0.42, "kannada": 0.5},
+              "reconstruction_coherence": {"farsi": 0.97, "kannada": 0.93, "speech": 0.85},
               "halftone": {s: {"generated": 0.3, "real": 0.2, "ratio": 1.5} for s in ("farsi", "kannada")},
               "frechet": {"farsi": 3.25, "kannada": 4.0}, "frechet_real_floor": {"farsi": 0.1, "kannada": 0.1},
               "live_dimensions": {"farsi": 9, "kannada": 3},
@@ -185,6 +186,12 @@ def test_report_names_the_quality_bars_in_words_without_emoji(evaluated):
     charts = [json.loads(c.proto.spec) for c in report.get("plotly_chart")]
     keys = {str(k) for c in charts for trace in c["data"] for k in (trace.get("y") or []) if isinstance(k, str)}
     assert {"Farsi + Kannada", "Farsi + Kannada + speech", "Farsi + speech → Kannada", "the label → speech"} <= keys
+    (heat,) = [trace for c in charts for trace in c["data"] if trace["type"] == "heatmap"]
+    z = heat["z"]
+    if isinstance(z, dict):  # plotly sends numpy arrays as typed base64 buffers
+        z = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape([int(n) for n in z["shape"].split(",")])
+    assert [z[i][i] for i in range(3)] == [0.97, 0.93, 0.85]  # each modality's own reconstruction
+    assert z[0][1] == 0.8
 
 
 def test_report_sweep_table_fits_the_page_with_readable_numbers(evaluated):
