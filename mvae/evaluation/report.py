@@ -438,8 +438,9 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
             **label_coherence(generate, judge, images, per_class if temperature else 1),
             **label_coherence(generate, judge, [t for t in model.input_names if t == "speech"],
                               speech_per_class if temperature else 1)}
-    # Each modality from itself, in its own style: how readable its decoder makes what it was given bounds
-    # every direction that ends in it. A random stream of its own leaves the figures above as they were.
+    # Each modality from itself, in its own style: how readable its decoder makes what it was given is, in
+    # practice, the ceiling of the directions that end in it. A random stream of its own leaves the figures
+    # above as they were.
     for i, temperature in enumerate(temperatures):
         suffix = "" if i == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
         generate = ModelGenerator(model, front_end, temperature=temperature, seed=len(temperatures) + i)
