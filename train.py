@@ -122,8 +122,7 @@ def main(argv=None) -> int:
             trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
                               run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
                               save_dtype=args.save_dtype, started=started)
-            trainer.run_info["device"] = describe_device(trainer.device)
-            print(f"training on {trainer.run_info['device']}")
+            print(f"training on {describe_device(trainer.device)}")
             if args.resume:
                 if not trainer.resume():
                     raise CheckpointError(f"The training state in {out} disappeared before it could be read.")

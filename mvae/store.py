@@ -113,7 +113,6 @@ def split_header(blob: bytes) -> tuple[dict, int]:
     return json.loads(blob[8:8 + n]), 8 + n
 
 
-
 def seal(serialise: Callable[[dict, dict], bytes], tensors: dict, meta: dict) -> bytes:
     """Safetensors bytes of `tensors` whose metadata carries this format, its version and the digest.
     `serialise(tensors, metadata)` is safetensors' `save` for the library the tensors are of."""

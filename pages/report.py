@@ -5,14 +5,15 @@ from webapp import ui
 
 st.title("Report")
 pipe = ui.pipeline()
-history = pipe.metadata.get("info", {}).get("history", [])
+info = pipe.metadata.get("info", {})
+history = info.get("history", [])
 evaluation = ui.report(pipe)
 
 st.header("Training")
 if not history:
     st.info("This checkpoint carries no training history.")
 else:
-    subsets = [s for s in ui.latest_test(history).get("accuracy", {}) if s != "label"]
+    subsets = [s for s in info.get("metrics", {}).get("accuracy", {}) if s != "label"]  # the last evaluated
     loss, acc = st.columns(2)
     loss.plotly_chart(ui.curves(history, {"train loss": lambda h: h["train"]["loss"],
                                           "test −ELBO": lambda h: -h["test"]["elbo"]}, "Loss per epoch"))

@@ -113,4 +113,3 @@ def tiny_model_and_batch(style_dim: int = 0, latent_dim: int = 4, batch_size: in
     batch = {"farsi": torch.rand(b, 28, 28), "kannada": torch.rand(b, 28, 28), "speech": torch.randn(b, 8, 8),
              "label": torch.randint(0, 10, (b,))}
     return model, batch
-

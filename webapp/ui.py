@@ -558,11 +558,6 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | Non
     return _layout(fig, 520, legend=dict(title="digit"), clickmode="event+select", dragmode="zoom")
 
 
-def latest_test(history: list[dict]) -> dict:
-    """The test metrics of the last epoch that was evaluated ({} if none was)."""
-    return next((h["test"] for h in reversed(history) if h.get("test")), {})
-
-
 def curves(history: list[dict], series: dict[str, callable], title: str, percent: bool = False) -> go.Figure:
     fig = go.Figure()
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]

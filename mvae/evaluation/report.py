@@ -418,37 +418,35 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
     def judge(target, made):
         return judges[target].predict(made)
 
-    image_dirs = [d for d in directions(model.input_names) if d[1] != "speech"]
-    speech_dirs = [d for d in directions(model.input_names) if d[1] == "speech"]
     order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
     speech_per_class = max(1, speech_pairs // N_CLASSES)
+
+    def scored(generate, wanted, desc: str) -> dict[str, float]:
+        """Coherence of each (sources, target): digit targets over every test pair, speech targets over the
+        `order` sample (each costs a Griffin-Lim resynthesis)."""
+        batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=desc, disable=not progress,
+                       leave=False, total=-(-len(pairs) // batch_size))
+        return {**coherence(generate, judge, batches, [d for d in wanted if d[1] != "speech"]),
+                **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
+                            [d for d in wanted if d[1] == "speech"])}
+
     for i, temperature in enumerate(temperatures):
         suffix = "" if i == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
         generate = ModelGenerator(model, front_end, temperature=temperature, seed=i)
-        batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=f"coherence T={temperature:g}",
-                       disable=not progress, leave=False, total=-(-len(pairs) // batch_size))
-        scores = {**coherence(generate, judge, batches, image_dirs),
-                  **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
-                              speech_dirs)}
+        scores = scored(generate, directions(model.input_names), f"coherence T={temperature:g}")
         report[f"coherence{suffix}"] = {direction_key(*d): scores[direction_key(*d)]
-                                        for d in directions(model.input_names)}
+                                        for d in directions(model.input_names)}  # in the table's order
         # At the means every digit of a class decodes alike, so one per class says all.
         images = [t for t in model.input_names if t != "speech"]
         report[f"label_coherence{suffix}"] = {
             **label_coherence(generate, judge, images, per_class if temperature else 1),
             **label_coherence(generate, judge, [t for t in model.input_names if t == "speech"],
                               speech_per_class if temperature else 1)}
-    # Each modality from itself, in its own style: how readable its decoder makes what it was given is, in
-    # practice, the ceiling of the directions that end in it. A random stream of its own leaves the figures
-    # above as they were.
-    for i, temperature in enumerate(temperatures):
-        suffix = "" if i == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
-        generate = ModelGenerator(model, front_end, temperature=temperature, seed=len(temperatures) + i)
-        own = [((n,), n) for n in model.input_names]
-        scores = {**coherence(generate, judge, (b for _, b in test.batches(pairs, batch_size)),
-                              [d for d in own if d[1] != "speech"]),
-                  **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
-                              [d for d in own if d[1] == "speech"])}
+        # Each modality from itself, in its own style: how readable its decoder makes what it was given is, in
+        # practice, the ceiling of the directions that end in it. A random stream of its own leaves the
+        # figures above as they were.
+        own = ModelGenerator(model, front_end, temperature=temperature, seed=len(temperatures) + i)
+        scores = scored(own, [((n,), n) for n in model.input_names], f"reconstruction T={temperature:g}")
         report[f"reconstruction_coherence{suffix}"] = {n: scores[direction_key((n,), n)] for n in model.input_names}
     report["coherence_pairs"] = {"image_targets": len(pairs), "speech_target": len(order),
                                  "label_per_class": per_class, "label_to_speech_per_class": speech_per_class}

@@ -361,7 +361,7 @@ class Trainer:
 
     def save(self):
         info = {"metrics": self.latest_metrics(), "history": self.history,
-                "train_config": to_dict(self.cfg), **self.run_info,
+                "train_config": to_dict(self.cfg), "device": describe_device(self.device), **self.run_info,
                 "train_seconds": sum(h["seconds"] for h in self.history), "wall_seconds": self.wall_seconds()}
         # The model first and the state last: after a failed write, --resume repeats the epoch in full.
         with self._writing():
