@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from tests.helpers import make_dataset
 
 REAL_DATA_ENV = "MVAE_DATA_DIR"
 REQUIRE_ENV = "MVAE_REQUIRE_DATA"  # set by .ci/run: missing real data is then a failure, not a skip
+
+# The property-based suites: a bounded number of examples, so that CI's time is known; the contract's own
+# 5 s bound (tests/contract.py) replaces Hypothesis' deadline. MVAE_HYPOTHESIS=thorough for a longer hunt.
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("MVAE_HYPOTHESIS", "ci"))
 
 
 @pytest.fixture(scope="session")
