@@ -1,8 +1,10 @@
 """The evaluator: every number the README and the app's report show, on the test splits.
 
-    python -m mvae.evaluation.report checkpoints/default --data-dir data
+    python -m mvae.evaluation.report checkpoints/default --data-dir data            # prints the table
+    python -m mvae.evaluation.report runs/mine --data-dir data --write              # and writes the report
 
-Writes eval.json, eval.md and latent_map.safetensors beside the checkpoint.
+Evaluating changes no file unless asked: `--write` puts eval.json, eval.md and latent_map.safetensors
+beside the checkpoint (the shipped ones are tracked files), `--readme FILE` pastes the table into FILE.
 """
 
 from __future__ import annotations
@@ -493,7 +495,9 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=200,
                    help="digits generated per class from the label for coherence, diversity, sharpness and "
                         "the Fréchet distance")
-    p.add_argument("--no-write", action="store_true", help="print only; do not write eval.json / eval.md")
+    p.add_argument("--write", action="store_true",
+                   help="write eval.json, eval.md and latent_map.safetensors beside the checkpoint (default: "
+                        "print only, so that evaluating a tracked checkpoint leaves the repository as it was)")
     p.add_argument("--readme", help="also put the table into this Markdown file's <!-- eval:start/end --> block")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
@@ -503,7 +507,7 @@ def main(argv=None) -> int:
             block, table = "compare", comparison(args.compare, args.judges)
         else:
             report = evaluate_checkpoint(args.checkpoint, resolve_data_dir(args.data_dir), args.judges,
-                                         args.speech_pairs, progress=not args.no_progress, write=not args.no_write,
+                                         args.speech_pairs, progress=not args.no_progress, write=args.write,
                                          per_class=args.per_class)
             block, table = "eval", markdown(report)
         print(table)
