@@ -274,6 +274,14 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
     projected = pipe.latent_map.project(pipe.latent_map.latents[:5])
     assert np.allclose(projected, pipe.latent_map.coords[:5], atol=1e-4)
 
+    if not style_dim:  # the command line writes nothing unless asked (once is enough: it is the same code)
+        from mvae.evaluation.report import main
+
+        before = {f.name: f.read_bytes() for f in (tmp_path / "unevaluated").iterdir()}
+        assert main([str(tmp_path / "unevaluated"), "--data-dir", str(synthetic_data), "--judges",
+                     str(tmp_path / "judges"), "--speech-pairs", "20", "--per-class", "2", "--no-progress"]) == 0
+        assert {f.name: f.read_bytes() for f in (tmp_path / "unevaluated").iterdir()} == before
+
     # The comparison shows generative metrics only for a checkpoint judged by the judges it is given.
     table = comparison([tmp_path / "model", tmp_path / "unevaluated"], tmp_path / "judges")
     header, _, *rows = table.splitlines()
