@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 
@@ -22,6 +22,8 @@ MIN_INTERPOLATE_STEPS, MAX_INTERPOLATE_STEPS = 2, 64
 # Latents live near the prior N(0, I); a coordinate of 1000 standard deviations means nothing, and
 # far larger ones can overflow the decoders to infinity.
 MAX_LATENT_ABS = 1000.0
+MAX_NESTING = 3  # lists in lists: a batch of latents is two deep; deeper is a mistake (or a recursion bomb)
+MAX_KEPT_NAMES = 64  # restyle's keep: a few modality names, duplicates allowed
 
 
 def whole_number(value, what: str, low: int, high: int, high_text: str | None = None) -> int:
@@ -69,14 +71,78 @@ def inputs(value) -> dict:
     return dict(value)
 
 
-def _numbers(value, what: str) -> np.ndarray:
-    """An array of finite floats from any array-like of real numbers."""
+def is_tensor(value) -> bool:
+    """A torch tensor, told by its type's module: an attribute such as `detach` could be anything's."""
+    return type(value).__module__.split(".")[0] == "torch" and hasattr(type(value), "numel")
+
+
+def _declared_count(value, limit: int, what: str) -> int:
+    """How many numbers a nested list, tuple or other sequence holds, read from the lengths alone and given
+    up past `limit`, so that nothing is converted before its size is known: numpy would otherwise copy a
+    list of 10^9 references (or a range(10**9)) into gigabytes of floats before any check could run.
+    Arrays and tensors inside count by their shape."""
+    count, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, np.ndarray):
+            count += item.size
+        elif is_tensor(item):
+            count += int(item.numel())
+        elif _is_sequence(item):
+            if depth >= MAX_NESTING:
+                raise InputError(f"{what}: lists nested more than {MAX_NESTING} deep; give a list of numbers or "
+                                 "a list of rows.")
+            size = _length(item, what)
+            if count + size > limit:
+                return count + size
+            stack.extend((element, depth + 1) for element in item)
+        else:
+            count += 1
+        if count > limit:
+            return count
+    return count
+
+
+def _is_sequence(value) -> bool:
+    """What numpy would walk element by element: lists, tuples, ranges and other objects with a length and
+    items (but not text, bytes or arrays, which numpy reads whole)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview, np.ndarray, Mapping)) or is_tensor(value):
+        return False
+    return isinstance(value, Sequence) or (hasattr(type(value), "__len__") and hasattr(type(value), "__getitem__"))
+
+
+def _length(value, what: str) -> int:
     try:
-        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-    except (TypeError, ValueError) as exc:  # ragged nesting
+        return int(len(value))
+    except (TypeError, ValueError, OverflowError) as exc:  # len(range(10**20)) overflows; a length can lie
+        raise InputError(f"{what} must be an array or a list of numbers; this {type(value).__name__} has no "
+                         "usable length.") from exc
+
+
+def _array(value, what: str, limit: int, too_many: str) -> np.ndarray:
+    """`value` as an array of real numbers, unconverted: an array (or a view of any declared size) is
+    taken as it is, and a list or tensor only once its size is known to be at most `limit` numbers
+    (`too_many`, the message otherwise). The caller checks the shape, then converts with `_finite`."""
+    if isinstance(value, np.ma.MaskedArray):  # np.asarray would drop the mask and use the hidden values
+        raise InputError(f"{what} must be a plain array, not a masked one; fill the masked entries first "
+                         "(array.filled(0.0)).")
+    if is_tensor(value):
+        if int(value.numel()) > limit:
+            raise InputError(too_many)
+        value = value.detach().cpu().numpy()
+    elif _is_sequence(value) and _declared_count(value, limit, what) > limit:
+        raise InputError(too_many)
+    try:
+        arr = np.asarray(value)  # no copy for an array or a view, however large it claims to be
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # ragged nesting
         raise InputError(f"{what} must be an array of numbers, with every row the same length.") from exc
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise InputError(f"{what} must hold real numbers, not {arr.dtype}.")
+    return arr
+
+
+def _finite(arr: np.ndarray, what: str) -> np.ndarray:
+    """An array already known to be small, as finite float32 within the latent bound."""
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise InputError(f"NaN or infinite values in {what.lower()}; give finite numbers.")
@@ -88,44 +154,76 @@ def _numbers(value, what: str) -> np.ndarray:
 
 def latent(value, dim: int, what: str = "The latent") -> np.ndarray:
     """One latent vector of `dim` finite numbers, as (dim,) float32."""
-    arr = _numbers(value, what)
+    wanted = f"{what} must hold {dim} numbers, one per latent dimension"
+    arr = _array(value, what, dim, f"{wanted}; got more.")
     if arr.size != dim or (arr.ndim > 1 and arr.shape[-1] != dim):
-        raise InputError(f"{what} must hold {dim} numbers, one per latent dimension; got shape {arr.shape}.")
-    return arr.reshape(dim)
+        raise InputError(f"{wanted}; got shape {arr.shape}.")
+    return _finite(arr, what).reshape(dim)
 
 
 def latents(value, dim: int) -> np.ndarray:
     """A latent (dim,) or a batch (N, dim) with 1 <= N <= MAX_SAMPLES, as (N, dim) float32."""
-    arr = _numbers(value, "The latents")
+    too_many = (f"Decode at most {MAX_SAMPLES} latents of {dim} numbers at once; split them into batches.")
+    arr = _array(value, "The latents", MAX_SAMPLES * dim, too_many)
     if arr.ndim not in (1, 2) or arr.shape[-1] != dim or arr.size == 0:
         raise InputError(f"Latents must be ({dim},) or (N, {dim}); got shape {arr.shape}.")
-    arr = arr.reshape(-1, dim)
-    if len(arr) > MAX_SAMPLES:
+    if arr.ndim == 2 and len(arr) > MAX_SAMPLES:
         raise InputError(f"Decode at most {MAX_SAMPLES} latents at once, not {len(arr)}; split them into batches.")
-    return arr
+    return _finite(arr, "The latents").reshape(-1, dim)
 
 
 def dims(value, dim: int) -> list[int]:
     """Latent dimension indices: 1 to `dim` of them, each from 0 to dim - 1."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1).tolist()
+    wanted = f"The dimensions must be a list of indices from 0 to {dim - 1}, such as [0, 3]"
+    if isinstance(value, np.ma.MaskedArray):
+        raise InputError(f"{wanted}; not a masked array.")
+    if is_tensor(value) or isinstance(value, np.ndarray):
+        size = int(value.numel()) if is_tensor(value) else value.size
+        if not 1 <= size <= dim:  # before any conversion: a view may declare 10^9 entries
+            raise InputError(f"Give from 1 to {dim} latent dimensions to traverse, not {size}.")
+        value = (value.detach().cpu().numpy() if is_tensor(value) else np.asarray(value)).reshape(-1).tolist()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise InputError(f"The dimensions must be a list of indices from 0 to {dim - 1}, such as [0, 3]; "
-                         f"not {value!r}.")
-    if not 1 <= len(value) <= dim:
-        raise InputError(f"Give from 1 to {dim} latent dimensions to traverse, not {len(value)}.")
+        raise InputError(f"{wanted}; not {value!r:.80}.")
+    count = _length(value, "The dimensions")
+    if not 1 <= count <= dim:
+        raise InputError(f"Give from 1 to {dim} latent dimensions to traverse, not {count}.")
     return [whole_number(d, "A latent dimension", 0, dim - 1) for d in value]
+
+
+def kept(value, names: tuple[str, ...]) -> set[str]:
+    """restyle's keep: the names of the modalities whose style stays; one name, a list of names, or None
+    (keep no style)."""
+    wanted = f"keep must be a list of modality names from {', '.join(names)}, such as ['{names[0]}']"
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.size > MAX_KEPT_NAMES:  # before .tolist(): a view may declare 10^9
+            raise InputError(f"{wanted}; got an array of shape {value.shape}.")
+        value = value.tolist()
+    if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, (Sequence, Set)):
+        raise InputError(f"{wanted}; not {value!r:.80} ({type(value).__name__}).")
+    if _length(value, "keep") > MAX_KEPT_NAMES:
+        raise InputError(f"{wanted}; not {len(value)} of them.")
+    for name in value:
+        if not isinstance(name, str):
+            raise InputError(f"{wanted}; not {name!r:.80} ({type(name).__name__}).")
+    unknown = set(value) - set(names)
+    if unknown:
+        raise InputError(f"keep names modalities this model does not have: {sorted(unknown)}; "
+                         f"use any of {', '.join(names)}.")
+    return set(value)
 
 
 def traverse(start, dim_list, values, dim: int) -> tuple[np.ndarray, list[int], np.ndarray]:
     """traverse's arguments: a latent, the dimensions to vary and the values to set them to."""
     start, dim_list = latent(start, dim), dims(dim_list, dim)
-    values = _numbers(values, "The traversal values")
+    wanted = f"The traversal values must be a list of 1 to {MAX_TRAVERSE_VALUES} numbers"
+    values = _array(values, "The traversal values", MAX_TRAVERSE_VALUES, f"{wanted}; got more.")
     if values.ndim != 1 or not 1 <= len(values) <= MAX_TRAVERSE_VALUES:
-        raise InputError(f"The traversal values must be a list of 1 to {MAX_TRAVERSE_VALUES} numbers; "
-                         f"got shape {values.shape}.")
+        raise InputError(f"{wanted}; got shape {values.shape}.")
+    values = _finite(values, "The traversal values")
     if len(dim_list) * len(values) > MAX_SAMPLES:
         raise InputError(f"A traversal decodes one latent per dimension and value: {len(dim_list)} x {len(values)} "
                          f"= {len(dim_list) * len(values)}, more than {MAX_SAMPLES}; use fewer dimensions or values.")

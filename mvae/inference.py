@@ -16,7 +16,7 @@ import numpy as np
 
 from . import arguments
 from .config import LABEL
-from .errors import InputError
+from .errors import CheckpointError, InputError
 from .kinds import kind
 from .latent import LatentMap, dimension_effects
 from .runtime import LeanMVAE
@@ -85,8 +85,9 @@ class Pipeline:
     a LeanMVAE (in training, tests or evaluation, where torch is installed): it is converted on the spot;
     anything else is used as it is, so it must have a LeanMVAE's interface."""
 
-    def __init__(self, model: LeanMVAE, metadata: dict | None = None, folder=None):
+    def __init__(self, model: LeanMVAE, metadata: dict | None = None, folder=None, source=None):
         self.folder = Path(folder) if folder is not None else None  # where the evaluator's files live
+        self.source = Path(source) if source is not None else None  # the model file, named when it misbehaves
         self.model = LeanMVAE.from_torch(model.eval()) if hasattr(model, "state_dict") else model
         self.metadata = metadata or {}
         self.front_end = AudioFrontEnd(self.model.cfg.audio)
@@ -155,12 +156,40 @@ class Pipeline:
                 prepared_speech = prepared or prepared_speech
         return batch, prepared_speech
 
+    # -- the model's own numbers -------------------------------------------------------------------
+    def _model_fault(self, where: str) -> CheckpointError:
+        """The user's numbers were finite and the model's are not: the fault is the model file's (float16
+        weights that overflowed when it was written, say), and the message must not send the user hunting."""
+        named = f"The model file {self.source}" if self.source else "The model"
+        return CheckpointError(f"{named} produced NaN or infinite values in its {where} from finite inputs: its "
+                               "weights are damaged or overflow. Download the checkpoint again or retrain it.")
+
+    def _checked(self, where: str, *arrays: np.ndarray) -> None:
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise self._model_fault(where)
+
+    def _outputs(self, z: np.ndarray, names=None) -> dict[str, np.ndarray]:
+        """The decoders on latents already checked, MAX_SAMPLES rows at a time: the model files are bounded
+        for batches of that size, so no network is ever given more."""
+        parts = []
+        with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
+            for start in range(0, len(z), arguments.MAX_SAMPLES):
+                parts.append(self.model.outputs(z[start:start + arguments.MAX_SAMPLES], names))
+        out = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        self._checked("decoded outputs", *out.values())
+        return out
+
     # -- outputs --------------------------------------------------------------------------------
     def decode(self, latents) -> Decoded:
-        latents = arguments.latents(latents, self.latent_dim)
-        z = np.asarray(latents, dtype=np.float32).reshape(-1, self.latent_dim)
+        return self._decode(arguments.latents(latents, self.latent_dim))
+
+    def _decode(self, z: np.ndarray) -> Decoded:
+        """Decodes latents the facade made itself (from checked arguments), so that a fault in them is the
+        model's, not the caller's."""
+        z = np.asarray(z, dtype=np.float32).reshape(-1, self.latent_dim)
+        self._checked("latents", z)
         groups: dict[str, dict[str, np.ndarray]] = {"images": {}, "mels": {}, "probs": {}}
-        for name, value in self.model.outputs(z).items():
+        for name, value in self._outputs(z).items():
             groups[kind(name).group][name] = value
         no_speech = np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32)
         mels = next(iter(groups["mels"].values()), no_speech)
@@ -168,9 +197,14 @@ class Pipeline:
 
     def predict(self, inputs: dict) -> Prediction:
         batch, prepared_speech = self.prepare(inputs)
-        encoded = self.model.encode(batch)
-        mean, joint_logvar = self.model.full_posterior(encoded)
-        decoded = self.decode(mean)
+        if not all(np.isfinite(v).all() for v in batch.values()):  # prepared inputs are finite by construction
+            raise InputError("The input gave NaN or infinite values once prepared; give finite numbers.")
+        with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
+            encoded = self.model.encode(batch)
+            mean, joint_logvar = self.model.full_posterior(encoded)
+        self._checked("latent posterior", encoded.mu, encoded.logvar, mean, joint_logvar,
+                      *(a for pair in encoded.styles.values() for a in pair))
+        decoded = self._decode(mean)
         return Prediction(
             label=int(decoded.labels[0]),
             probs=decoded.probs[0].astype(np.float64) / decoded.probs[0].sum(),
@@ -187,7 +221,9 @@ class Pipeline:
         """The full latent's posterior given a digit alone: its shared posterior, and every style's prior."""
         label = arguments.label(label, self.model.cfg.n_classes)
         batch, _ = self.prepare({LABEL: label})
-        mu, logvar = self.model.full_posterior(batch)
+        with np.errstate(all="ignore"):
+            mu, logvar = self.model.full_posterior(batch)
+        self._checked("latent posterior", mu, logvar)
         return mu[0], logvar[0]
 
     def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
@@ -195,7 +231,8 @@ class Pipeline:
         label, n, temperature, seed = arguments.generate(label, n, temperature, seed, self.model.cfg.n_classes)
         mean, logvar = self.label_posterior(label)
         noise = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
-        return self.decode(mean + temperature * np.exp(0.5 * logvar) * noise)
+        with np.errstate(all="ignore"):  # a huge log-variance is the model's fault, found by _decode
+            return self._decode(mean + temperature * np.exp(0.5 * logvar) * noise)
 
     def traverse(self, latent, dims, values) -> Decoded:
         """Decodes `latent` with each dim in `dims` set to each of `values`: N = len(dims) * len(values), dim-major."""
@@ -203,34 +240,35 @@ class Pipeline:
         grid = np.repeat(latent[None], len(dims) * len(values), axis=0)
         for i, d in enumerate(dims):
             grid[i * len(values):(i + 1) * len(values), d] = values
-        return self.decode(grid)
+        return self._decode(grid)
 
     def restyle(self, latent, keep=(), n: int = 6, seed: int | None = None) -> Decoded:
         """n decodings of `latent` that keep its shared part (the digit) and the styles of the modalities in
         `keep`, with every other modality's style drawn afresh from its prior."""
         latent = arguments.latent(latent, self.latent_dim)
         n = arguments.whole_number(n, "The number of styles", 1, arguments.MAX_SAMPLES)
-        unknown = set(keep) - set(self.modalities)
-        if unknown:
-            raise InputError(f"keep names modalities this model does not have: {sorted(map(str, unknown))}; "
-                             f"use any of {', '.join(self.modalities)}.")
+        keep = arguments.kept(keep, self.modalities)
         grid = np.repeat(latent[None], n, axis=0)
         rng = np.random.default_rng(arguments.seed(seed))
         for name, part in self.latent_layout.items():
             if name != "shared" and name not in keep:
                 grid[:, part] = rng.standard_normal((n, part.stop - part.start))
-        return self.decode(grid)
+        return self._decode(grid)
 
     def dimension_effects(self, latent, target: str) -> np.ndarray:
         """For each latent dimension, how much moving it from -2 to +2 changes `target` (per pixel for a digit)."""
-        if target not in self.model.names:
-            raise InputError(f"Unknown modality {target!r}; give any of {', '.join(self.modalities)}.")
-        return dimension_effects(self.model, arguments.latent(latent, self.latent_dim)[None], target)
+        if not isinstance(target, str) or target not in self.model.names:
+            raise InputError(f"Unknown modality {target!r:.80}; give any of {', '.join(self.modalities)}.")
+        with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
+            effects = dimension_effects(self.model, arguments.latent(latent, self.latent_dim)[None], target,
+                                        batch=arguments.MAX_SAMPLES)
+        self._checked("decoded outputs", effects)
+        return effects
 
     def interpolate(self, start, end, steps: int = 8) -> Decoded:
         start, end, steps = arguments.interpolate(start, end, steps, self.latent_dim)
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
-        return self.decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
+        return self._decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
 
 
 def load(path: str | os.PathLike | None = None) -> Pipeline:
@@ -238,4 +276,4 @@ def load(path: str | os.PathLike | None = None) -> Pipeline:
     the lean runtime."""
     path = path or os.environ.get("MVAE_CHECKPOINT") or DEFAULT_CHECKPOINT
     model, meta = LeanMVAE.load(path)
-    return Pipeline(model, meta, folder=model_path(path).parent)
+    return Pipeline(model, meta, folder=model_path(path).parent, source=model_path(path))

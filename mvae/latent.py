@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arguments import MAX_SAMPLES
 from .errors import CheckpointError
 from .store import atomic_write, seal, unpack
 
@@ -58,15 +59,20 @@ class LatentMap:
                                   f"python -m mvae.evaluation.report {Path(folder)}") from exc
 
 
-def dimension_effects(model, latents, target: str, span: float = LIVE_SPAN) -> np.ndarray:
+def dimension_effects(model, latents, target: str, span: float = LIVE_SPAN, batch: int = MAX_SAMPLES) -> np.ndarray:
     """How much each dimension of the full latent changes `target`: the mean absolute change per value
     (per pixel for a digit) between the dimension set to -span and to +span, averaged over `latents` (N, F).
-    `model` is a LeanMVAE (`mvae.runtime`)."""
+    `model` is a LeanMVAE (`mvae.runtime`). The 2 x F x N decodings run `batch` rows at a time: the model
+    files are bounded for batches of MAX_SAMPLES, so no network may ever be given more."""
     base = np.asarray(latents, np.float32).reshape(-1, model.full_latent_dim)
     n, dims = base.shape
-    low, high = np.tile(base, (dims, 1)), np.tile(base, (dims, 1))  # dim-major: rows d*n .. d*n+n-1 move dim d
-    rows, index = np.arange(dims * n), np.repeat(np.arange(dims), n)
-    low[rows, index], high[rows, index] = -span, span
-    out = model.outputs(np.concatenate([low, high]), [target])[target]
-    change = np.abs(out[: dims * n] - out[dims * n:]).reshape(dims * n, -1).mean(1)
+    change = np.empty(dims * n, np.float32)  # dim-major: entry d*n + i moves dim d of latent i
+    pairs = max(1, batch // 2)  # each pair is a low and a high row
+    for start in range(0, dims * n, pairs):
+        index = np.arange(start, min(start + pairs, dims * n))
+        moved, rows = index // n, np.arange(len(index))
+        low, high = base[index % n], base[index % n]  # fancy indexing copies
+        low[rows, moved], high[rows, moved] = -span, span
+        out = model.outputs(np.concatenate([low, high]), [target])[target]
+        change[index] = np.abs(out[: len(index)] - out[len(index):]).reshape(len(index), -1).mean(1)
     return change.reshape(dims, n).mean(1)

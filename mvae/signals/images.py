@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..arguments import is_tensor
 from ..config import IMAGE_FIT, IMAGE_SIZE
 from ..errors import InputError
 
@@ -20,6 +21,12 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024
 INK_THRESHOLD = 0.1  # fraction of full ink below which a pixel counts as background when cropping
 MIN_INK = 0.05  # an image whose strongest ink is weaker than this is treated as empty
 INTEGER_PIXEL_BITS = (8, 16, 32, 64)
+# The formats an uploaded file may be in; every other PIL parser (EPS runs Ghostscript, for one) is kept
+# away from bytes a stranger sent.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+NOT_AN_IMAGE = "These bytes are not a readable image; please give a PNG or JPEG file (GIF, BMP and WebP also work)."
+ALPHA_MODES = ("LA", "La", "PA", "RGBa")  # LAB's "A" band is a colour, not alpha
+DIRECT_MODES = ("1", "L", "RGB", "RGBA", "I", "F")  # np.asarray reads these as numbers as they are
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
@@ -27,34 +34,76 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
         raise InputError(f"The image file is {len(data) / 1e6:.1f} MB; please use one under "
                          f"{MAX_IMAGE_BYTES // 2**20} MB.")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if max(img.size) > MAX_IMAGE_SIDE:
-                raise InputError(f"The image is {img.size[0]}x{img.size[1]} px; please use one at most "
-                                 f"{MAX_IMAGE_SIDE} px a side.")
-            return pil_to_array(img)
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:  # PIL refuses it while reading the header
         raise InputError(f"The image is far too large; please use one at most {MAX_IMAGE_SIDE} px a side.") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError("These bytes are not a readable image; please give a PNG or JPEG file.") from exc
+    except Exception as exc:  # noqa: BLE001 - PIL's parsers answer crafted headers with many exception types
+        raise InputError(NOT_AN_IMAGE) from exc
+    with img:
+        return pil_to_array(img, NOT_AN_IMAGE)
 
 
-def pil_to_array(img: Image.Image) -> np.ndarray:
-    if img.mode not in ("L", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "A" in img.getbands() or img.mode == "P" else "RGB")
-    return np.asarray(img)
+def pil_to_array(img: Image.Image, unreadable: str | None = None) -> np.ndarray:
+    """A PIL image as an array of numbers, its size checked from the header before any pixel is decoded: a
+    lazily opened 12,000 px PNG is refused at once rather than after seconds and gigabytes."""
+    try:
+        width, height = img.size
+        mode = img.mode
+    except Exception as exc:  # noqa: BLE001 - a half-built Image object
+        raise InputError("This PIL image has no usable size or mode; please give a PNG or JPEG file, or an array.") \
+            from exc
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise InputError(f"The image is {width}x{height} px; please use one at most {MAX_IMAGE_SIDE} px a side.")
+    try:
+        if mode in DIRECT_MODES or mode.startswith("I;16"):
+            pass  # I, I;16 and F keep their numbers: integer_full_scale reads their white level
+        elif mode in ALPHA_MODES or mode == "P":  # a palette may hold transparency
+            # La (premultiplied alpha) converts only to LA; the others go straight to RGBA.
+            img = (img.convert("LA") if mode == "La" else img).convert("RGBA")
+        else:
+            img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX: colour the way PIL shows it
+        return np.asarray(img)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"The image is far too large; please use one at most {MAX_IMAGE_SIDE} px a side.") from exc
+    except Exception as exc:  # noqa: BLE001 - decoding: truncated files, closed images, modes PIL cannot convert
+        raise InputError(unreadable or f"This PIL image (mode {mode!r}) cannot be read: {exc}. Please give a PNG or "
+                         "JPEG file, or an image in mode 'L', 'RGB' or 'RGBA'.") from exc
 
 
 def to_array(image) -> np.ndarray:
-    """Any accepted image form (array, PIL image, PNG/JPEG bytes) as a numpy array."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
+    """Any accepted image form (array, PIL image, PNG/JPEG bytes) as a numpy array, unconverted: an array
+    or a view keeps its dtype and declared shape, so that `ink_map` checks them before any copy."""
+    if isinstance(image, memoryview):
+        if image.nbytes > MAX_IMAGE_BYTES:  # before bytes(): a strided view may declare any size
+            raise InputError(f"The image file is {image.nbytes / 1e6:.1f} MB; please use one under "
+                             f"{MAX_IMAGE_BYTES // 2**20} MB.")
+        image = image.tobytes()
+    if isinstance(image, (bytes, bytearray)):
         return decode_image_bytes(bytes(image))
     if isinstance(image, Image.Image):
         return pil_to_array(image)
-    if hasattr(image, "detach"):  # a torch tensor
+    if is_tensor(image):
+        image_shape(tuple(image.shape))  # before .numpy(), which may copy it off a GPU
         image = image.detach().cpu().numpy()
+    if isinstance(image, np.ma.MaskedArray):  # np.asarray would drop the mask and read the hidden pixels
+        raise InputError("An image must be a plain array, not a masked one; fill the masked pixels first "
+                         "(array.filled(0)).")
     if not isinstance(image, np.ndarray):
         raise InputError(f"An image must be a numpy array, a PIL image or PNG/JPEG bytes, not {type(image).__name__}.")
-    return image
+    return np.asarray(image)  # np.matrix and other subclasses as plain arrays: a view, not a copy
+
+
+def image_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The layout of an image from its shape alone, before its pixels are read; (H, W, 1) reads as (H, W)."""
+    if len(shape) == 3 and shape[2] == 1:
+        shape = shape[:2]
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
+        raise InputError(f"An image must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {shape}.")
+    if min(shape[:2]) < 1:
+        raise InputError(f"The image is empty (shape {shape}).")
+    if max(shape[:2]) > MAX_IMAGE_SIDE:
+        raise InputError(f"The image is {shape[1]}x{shape[0]} px; please use one at most {MAX_IMAGE_SIDE} px a side.")
+    return shape
 
 
 def integer_full_scale(arr: np.ndarray) -> float:
@@ -77,22 +126,14 @@ def ink_map(image) -> np.ndarray:
     and dark-on-light drawings work.
     """
     arr = to_array(image)
+    # Dtype and shape first, read from the array's header: a broadcast view may declare 10^10 pixels,
+    # and nothing may be converted before that is refused.
+    if arr.dtype.kind not in "biuf":  # timedelta is an integer subclass to numpy, but not a pixel
+        raise InputError(f"Image pixels must be numbers, not {arr.dtype}.")
+    arr = arr.reshape(image_shape(arr.shape))  # (H, W, 1) -> (H, W): a view
     if arr.dtype == np.bool_:
         arr = arr.astype(np.float32)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"Image pixels must be numbers, not {arr.dtype}.")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise InputError(
-            f"An image must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {arr.shape}."
-        )
-    if min(arr.shape[:2]) < 1:
-        raise InputError(f"The image is empty (shape {arr.shape}).")
-    if max(arr.shape[:2]) > MAX_IMAGE_SIDE:
-        raise InputError(f"The image is {arr.shape[1]}x{arr.shape[0]} px; please use one at most "
-                         f"{MAX_IMAGE_SIDE} px a side.")
-    if np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise InputError("The image contains NaN or infinite values; pixels must be finite numbers.")
         scale = 255.0 if arr.max(initial=0.0) > 1.0 else 1.0
