@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mvae.checkpoint import _shape_model, pack, save_model
+from mvae.checkpoint import pack, save_model, shape_model
 from mvae.config import ModelConfig, to_dict
 from mvae.model.model import MVAE
 from mvae.store import MAX_PARAMETERS, MODEL_FILE, atomic_write
@@ -60,7 +60,7 @@ def hostile_files(tmp: Path) -> dict[str, Path]:
     files["NaN weights (digest recomputed)"] = path
     for hidden in range(4096, 0, -64):
         cfg = ModelConfig(hidden=hidden)
-        count = sum(t.numel() for t in _shape_model(cfg).state_dict().values())
+        count = sum(t.numel() for t in shape_model(cfg).state_dict().values())
         if count <= MAX_PARAMETERS:
             break
     files[f"largest accepted: mlp, hidden={hidden}, {count / 1e6:.1f} M parameters, float32"] = \

@@ -83,7 +83,7 @@ class _NoInit(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _shape_model(cfg) -> MVAE:
+def shape_model(cfg) -> MVAE:
     """The model `cfg` describes, with its parameters on the meta device: shapes and dtypes, no memory."""
     with torch.device("meta"), _NoInit():
         return MVAE(cfg)
@@ -95,7 +95,7 @@ def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
     if not isinstance(meta.get("info", {}), dict):
         raise damaged(path, "its info metadata is not an object")
     cfg = model_config(path, meta.get("model_config"))
-    shapes = _shape_model(cfg).state_dict()
+    shapes = shape_model(cfg).state_dict()
     n = sum(t.numel() for t in shapes.values())
     if n > MAX_PARAMETERS:
         raise misfit(path, f"its config describes {n:,} parameters; at most {MAX_PARAMETERS:,} are loaded")
@@ -108,7 +108,7 @@ def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
     # Checkpoints written before each modality owned its normaliser hold the log-mel statistics whether or
     # not the model has speech; they are accepted, and dropped on loading.
     every = shapes if set(cfg.modalities) == set(INPUT_MODALITIES) else \
-        _shape_model(replace(cfg, modalities=INPUT_MODALITIES)).state_dict()
+        shape_model(replace(cfg, modalities=INPUT_MODALITIES)).state_dict()
     stale = {k: spec(t) for k, t in every.items() if k.partition(".")[0].endswith("_norm") and k not in shapes}
     return Spec({k: spec(t) for k, t in shapes.items()}, stale.get)
 

@@ -20,6 +20,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import stat
 import struct
 import sys
 import tempfile
@@ -50,6 +52,9 @@ MAX_DATA_BYTES = 2**30  # tensors of a file read without a model to check them a
 MAX_PARAMETERS = 50_000_000  # 200 MB in float32; the shipped model has 3.8 million
 MAX_TENSORS = 10_000
 RE_GET = "Re-download or retrain it."
+# JSON nesting (header, metadata, model.json): the shipped metadata nests 9 deep (the program's tensor
+# shapes); json's recursive parser raises RecursionError near 1,000, without naming the file.
+MAX_JSON_DEPTH = 64
 
 
 if sys.byteorder != "little":  # safetensors stores little-endian bytes, and tensors are viewed in place
@@ -86,6 +91,43 @@ def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+class JSONRefused(ValueError):
+    """JSON this module will not read, though it may parse: too deep, or a key given twice."""
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a string, escapes and all
+_NESTING = np.zeros(256, np.int8)  # what each byte does to the nesting depth outside strings
+_NESTING[list(b"[{")], _NESTING[list(b"]}")] = 1, -1
+
+
+def _unique_keys(pairs: list) -> dict:
+    seen = dict(pairs)
+    if len(seen) != len(pairs):
+        # Readers disagree on a repeated key (Python keeps the last, others the first): refused, so that
+        # what the digest covered is what every reader sees.
+        twice = next(k for i, (k, _) in enumerate(pairs) if any(k == other for other, _ in pairs[:i]))
+        raise JSONRefused(f"it gives the key {twice!r:.60} twice")
+    return seen
+
+
+def read_json(text: bytes | bytearray | str):
+    """Parsed JSON, refusing (JSONRefused) nesting past MAX_JSON_DEPTH and repeated keys; ValueError when
+    it is not JSON. The depth is measured before parsing, on the brackets outside strings."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    steps = _NESTING[np.frombuffer(_JSON_STRING.sub(b"", raw), np.uint8)]
+    depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    if depth > MAX_JSON_DEPTH:
+        raise JSONRefused(f"it nests {depth} deep, more than the {MAX_JSON_DEPTH} read here")
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_keys)
+    except RecursionError:  # a fallback: the depth is checked above
+        raise JSONRefused("it nests too deep to read") from None
+
+
+def _json_problem(exc: ValueError, what: str) -> str:
+    return f"its {what} {exc}" if isinstance(exc, JSONRefused) else f"its {what} is not valid JSON"
+
+
 def digest(entries: dict, meta: dict, data) -> str:
     """Format 2: the tensor entries of the header (dtype, shape, data_offsets), the metadata without its
     own `sha256`, then the data section, in that order."""
@@ -110,7 +152,7 @@ def _digest_v1(entries: dict, data) -> str:
 def split_header(blob: bytes) -> tuple[dict, int]:
     """The header of safetensors bytes that this module wrote, and where their data section starts."""
     (n,) = struct.unpack("<Q", blob[:8])
-    return json.loads(blob[8:8 + n]), 8 + n
+    return read_json(blob[8:8 + n]), 8 + n
 
 
 def seal(serialise: Callable[[dict, dict], bytes], tensors: dict, meta: dict) -> bytes:
@@ -151,6 +193,33 @@ def misfit(path: Path, why: str) -> CheckpointError:
                            f"{RE_GET}")
 
 
+def open_regular(path: Path):
+    """`path` opened for reading if it is a regular file; OSError otherwise, or NotARegularFile.
+
+    A named pipe, a socket or a device would block the reader or never end. O_NONBLOCK makes opening a
+    pipe return at once (it means nothing to a regular file), and the type is checked on what was opened,
+    so a file swapped for a pipe between a check and the open is caught too."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(path, mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NotARegularFile(Exception):
+    def __init__(self, path: Path, mode: int):
+        kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+        self.kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+        super().__init__(f"{path} is {self.kind}")
+
+
 def _open(path: Path):
     try:
         if not path.exists():
@@ -159,7 +228,10 @@ def _open(path: Path):
         if path.is_dir():
             raise CheckpointError(f"The checkpoint {path} is a folder, not a file; pass the checkpoint folder that "
                                   f"holds {MODEL_FILE}, or the file itself.")
-        return open(path, "rb")
+        return open_regular(path)
+    except NotARegularFile as exc:
+        raise CheckpointError(f"The checkpoint {path} is {exc.kind}, not a regular file, and is not read; pass "
+                              f"the checkpoint folder that holds {MODEL_FILE}, or the file itself.") from None
     except OSError as exc:
         raise CheckpointError(f"The checkpoint {path} could not be read ({exc.strerror or exc}); check that the "
                               "file exists and that this user may read it.") from exc
@@ -216,9 +288,9 @@ def _entries(path: Path, header, data_size: int) -> tuple[dict, dict]:
 
 def _parse_meta(path: Path, raw: str) -> dict:
     try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise damaged(path, "its metadata is not valid JSON") from None
+        meta = read_json(raw)
+    except ValueError as exc:
+        raise damaged(path, _json_problem(exc, "metadata")) from None
     if not isinstance(meta, dict):
         raise damaged(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
@@ -267,9 +339,9 @@ def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tup
             raise damaged(path, f"its header claims {header_size} bytes, more than the file's {size} bytes or the "
                                  f"{MAX_HEADER_BYTES} a header may take")
         try:
-            header = json.loads(_read_exact(f, path, header_size, "header"))
-        except ValueError:
-            raise damaged(path, "its header is not valid JSON") from None
+            header = read_json(_read_exact(f, path, header_size, "header"))
+        except ValueError as exc:
+            raise damaged(path, _json_problem(exc, "header")) from None
         data_size = size - 8 - header_size
         entries, raw_meta = _entries(path, header, data_size)
         meta = _parse_meta(path, raw_meta["mvae"])
@@ -329,18 +401,23 @@ def _check_json_copy(path: Path, meta: dict) -> None:
     the two writes of a save leaves that copy one save behind."""
     copy = path.with_suffix(".json")
     try:
-        if not copy.is_file():
+        if not copy.exists():
             return
-        if copy.stat().st_size > MAX_HEADER_BYTES:
-            raise CheckpointError(f"{copy} is larger than any metadata ({copy.stat().st_size} bytes). Delete it, or "
-                                  "re-download the checkpoint folder.")
-        text = copy.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open_regular(copy) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{copy} is larger than any metadata ({size} bytes). Delete it, or "
+                                      "re-download the checkpoint folder.")
+            text = f.read(MAX_HEADER_BYTES + 1)
+    except (OSError, NotARegularFile) as exc:
         raise CheckpointError(f"{copy}, the readable copy of {path.name}'s metadata, could not be read ({exc}). "
                               "Delete it, or re-download the checkpoint folder.") from exc
     try:
-        said = json.loads(text)
-    except ValueError:
+        said = read_json(text)
+    except JSONRefused as exc:
+        raise CheckpointError(f"{copy}, the readable copy of {path.name}'s metadata, is refused: {exc}. Delete it, "
+                              "or re-download the checkpoint folder.") from None
+    except ValueError:  # not JSON, or not UTF-8: said to differ below
         said = None
     ours = {k: v for k, v in meta.items() if k not in ("format", "version", "sha256", "info")}
     if isinstance(said, dict):

@@ -193,14 +193,14 @@ def test_an_unreadable_file_is_a_checkpoint_error(tmp_path, monkeypatch):
     path = saved(tmp_path)
     path.chmod(0)
     if os.access(path, os.R_OK):  # root reads anything: make the open fail as it would for anyone else
-        real_open = open
+        real_open = os.open
 
         def deny(file, *args, **kwargs):
             if Path(file) == path:
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr("builtins.open", deny)
+        monkeypatch.setattr("os.open", deny)
     try:
         refused(path, "could not be read", "Permission denied")
     finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from ..config import LABEL, ConfiguredLatent, ModelConfig
 from ..errors import CheckpointError
 from ..kinds import kind
@@ -21,6 +22,24 @@ from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, damaged, misfit, model_co
 from . import ops
 
 PROGRAM_VERSION = 1
+MAX_STEPS = 100  # of one network; the recipe's longest has 17
+
+# What a checkpoint's program may make the runtime do, worked out from its shapes before any tensor is read.
+# No call runs a network on more rows at once than MAX_BATCH: generate's n, a traversal's dimensions x values
+# and dimension_effects' chunks are all capped at MAX_SAMPLES.
+MAX_BATCH = arguments.MAX_SAMPLES
+BYTES_PER_NUMBER = 4  # float32
+# The budgets are for one pass of every network over MAX_BATCH rows, more than any one call runs. Figures
+# from `size_program` (multiply-adds; the most one step holds):
+#   the shipped model (checkpoints/default)                            3.17 G    114 MB
+#   the recipe with the sweep's widest choices (hidden 384, latent 96)  3.79 G    114 MB
+#   the plain `conv` architecture at its default 32 channels          14.8 G     228 MB
+# The budgets are about 4 times the largest the recipe and the study make (5 and 4.5 times the shipped
+# model's). The shipped model runs its 3.17 G in about 0.6 s on one busy CPU core, so a program at the
+# budget stays within the error contract's 5 s; a step at the activation budget, with the weights
+# (MAX_PARAMETERS), within its 1.5 GB.
+MAX_MULTIPLY_ADDS = 16 * 10**9  # all networks together
+MAX_ACTIVATION_BYTES = 512 * 2**20  # the most one step holds at once: its input, its scratch, its output
 
 
 @dataclass
@@ -138,12 +157,15 @@ class LeanMVAE(ConfiguredLatent):
         file = model_path(path)
         found: dict = {}
         tensors, meta = unpack(file, lambda meta: _spec(file, meta, found))
+        _check_values(file, meta["runtime"], tensors)
         model = cls(found["cfg"], meta["runtime"], tensors)
         model.check_shapes(file)
         return model, meta
 
     def check_shapes(self, path) -> None:
-        """Runs every network once on a zero item: each must take and give what the config says."""
+        """Runs every network once on a zero item: each must take and give what the config says. `size_program`
+        has said so from the shapes already, and bounded what this costs (a MAX_BATCH-th of the budgets); this
+        holds its rules to what numpy does."""
         cfg = self.cfg
         try:
             for name in self.names:
@@ -159,7 +181,7 @@ class LeanMVAE(ConfiguredLatent):
                     raise ValueError(f"the {name} decoder gives shape {got[1:]}, not {want[1:]}")
                 if name in self.norms:
                     self.inverse(name, np.zeros((1, *shape), np.float32))
-        except (ValueError, IndexError, KeyError, TypeError) as exc:
+        except (ValueError, IndexError, KeyError, TypeError, MemoryError) as exc:
             raise misfit(Path(path), f"its networks do not fit its config ({exc})") from None
 
 
@@ -187,11 +209,12 @@ def _check_program(path: Path, runtime, names) -> None:
         if not isinstance(runtime[part], dict) or set(runtime[part]) != set(names):
             raise bad(f"does not give {part} for exactly {list(names)}")
         for name, steps in runtime[part].items():
-            if not isinstance(steps, list) or len(steps) > 100:
-                raise bad(f"has no list of steps for the {name} {part[:-1]}")
+            if not isinstance(steps, list) or len(steps) > MAX_STEPS:
+                raise bad(f"has no list of at most {MAX_STEPS} steps for the {name} {part[:-1]}")
             for step in steps:
                 op = step.get("op") if isinstance(step, dict) else None
-                if op not in ops.OPS or set(step) - {"op", "tensors", *ops.SETTINGS.get(op, ())} \
+                if not isinstance(op, str) or op not in ops.OPS \
+                        or set(step) - {"op", "tensors", *ops.SETTINGS.get(op, ())} \
                         or not set(ops.SETTINGS.get(op, ())) <= set(step) \
                         or not isinstance(step.get("tensors", {}), dict) \
                         or not set(step.get("tensors", {})) <= set(ops.OPS[op]):
@@ -234,6 +257,7 @@ def _spec(path: Path, meta: dict, found: dict) -> Spec:
     total = sum(math.prod(s) for s in wanted.values())
     if total > MAX_PARAMETERS:
         raise misfit(path, f"its program reads {total:,} numbers; at most {MAX_PARAMETERS:,} are loaded")
+    found["figures"] = size_program(path, cfg, runtime)
     found["cfg"] = cfg
     stored = frozenset([FLOAT_NAMES[dtype]])
 
@@ -242,3 +266,64 @@ def _spec(path: Path, meta: dict, found: dict) -> Spec:
         return (frozenset(["I64"]), ()) if name.endswith(".num_batches_tracked") else None
 
     return Spec({n: (stored, s) for n, s in wanted.items()}, optional)
+
+
+def _broadcasts(shape: tuple, item: tuple) -> bool:
+    """Whether an array of `shape` combines with a batch of items of shape `item`, leaving it as it is."""
+    if len(shape) > len(item) + 1 or (len(shape) == len(item) + 1 and shape[0] != 1):
+        return False
+    return all(d in (1, i) for d, i in zip(reversed(shape), reversed(item)))
+
+
+def size_program(path: Path, cfg: ModelConfig, runtime: dict) -> dict:
+    """Every network of a checked program, run symbolically over MAX_BATCH rows: each step must fit what
+    reaches it, each network must take and give what `cfg` says, and together they must keep within
+    MAX_ACTIVATION_BYTES and MAX_MULTIPLY_ADDS. Returns the figures; a CheckpointError says which step of
+    which network fails. Reads shapes only, so it costs microseconds whatever the program claims."""
+    names = (*cfg.modalities, LABEL)
+    style = set(cfg.style_names)
+    macs, peak, where = 0, 0, ""
+    for part in ("encoders", "decoders"):
+        for name in names:
+            latent = cfg.latent_dim + (cfg.style_dim if name in style else 0)
+            shape = kind(name).shape(cfg)
+            if part == "encoders":
+                size, want = ops.Size(shape, integer=not shape), ops.Size((2 * latent,))
+                norm = runtime["norms"].get(name)
+                if norm is not None and (size.integer or not all(
+                        _broadcasts(tuple(ref["shape"]), shape) for ref in norm.values())):
+                    raise misfit(path, f"its {name} normaliser does not fit the {name} data, of shape {list(shape)}")
+            else:
+                size, want = ops.Size((latent,)), ops.Size(shape or (cfg.n_classes,))
+            for i, step in enumerate(runtime[part][name]):
+                shapes = {role: ref["shape"] for role, ref in step.get("tensors", {}).items()}
+                try:
+                    size, cost = ops.infer(step, shapes, size, MAX_BATCH, cfg.n_classes)
+                except ops.ShapeError as exc:
+                    raise misfit(path, f"step {i} of its {name} {part[:-1]} cannot run ({exc})") from None
+                macs += cost.macs
+                if cost.elements * BYTES_PER_NUMBER > peak:
+                    peak, where = cost.elements * BYTES_PER_NUMBER, f"step {i} ({step['op']}) of its {name} {part[:-1]}"
+                if peak > MAX_ACTIVATION_BYTES:
+                    raise misfit(path, f"{where} would hold {peak / 2**20:,.0f} MB at once for a batch of {MAX_BATCH}; "
+                                       f"the budget is {MAX_ACTIVATION_BYTES / 2**20:,.0f} MB")
+            if size != want:
+                raise misfit(path, f"its {name} {part[:-1]} gives {'class indices of ' if size.integer else ''}shape "
+                                   f"{list(size.item)}, where its config needs {list(want.item)}")
+    if macs > MAX_MULTIPLY_ADDS:
+        raise misfit(path, f"its networks take {macs:,} multiply-adds for a batch of {MAX_BATCH}; the budget is "
+                           f"{MAX_MULTIPLY_ADDS:,}")
+    return {"multiply_adds": macs, "activation_bytes": peak, "largest_step": where}
+
+
+def _check_values(path: Path, runtime: dict, tensors: dict) -> None:
+    """What no trained model holds and the arithmetic cannot take: a negative batch-norm variance (a NaN
+    from its square root) or a normaliser's standard deviation of zero or less."""
+    for part in ("encoders", "decoders"):
+        for name, steps in runtime[part].items():
+            for step in steps:
+                if step["op"] == "batchnorm" and (tensors[step["tensors"]["var"]["name"]] < 0).any():
+                    raise damaged(path, f"a batch norm of its {name} {part[:-1]} has a negative variance")
+    for name, norm in runtime["norms"].items():
+        if not (tensors[norm["std"]["name"]] > 0).all():
+            raise damaged(path, f"its {name} normaliser has a standard deviation that is not positive")

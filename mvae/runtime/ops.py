@@ -4,9 +4,16 @@ A network is a list of steps, written by `mvae.model.export` from the torch mode
 saved: each step names its operation, the tensors it reads (by their names in the checkpoint) and its
 settings. `run` takes the steps bound: each step's tensors as arrays (`LeanMVAE` binds them once). Every
 batch is float32, batch first, laid out as torch lays it out (channels before rows).
+
+`infer` gives what a step does to a batch's shape, and what it costs, from the shapes of its tensors alone
+(the same rules numpy applies in `run`), so that a checkpoint's program is sized before any of its tensor
+bytes are read.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -101,3 +108,130 @@ OPS = {"linear": ("weight", "bias"), "silu": (), "conv2d": ("weight", "bias"), "
 SETTINGS = {"conv2d": ("stride", "padding"), "conv_transpose2d": ("stride", "padding"), "batchnorm": ("eps",),
             "unflatten": ("shape",)}  # each operation's settings, all of them required
 OUTPUTS = {"sigmoid": sigmoid, "identity": lambda x: x, "softmax": softmax}
+
+
+# -- sizing a step without running it ------------------------------------------------------------------------
+
+MAX_ITEM_RANK = 4  # one item's dimensions; the exporter's deepest is a conv's (channels, rows, columns)
+# A transposed conv adds its kernel's stamps one by one (kh x kw numpy calls, whatever the batch): the
+# recipe's kernels are 4 x 4 and 3 x 3, so 16 leaves four times that on a side.
+MAX_KERNEL_SIDE = 16
+ELEMENTWISE_PASSES = {"silu": 4, "batchnorm": 3}  # numpy passes over the batch: exp, add, divide, negate...
+
+
+class ShapeError(ValueError):
+    """A step that cannot run on what reaches it; the message says why."""
+
+
+@dataclass(frozen=True)
+class Size:
+    """What a batch looks like between two steps: one item's shape, and whether it holds integers (class
+    indices, which only an embedding turns into numbers)."""
+
+    item: tuple[int, ...]
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Cost:
+    macs: int  # multiply-adds; an elementwise pass counts one per element
+    elements: int  # numbers held at once while the step runs: its input, its scratch, its output
+
+
+def _tensor(shapes: dict, role: str, rank: int, op: str) -> tuple[int, ...]:
+    shape = shapes.get(role)
+    if shape is None or len(shape) != rank:
+        raise ShapeError(f"{op} needs a {rank}-d {role}, not {list(shape) if shape is not None else 'none'}")
+    return shape
+
+
+def _bias(shapes: dict, channels: int, op: str) -> None:
+    if "bias" in shapes and tuple(shapes["bias"]) != (channels,):
+        raise ShapeError(f"{op}'s bias has shape {list(shapes['bias'])}, not [{channels}]")
+
+
+def infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    """The size `step` gives a batch of `batch` items of `size`, and its cost; ShapeError when numpy could not
+    run it. `shapes` holds its tensors' shapes by role; `classes` is how many values an integer input takes."""
+    out, cost = _infer(step, {role: tuple(shape) for role, shape in shapes.items()}, size, batch, classes)
+    if len(out.item) > MAX_ITEM_RANK:
+        raise ShapeError(f"{step['op']} makes items of {len(out.item)} dimensions; at most {MAX_ITEM_RANK} are run")
+    return out, cost
+
+
+def _infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    op, item = step["op"], size.item
+    n = batch * math.prod(item)
+    if size.integer and op not in ("embedding", "flatten", "unflatten", "add_channel", "drop_channel"):
+        raise ShapeError(f"{op} would run on class indices; an embedding must come first")
+    if op == "linear":
+        out, inp = _tensor(shapes, "weight", 2, op)
+        _bias(shapes, out, op)
+        if item != (inp,):
+            raise ShapeError(f"linear takes {inp} numbers per item, not shape {list(item)}")
+        return Size((out,)), Cost(batch * inp * out + batch * out, n + 2 * batch * out)
+    if op == "silu":
+        return size, Cost(ELEMENTWISE_PASSES[op] * n, 3 * n)
+    if op in ("conv2d", "conv_transpose2d"):
+        weight = _tensor(shapes, "weight", 4, op)
+        if len(item) != 3:
+            raise ShapeError(f"{op} takes (channels, rows, columns) per item, not shape {list(item)}")
+        channels, rows, cols = item
+        stride, pad = step["stride"], step["padding"]
+        kh, kw = weight[2:]
+        if max(kh, kw) > MAX_KERNEL_SIDE:
+            raise ShapeError(f"{op}'s kernel is {kh} x {kw}; at most {MAX_KERNEL_SIDE} on a side is run")
+        if op == "conv2d":
+            out_c, in_c = weight[:2]
+            if in_c != channels:
+                raise ShapeError(f"conv2d takes {in_c} channels, not {channels}")
+            if kh > rows + 2 * pad or kw > cols + 2 * pad:
+                raise ShapeError(f"conv2d's {kh} x {kw} kernel is larger than its padded {rows} x {cols} input")
+            out = (out_c, (rows + 2 * pad - kh) // stride + 1, (cols + 2 * pad - kw) // stride + 1)
+            padded = batch * channels * (rows + 2 * pad) * (cols + 2 * pad)
+            windows = batch * out[1] * out[2] * channels * kh * kw  # tensordot copies the sliding windows
+            outs = batch * math.prod(out)
+            cost = Cost(windows * out_c + outs, n + padded + windows + 2 * outs)
+        else:
+            in_c, out_c = weight[:2]
+            if in_c != channels:
+                raise ShapeError(f"conv_transpose2d takes {in_c} channels, not {channels}")
+            full = (out_c, (rows - 1) * stride + kh, (cols - 1) * stride + kw)
+            out = (out_c, full[1] - 2 * pad, full[2] - 2 * pad)
+            if min(out) < 1:
+                raise ShapeError(f"conv_transpose2d's padding {pad} leaves nothing of its {full[1]} x {full[2]} output")
+            stamps = batch * rows * cols * out_c * kh * kw  # every input pixel's k x k stamp, held at once
+            fulls, outs = batch * math.prod(full), batch * math.prod(out)
+            cost = Cost(stamps * channels + stamps + outs, n + stamps + fulls + outs)
+        _bias(shapes, out_c, op)
+        return Size(out), cost
+    if op == "batchnorm":
+        if not item:
+            raise ShapeError("batchnorm needs a channel axis")
+        for role in OPS[op]:
+            if tuple(shapes.get(role, ())) != (item[0],):
+                raise ShapeError(f"batchnorm's {role} must have shape [{item[0]}]")
+        return size, Cost(ELEMENTWISE_PASSES[op] * n, 3 * n)
+    if op == "embedding":
+        rows, dim = _tensor(shapes, "weight", 2, op)
+        if not size.integer:
+            raise ShapeError("embedding takes class indices, not numbers")
+        if rows != classes:
+            raise ShapeError(f"embedding has {rows} rows, not one per class ({classes})")
+        out = (*item, dim)
+        return Size(out), Cost(batch * math.prod(out), n + batch * math.prod(out))
+    if op == "flatten":
+        out = (math.prod(item),)
+    elif op == "unflatten":
+        out = tuple(step["shape"])
+        if math.prod(out) != math.prod(item):
+            raise ShapeError(f"unflatten cannot make {list(item)} into {list(out)}")
+    elif op == "add_channel":
+        out = (1, *item)
+    elif op == "drop_channel":
+        if not item:
+            raise ShapeError("drop_channel needs a channel axis")
+        out = item[1:]
+    else:
+        raise ShapeError(f"unknown operation {op!r:.40}")
+    return Size(out, size.integer), Cost(n, 2 * n)  # a reshape may copy
