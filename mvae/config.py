@@ -52,6 +52,13 @@ class _Checked:
         return _field_problems(self, prefix)
 
 
+# Griffin-Lim's work for one decoded log-mel (`AudioConfig.vocoder_cost`), in FFT operations. The shipped
+# settings cost 1.95e7 (about 20 ms on one CPU core, near 1 ns an operation); the bound leaves ten times that,
+# so that no config a checkpoint carries makes a `.speech` cost more than about 0.2 s per log-mel. At the old
+# limits (n_fft 8192, 1024 frames, 512 iterations) it was 1.1e11: about 5 minutes.
+MAX_VOCODER_COST = 2 * 10**8
+
+
 @dataclass
 class AudioConfig(_Checked):
     sample_rate: int = 8000
@@ -85,12 +92,25 @@ class AudioConfig(_Checked):
     def num_samples(self) -> int:
         return (self.n_frames - 1) * self.hop_length
 
+    @property
+    def vocoder_cost(self) -> float:
+        """Griffin-Lim's FFT operations for one log-mel: each iteration, and the last resynthesis, take an
+        inverse and a forward STFT of n_frames frames of n_fft points (n_fft log2 n_fft each)."""
+        return (self.griffin_lim_iters + 1) * 2 * self.n_frames * self.n_fft * math.log2(self.n_fft)
+
     def _problems(self, prefix: str) -> list[str]:
         problems = super()._problems(prefix)
         if problems:
             return problems
-        if self.hop_length > self.n_fft:
-            problems.append(f"{prefix}hop_length ({self.hop_length}) must not exceed {prefix}n_fft ({self.n_fft})")
+        # Frames must overlap by half or more: the inverse STFT divides by the overlap-added squared Hann
+        # window, which is zero where frames only touch (hop = n_fft gives NaN) and tiny where they barely overlap.
+        if self.hop_length > self.n_fft // 2:
+            problems.append(f"{prefix}hop_length ({self.hop_length}) must not exceed half of {prefix}n_fft "
+                            f"({self.n_fft} // 2 = {self.n_fft // 2}), so that the frames overlap")
+        if self.vocoder_cost > MAX_VOCODER_COST:
+            problems.append(f"{prefix}griffin_lim_iters, n_frames and n_fft ({self.griffin_lim_iters}, "
+                            f"{self.n_frames}, {self.n_fft}) make Griffin-Lim cost {self.vocoder_cost:.3g} FFT "
+                            f"operations per log-mel; at most {MAX_VOCODER_COST:.3g} are allowed")
         if self.n_mels > self.n_fft // 2 + 1:
             problems.append(f"{prefix}n_mels ({self.n_mels}) must not exceed n_fft // 2 + 1 ({self.n_fft // 2 + 1})")
         if not self.f_min < self.f_max <= self.sample_rate / 2:
