@@ -22,7 +22,7 @@ for col, name in zip(st.columns(3), ("farsi", "kannada", "speech")):
 if not inputs:
     st.info("Draw, record or switch on at least one input.", icon=":material/join_inner:")
 else:
-    with ui.guard():
+    with ui.guard(), ui.heavy():
         pred = pipe.predict(inputs)
         ui.remember(pred, "your combined inputs")
         st.subheader("Given: " + ", ".join(ui.NAMES[n] for n in inputs))

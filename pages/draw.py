@@ -8,7 +8,8 @@ pipe = ui.pipeline()
 script = st.segmented_control("Script", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, default="farsi",
                               key="draw-script") or "farsi"
 st.caption(f"The ten {ui.SCRIPTS[script]} digits, as the model writes them:")
-ui.reference_glyphs(pipe, script)
+with ui.guard():
+    ui.reference_glyphs(pipe, script)
 
 pad, result = st.columns([1, 2], gap="large")
 with pad:
@@ -18,7 +19,7 @@ with result:
         st.info(f"Draw a {ui.SCRIPTS[script]} digit on the black pad; the answer appears as soon as you "
                 "lift the mouse or finger.", icon=":material/draw:")
     else:
-        with ui.guard():
+        with ui.guard(), ui.heavy():
             pred = pipe.predict({script: ink})
             ui.remember(pred, f"your {ui.SCRIPTS[script]} drawing")
             label, seen = st.columns([2, 1])

@@ -13,7 +13,7 @@ temperature = temp_col.slider("Temperature", 0.0, 3.0, 1.0, 0.1, key="gen-temper
 seed = seed_col.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
 n = n_col.slider("Samples", 1, 8, 6, key="gen-n")
 
-with ui.guard():
+with ui.guard(), ui.heavy():
     samples = pipe.generate(digit, n=n, temperature=temperature, seed=int(seed))
     titles = [f"#{i + 1}" for i in range(n)]
     rows = [ui.SCRIPTS[s] for s in ui.SCRIPTS]

@@ -27,6 +27,7 @@ def listen(decoded, options: list, labels: list[str], key: str) -> None:
 
 @st.fragment
 @ui.guarded
+@ui.pooled
 def traversal() -> None:
     st.subheader("Traverse the latent")
     z, _, source = start_point("trav-start")
@@ -56,6 +57,7 @@ def traversal() -> None:
 
 @st.fragment
 @ui.guarded
+@ui.pooled
 def interpolation() -> None:
     st.subheader("Interpolate between two digits")
     c1, c2, c3 = st.columns(3)
@@ -72,6 +74,7 @@ def interpolation() -> None:
 
 @st.fragment
 @ui.guarded
+@ui.pooled
 def latent_map() -> None:
     st.subheader("Map of the test set")
     lmap = pipe.latent_map

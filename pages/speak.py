@@ -10,7 +10,7 @@ audio = ui.speech_input("speak")
 if audio is None:
     st.info("Record or upload a spoken digit to see what the model hears.", icon=":material/mic:")
 else:
-    with ui.guard():
+    with ui.guard(), ui.heavy():
         pred = pipe.predict({"speech": audio})
         ui.remember(pred, "your recording")
         heard = pred.prepared_speech

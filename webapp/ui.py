@@ -6,6 +6,7 @@ and what comes back (numpy arrays) is only arranged into widgets and figures.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -13,6 +14,7 @@ import logging
 import os
 import warnings
 from contextlib import contextmanager
+from functools import cached_property
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,6 +24,8 @@ from plotly.subplots import make_subplots
 
 import mvae
 from mvae.signals.audio import wav_bytes
+from webapp import pool
+from webapp.pool import POOL, Busy
 
 LOG = logging.getLogger("mvae.app")
 SCRIPTS = {"farsi": "Farsi", "kannada": "Kannada"}
@@ -63,13 +67,91 @@ def _through_navigation() -> None:
 
 
 def pipeline() -> mvae.Pipeline:
-    """The model, loaded once per process; a page that cannot get it says why and stops."""
+    """The model, loaded once per process, whose heavy calls each take a slot of the server's pool; a page
+    that cannot get it says why and stops."""
     _through_navigation()
     try:
-        return _load(os.environ.get("MVAE_CHECKPOINT", ""))
+        return PooledPipeline(_load(os.environ.get("MVAE_CHECKPOINT", "")))
     except mvae.CheckpointError as exc:
         st.error(f"The model could not be loaded. {exc}")
         st.stop()
+
+
+# -- the pool: heavy work from every session goes through webapp.pool's few slots -------------------------
+@contextmanager
+def heavy():
+    """Holds one of the server's heavy-work slots for the block. While every slot is taken the visitor reads
+    that the demo is waiting, with the seconds left; `pool.Busy` when the wait is over (`guard` shows it)."""
+    notice = None
+
+    def waiting(left: float) -> None:
+        nonlocal notice
+        notice = notice or st.empty()
+        # Writing the notice also lets Streamlit stop this script if its session was closed meanwhile.
+        notice.info(f"{pool.WAITING} (at most {left:.0f} s more)…", icon=":material/hourglass_top:")
+
+    try:
+        with POOL.slot(waiting):
+            if notice is not None:
+                notice.empty()
+                notice = None
+            yield
+    finally:
+        if notice is not None:
+            notice.empty()
+
+
+def pooled(section):
+    """`heavy` for a function, such as a fragment: the whole section runs in one slot."""
+    @functools.wraps(section)
+    def run(*args, **kwargs):
+        with heavy():
+            return section(*args, **kwargs)
+    return run
+
+
+class _PooledDecoded(mvae.Decoded):
+    """A Decoded whose Griffin-Lim, run when a page first asks for a waveform, takes a slot too."""
+
+    @cached_property
+    def speech(self) -> list[mvae.SpeechOutput]:
+        with heavy():
+            return mvae.Decoded.speech.func(self)
+
+
+def _pooled_result(value):
+    if isinstance(value, mvae.Decoded) and not isinstance(value, _PooledDecoded):
+        return _PooledDecoded(**{f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, mvae.Prediction):
+        return dataclasses.replace(value, decoded=_pooled_result(value.decoded))
+    return value
+
+
+class PooledPipeline:
+    """An mvae.Pipeline whose every call that decodes audio or runs the model holds a slot of the pool, and
+    whose results do the same for their lazy Griffin-Lim. The rest (names, settings, the evaluator's files)
+    passes straight through. tests/test_app_pool.py checks that every public member of mvae.Pipeline is
+    sorted into HEAVY or LIGHT, so that a new model call cannot bypass the pool."""
+
+    HEAVY = frozenset({"prepare", "predict", "decode", "label_posterior", "generate", "traverse", "restyle",
+                       "dimension_effects", "interpolate"})
+    LIGHT = frozenset({"config", "modalities", "latent_dim", "style_modalities", "latent_layout", "latent_map",
+                       "report", "report_table", "sweep_results", "folder", "source", "model", "metadata",
+                       "front_end"})
+
+    def __init__(self, pipe: mvae.Pipeline):
+        self._pipe = pipe
+
+    def __getattr__(self, name: str):
+        value = getattr(self._pipe, name)
+        if name not in self.HEAVY:
+            return value
+
+        @functools.wraps(value)
+        def call(*args, **kwargs):
+            with heavy():
+                return _pooled_result(value(*args, **kwargs))
+        return call
 
 
 @contextmanager
@@ -77,6 +159,8 @@ def guard():
     """Shows what went wrong in words a visitor can act on; a traceback never reaches the page."""
     try:
         yield
+    except Busy as exc:
+        st.warning(str(exc), icon=":material/hourglass_disabled:")
     except mvae.InputError as exc:
         st.info(str(exc), icon=":material/info:")
     except (mvae.CheckpointError, mvae.DataError) as exc:
@@ -275,6 +359,10 @@ def recorder(key: str) -> bytes | None:
 
 
 WAV_HEADER_BYTES = 44
+# What the browser's file dialog offers: a convenience for the visitor, not a check. The MIME type makes
+# Streamlit skip its own check of the name on the server, which would otherwise raise before the page's
+# script runs and show its generic error box instead of words; the content is checked instead (see below).
+UPLOAD_TYPES = ["wav", "audio/wav"]
 SOURCES = {"mic": "Microphone", "recorder": "Recorder", "upload": "WAV file"}
 
 
@@ -293,7 +381,9 @@ def speech_input(key: str) -> bytes | None:
                     "start speaking straight away.", icon=":material/mic_off:")
             return None
         return take
-    upload = st.file_uploader("A short WAV file with one spoken digit", type=["wav"], key=f"{key}-upload")
+    upload = st.file_uploader("A short WAV file with one spoken digit", type=UPLOAD_TYPES, key=f"{key}-upload")
+    # Only the bytes go on: a file's name and MIME type are whatever the browser says. The model's front end
+    # reads the content itself and refuses, in words, bytes that are not what a .wav name promises.
     return upload.getvalue() if upload else None
 
 
