@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from .store import (
     MAX_PARAMETERS,
     MODEL_FILE,
     MODEL_JSON,
+    RE_GET,
     STATE_FILE,
     VERSION,
     Spec,
@@ -254,16 +255,68 @@ def load_training_state(folder, model: MVAE, optimizer: torch.optim.Optimizer, g
 # -- upgrading ----------------------------------------------------------------------------------------------
 
 
-def upgrade(path) -> Path:
-    """Rewrite a verified checkpoint file in the current format; a model's file also gets the lean runtime's
-    program (and its JSON copy, when there is one, the same metadata). The weights stay the same."""
+@dataclass
+class Verified:
+    """What `verify` checked of a file (`what`), and what it could not (`unverified`, "" when nothing)."""
+
+    file: Path
+    meta: dict
+    what: str
+    unverified: str = ""
+
+
+def verify(path) -> Verified:
+    """Every check a file of its kind gets, the lean runtime's and torch's; a CheckpointError when one fails.
+
+    A model file: the checksum, the config's ranges, the program's structure and bounds (as `mvae.load`
+    checks them), the weights against the model the config describes, and the program against that model
+    (it must reproduce it). Format 1's checksum covered the tensors alone, so a format-1 file's metadata
+    cannot be verified: whatever the weights do not fix (the audio settings, the objective's weights, the
+    training record) could have been edited without a trace."""
+    from .runtime.model import LeanMVAE
+
     file = model_path(path)
     tensors, meta = unpack(file)
-    if "model_config" not in meta:  # another file of this format, such as the judges
-        if meta["version"] < VERSION:
-            atomic_write(file, pack({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, meta))
+    old = meta["version"] < VERSION
+    if "model_config" not in meta:  # another file of this format, such as the judges: its own loader checks it
+        if old:
+            return Verified(file, meta, "tensors verified against format 1's checksum", "its metadata")
+        return Verified(file, meta, "checksum verified (not a model: its own loader checks the rest)")
+    runtime = meta.get("runtime")
+    if runtime is not None:
+        LeanMVAE.load(file)
+    model, _ = load_model(file)
+    if runtime is not None:
+        try:
+            check_program(model, runtime, {k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise damaged(file, f"its lean runtime program does not reproduce the model its config and weights "
+                                f"make ({exc})") from None
+    what = ("config within its ranges, weights fit the model it describes"
+            + (", program within its bounds and reproduces that model" if runtime is not None else ""))
+    if old:
+        return Verified(file, meta, f"tensors verified against format 1's checksum, {what}",
+                        "the settings the weights do not fix (audio, the objective's weights) and the training record")
+    return Verified(file, meta, f"verified: checksum, {what}")
+
+
+def upgrade(path, trust_metadata: bool = False) -> Path:
+    """Rewrite a verified checkpoint file in the current format; a model's file also gets the lean runtime's
+    program, rebuilt from the torch model and checked to reproduce it (and its JSON copy, when there is one,
+    the same metadata). The weights stay the same. A format-1 file, whose metadata cannot be verified, is
+    resealed only with `trust_metadata`; otherwise it is refused, so that an edit is never sealed in."""
+    checked = verify(path)
+    file, meta = checked.file, checked.meta
+    if meta["version"] == VERSION and ("runtime" in meta or "model_config" not in meta):
         return file
-    if meta["version"] == VERSION and "runtime" in meta:
+    if checked.unverified and not trust_metadata:
+        raise CheckpointError(f"{file} is in format {meta['version']}, whose checksum did not cover the metadata: "
+                              f"{checked.unverified} cannot be verified, so it is not resealed. If you know where the "
+                              f"file came from, run `python -m mvae.upgrade --trust-metadata {file}`; otherwise "
+                              f"{RE_GET[0].lower()}{RE_GET[1:]}")
+    if "model_config" not in meta:
+        tensors, _ = unpack(file)
+        atomic_write(file, pack({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, meta))
         return file
     model, meta = load_model(file)
     tensors, new_meta = _record(model, meta.get("info", {}), meta.get("dtype", "float32"))
