@@ -219,3 +219,56 @@ def test_an_upload_is_judged_by_its_bytes_not_its_name(name):
     upload(at, b"MZ" + bytes(4000), name=name)
     assert not at.exception and ui.APOLOGY not in alerts(at)
     assert not [m for m in at.metric if m.label == "Predicted digit"] and at.info, "refused in words"
+
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("content", ["zeros", "a tone"])
+def test_the_speak_page_refuses_the_probes_flac_named_wav_in_the_front_ends_words(shipped_pipeline, content):
+    """The probe's upload: an 8-channel 384 kHz 60 s FLAC named .wav, which once cost the server 1 GB each."""
+    from benchmarks.load_bench import FLAC_RATE, hostile_flac
+
+    voice = tone(5, np.random.default_rng(0), FLAC_RATE, 0.5) if content == "a tone" else None
+    data = hostile_flac(voice)
+    assert len(data) < 10 * 2**20
+    with pytest.raises(mvae.InputError) as refused:
+        shipped_pipeline.predict({"speech": data})
+    at = open_page("speak")
+    upload(at, data, name="digit.wav")
+    assert not at.exception and ui.APOLOGY not in alerts(at), alerts(at)
+    assert str(refused.value) in [m.value for m in at.info], alerts(at)
+    assert not [m for m in at.metric if m.label == "Predicted digit"]
+
+
+# -- a served app under the probe's hostile mix, cut short ---------------------------------------------------
+MIX_SESSIONS = 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_served_app_answers_the_hostile_mix_in_words_within_its_memory_and_stays_healthy(tmp_path):
+    """A fast version of `python -m benchmarks.load_bench`'s hostile mix: four sessions upload 8-channel
+    384 kHz FLACs named .wav at once (zeros, and a tone), in real Chromium against `streamlit run app.py`."""
+    import asyncio
+
+    from benchmarks import load_bench as bench
+    from tests.served_app import CHROMIUM, served_app, unavailable
+
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install -r requirements-dev.txt)")
+    if not CHROMIUM.is_file():
+        unavailable(f"Debian's Chromium is not at {CHROMIUM} (apt-get install -y chromium)")
+    ordinary, zeros, voiced = tmp_path / "ordinary.wav", tmp_path / "zeros.wav", tmp_path / "voiced.wav"
+    ordinary.write_bytes(wav())
+    zeros.write_bytes(bench.hostile_flac())
+    voiced.write_bytes(bench.hostile_flac(tone(5, np.random.default_rng(0), bench.FLAC_RATE, 0.5)))
+    with served_app(tmp_path / "server.log") as server:
+        warm = asyncio.run(bench.uploads_at_once(server.url, [ordinary]))[0]  # loads the model
+        assert warm["answer"] and not warm["error"], warm
+        sampler = bench.RssSampler(server.pid)
+        sampler.start()
+        try:
+            mix = bench.hostile_mix(server.url, sampler, [zeros, voiced] * (MIX_SESSIONS // 2), settle_s=3)
+        finally:
+            sampler.stop()
+    assert mix["answered"] + mix["refused"] == MIX_SESSIONS and not mix["errors"], mix
+    assert mix["met"] == {"answered_or_refused": True, "health": True, "peak": True, "returned": True}, mix
