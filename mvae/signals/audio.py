@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import numbers
 import struct
 from dataclasses import dataclass
@@ -27,8 +28,30 @@ from ..errors import InputError
 
 MAX_CHANNELS = 8
 MIN_INPUT_RATE = 4000  # below this even the first formants of speech are gone
+# Ceilings of the library itself, applied on top of a checkpoint's AudioConfig (the lower of the two wins).
+# The config travels inside every model file, and a resealed file can raise its limits at will, so these are
+# what bound a request, whatever model the app serves. Memory does not depend on them: a recording is read
+# in blocks, mixed to mono and resampled as it goes. What they bound is work (every sample decoded costs
+# time), and the 60 s rule that people have been told since the first release stays as it was.
+MAX_INPUT_RATE = 384_000
+MAX_INPUT_SECONDS = 60.0
+# Samples decoded per request (frames x channels): the longest recording at the highest rate in mono. A
+# spoken digit needs about a second of voice; 8 channels x 384 kHz x 60 s (184 M, the probe's 200 KB FLAC
+# that cost 1 GB) is refused from its header, and a few seconds of speech fit at any rate and layout.
+MAX_INPUT_SAMPLES = int(MAX_INPUT_SECONDS * MAX_INPUT_RATE)
+# Samples (frames x channels) read at a time: 1 MB of float32, the most of the undecimated input a request
+# holds. Large enough that soundfile's bookkeeping per read (a seek to where it already is, which FLAC
+# and MP3 decoders take seriously) costs little next to the decoding.
+DECODE_BLOCK_SAMPLES = 2**18
+# Float samples are nominally within +-1, integer PCM within +-2**63; anything larger is not a recording,
+# and it would overflow float32 once multiplied by the resampler's taps.
+MAX_SAMPLE_MAGNITUDE = 1e12
 MAX_LOG_MEL = 30.0  # exp() of a wild decoder output must stay finite
 FORMATS = "WAV, FLAC or OGG"
+# Containers identified from the bytes (soundfile's format) that are decoded; the rest of what libsndfile
+# reads (AIFF, AU, VOC, MAT5, ...) is refused, as no browser records it and each one is more parser exposed.
+# MP3 is decoded (people have it) but not advertised: its truncation is told by walking its frames.
+ACCEPTED_FORMATS = ("WAV", "WAVEX", "FLAC", "OGG", "MP3")
 GRIFFIN_LIM_MOMENTUM = 0.99  # torchaudio's default: "fast" Griffin-Lim
 # Resampling ratios are rounded to a fraction whose terms are at most MAX_RATIO_TERM. A polyphase
 # resampler's filter grows with the terms of the reduced ratio (torchaudio's took 6.5 GB for 8000/44101
@@ -54,8 +77,14 @@ def _silent_error() -> InputError:
 
 
 def _check_rate(rate) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not float(rate).is_integer():
-        raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r}.")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r:.80}.")
+    try:
+        whole = float(rate).is_integer()
+    except OverflowError:  # a Python int or Fraction beyond float's range
+        raise InputError(f"The sample rate is far too high; please use {MAX_INPUT_RATE} Hz or less.") from None
+    if not whole:
+        raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r:.80}.")
     rate = int(rate)
     if rate < MIN_INPUT_RATE:
         raise InputError(f"The sample rate is {rate} Hz; please record at {MIN_INPUT_RATE} Hz or more "
@@ -83,6 +112,108 @@ def _wav_shortfall(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+# MPEG audio frame headers (ISO 11172-3 and 13818-3): kbit/s by bitrate index, for MPEG-1 layers I-III and
+# for MPEG-2/2.5 layer I and layers II/III; sample rates by version bits (3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5).
+_MPEG_KBPS = {
+    (True, 3): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 1): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 3): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 1): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+ID3V1_SIZE = 128
+
+
+def _mpeg_frame_size(header: bytes) -> int | None:
+    """The length in bytes of the MPEG audio frame this 4-byte header starts, or None if it is not one (or is
+    free-format, whose length the header does not give)."""
+    b1, b2 = header[1], header[2]
+    if header[0] != 0xFF or b1 & 0xE0 != 0xE0:
+        return None
+    version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3  # layer bits: 3 is layer I, 1 is layer III
+    rate_index, kbps_index, padding = (b2 >> 2) & 3, b2 >> 4, (b2 >> 1) & 1
+    if version == 1 or layer == 0 or rate_index == 3 or kbps_index in (0, 15):
+        return None
+    rate = _MPEG_RATES[version][rate_index]
+    bits_per_s = 1000 * _MPEG_KBPS[(version == 3, layer)][kbps_index]
+    if layer == 3:
+        return (12 * bits_per_s // rate + padding) * 4
+    slots = 72 if layer == 1 and version != 3 else 144  # MPEG-2 layer III frames hold half the samples
+    return slots * bits_per_s // rate + padding
+
+
+def _mp3_frames(data: bytes):
+    """(start, size) of each MPEG audio frame from the first (after an ID3v2 tag) until bytes that are not a
+    frame header (a trailing tag, a free-format stream) or the end; the last may run past the end."""
+    end = len(data) - (ID3V1_SIZE if data[-ID3V1_SIZE:-ID3V1_SIZE + 3] == b"TAG" else 0)
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        size = 0
+        for byte in data[6:10]:  # syncsafe: 7 bits a byte
+            size = size << 7 | (byte & 0x7F)
+        pos = 10 + size + (10 if data[5] & 0x10 else 0)
+    while pos < end:
+        size = _mpeg_frame_size(data[pos:pos + 4]) if end - pos >= 4 else (4 if data[pos] == 0xFF else None)
+        if size is None:
+            return
+        yield pos, size
+        pos += size
+
+
+def _mp3_shortfall(data: bytes) -> tuple[int, int] | None:
+    """(bytes present, bytes the stream needs) when an MPEG audio stream ends inside a frame, else None.
+
+    mpg123 decodes what is there, so a cut-off upload would be heard as a shorter word. A cut exactly
+    between frames leaves a valid, shorter stream, which only a Xing/Info/VBRI header's frame count
+    tells apart (`decode` compares it with what was decoded).
+    """
+    end = len(data) - (ID3V1_SIZE if data[-ID3V1_SIZE:-ID3V1_SIZE + 3] == b"TAG" else 0)
+    for pos, size in _mp3_frames(data):
+        if pos + size > end:
+            return end, pos + size
+    return None
+
+
+def _mp3_counts_frames(data: bytes) -> bool:
+    """Whether the stream's first frame is a Xing, Info or VBRI header, whose frame count mpg123 reports
+    as the length: exact then, where without one it is a guess from the file's size."""
+    for pos, size in _mp3_frames(data):
+        first = data[pos:pos + size]
+        return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+    return False
+
+
+OGG_PAGE_HEADER = 27  # "OggS", version, flags, granule, serial, sequence, CRC, segment count
+OGG_LAST_PAGE = 0x04  # the flag of a logical stream's final page
+
+
+def _ogg_truncated(data: bytes) -> bool:
+    """Whether an Ogg stream ends inside a page or before its final page.
+
+    libsndfile takes an Ogg file's length from the last complete page it finds, so a cut-off upload would
+    be heard as a shorter word; every page says how long it is, and the last one is flagged as such.
+    The walk stops, finding nothing, at bytes that are not a page.
+    """
+    pos, flags = 0, OGG_LAST_PAGE
+    while pos < len(data):
+        head = data[pos:pos + 4]
+        if head != b"OggS":  # a page's start cut short, or bytes that are not a page
+            return len(head) < 4 and b"OggS".startswith(head)
+        if pos + OGG_PAGE_HEADER > len(data):
+            return True
+        segments = data[pos + OGG_PAGE_HEADER - 1]
+        table = data[pos + OGG_PAGE_HEADER:pos + OGG_PAGE_HEADER + segments]
+        if len(table) < segments:
+            return True
+        flags = data[pos + 5]
+        pos += OGG_PAGE_HEADER + segments + sum(table)
+        if pos > len(data):
+            return True
+    return not flags & OGG_LAST_PAGE
+
+
 def _pcm_bits(samples: np.ndarray, widths: tuple[int, ...]) -> int:
     """The narrowest of `widths` (in bits) whose integer range holds every sample."""
     low, high = int(samples.min(initial=0)), int(samples.max(initial=0))
@@ -95,8 +226,8 @@ def _pcm_bits(samples: np.ndarray, widths: tuple[int, ...]) -> int:
     return 8 * samples.dtype.itemsize
 
 
-def _as_float(samples) -> np.ndarray:
-    """Samples as float32 on the [-1, 1) full scale.
+def _pcm_scale(samples: np.ndarray) -> tuple[float, float]:
+    """(centre, full scale) that samples are read by: x -> (x - centre) / full scale, on [-1, 1).
 
     Integer samples are PCM read by their values, not by the width of the array that holds them, so an
     int16 recording kept in an int32 or int64 array (as `np.array` of Python ints makes) is heard at its
@@ -107,19 +238,95 @@ def _as_float(samples) -> np.ndarray:
       of 8, 16, 24, 32 or 64 bits that holds every sample.
     A genuine 32-bit recording is read on the 32-bit scale unless its peak is under -48 dBFS; then it is
     read louder, which matters only to the silence check, as the front end normalises the level itself.
+    Floats are read as they are.
     """
-    if hasattr(samples, "detach"):  # a torch tensor, as torch code tends to hold audio
-        samples = samples.detach().cpu().numpy()
-    samples = np.asarray(samples)
     if samples.dtype.kind == "u":
         half = 2.0 ** (_pcm_bits(samples, (8, 16, 24, 32, 64)) - 1)
-        return ((samples.astype(np.float64) - half) / half).astype(np.float32)
+        return half, half
     if samples.dtype.kind == "i":
         widths = (8 * samples.dtype.itemsize,) if samples.dtype.itemsize <= 2 else (16, 24, 32, 64)
-        return (samples / 2.0 ** (_pcm_bits(samples, widths) - 1)).astype(np.float32)
+        return 0.0, 2.0 ** (_pcm_bits(samples, widths) - 1)
     if samples.dtype.kind != "f":
         raise InputError(f"Audio samples must be numbers (integer or float PCM), not {samples.dtype}.")
-    return samples.astype(np.float32, copy=False)
+    return 0.0, 1.0
+
+
+def _scaled(samples: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    centre, full_scale = scale
+    if samples.dtype.kind == "f":
+        return samples
+    return ((samples.astype(np.float64) - centre) / full_scale).astype(np.float32)
+
+
+def _as_float(samples) -> np.ndarray:
+    """Samples as float32 on the [-1, 1) full scale, read as `_pcm_scale` says."""
+    samples = _as_array(samples)
+    scaled = _scaled(samples, _pcm_scale(samples))
+    return scaled.astype(np.float32, copy=False)
+
+
+SHAPE_HINT = f"A waveform must be (samples,) or (samples, channels) with at most {MAX_CHANNELS} channels"
+
+
+def _check_extent(shape: tuple[int, ...]) -> None:
+    """Refuses a shape that no waveform within the budget has, before anything of that shape is made."""
+    if len(shape) not in (1, 2):
+        raise InputError(f"{SHAPE_HINT}; got {len(shape)} dimensions (shape {tuple(shape)!s:.80}).")
+    if math.prod(shape) > MAX_INPUT_SAMPLES:
+        raise InputError(f"The waveform holds {math.prod(shape):,} samples, more than the {MAX_INPUT_SAMPLES:,} "
+                         "this demo reads; a spoken digit needs a few seconds of mono audio, so please give "
+                         "a shorter recording.")
+
+
+def _nested_extent(value) -> tuple[int, ...]:
+    """The shape a nested list (or tuple) of numbers would have, from its first items, without walking deeper
+    than a waveform can be: numpy's own discovery raises on a list nested thousands deep, and converts
+    a list of huge arrays in full."""
+    shape: list[int] = []
+    item = value
+    while len(shape) <= 2:
+        if isinstance(item, (list, tuple)):
+            shape.append(len(item))
+            if not item:
+                break
+            item = item[0]
+        elif hasattr(item, "shape") and hasattr(item, "dtype"):  # an array (numpy's or torch's) inside the list
+            shape.extend(int(n) for n in tuple(item.shape)[:3])
+            break
+        else:
+            break
+    if len(shape) > 2:
+        raise InputError(f"{SHAPE_HINT}; got a list nested more than 2 deep.")
+    return tuple(shape)
+
+
+def _as_array(value) -> np.ndarray:
+    """`value` as a numpy array of its own dtype; a shape that cannot be a waveform within the budget is
+    refused in words before anything is converted or copied (a broadcast view of 10**9 samples costs
+    nothing until it is)."""
+    if hasattr(value, "detach") and hasattr(value, "shape"):  # a torch tensor, as torch code tends to hold audio
+        _check_extent(tuple(value.shape))
+        try:
+            value = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as exc:  # bfloat16 and the like have no numpy dtype
+            raise InputError(f"Audio samples must be integer or float PCM; convert the tensor to float32 "
+                             f"(got {getattr(value, 'dtype', '?')}).") from exc
+    elif isinstance(value, (list, tuple)):
+        _check_extent(_nested_extent(value))
+    elif isinstance(value, np.ndarray):
+        _check_extent(value.shape)
+        if isinstance(value, np.ma.MaskedArray):
+            # A masked sample is a missing one: heard as silence rather than as whatever the buffer holds.
+            value = value.filled(0) if value.dtype.kind in "iuf" else value.data
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # ragged lists, odd objects
+        raise InputError(f"{SHAPE_HINT}, of numbers with every row the same length; got "
+                         f"{type(value).__name__} that is not.") from exc
+    _check_extent(array.shape)
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"Audio samples must be numbers (integer or float PCM), not {array.dtype}.")
+    return array
 
 
 def resample_ratio(ratio) -> Fraction:
@@ -180,6 +387,138 @@ def _polyphase_bank(up: int, down: int) -> tuple[np.ndarray, int]:
     bank = bank.reshape(per_phase, up).T[:, ::-1].astype(np.float32)
     bank.setflags(write=False)  # shared by every call with this ratio
     return bank, half
+
+
+class _StreamResampler:
+    """`resample` of a 1-D signal that arrives in blocks, with the same result, holding only the inputs that
+    outputs still to come will read.
+
+    Output m is the dot product of one phase of the filter with the `taps` inputs of its window (in the
+    input padded with `taps` zeros each side); once a block arrives, every output whose window it
+    completes is computed, and the inputs before the next window are let go. `finish` removes a DC offset
+    afterwards, exactly: resampling is linear, so resample(x - mean) = resample(x) - mean * resample(ones),
+    and resample(ones) is each output's sum of the taps that fall on the signal rather than the padding.
+    """
+
+    def __init__(self, ratio, most: int):
+        frac = resample_ratio(ratio)
+        self.up, self.down, self.most = frac.numerator, frac.denominator, most
+        self.out = np.empty(-(-most * self.up // self.down), np.float32)
+        self.fed = self.done = 0
+        self.bank = None
+        if frac != 1:
+            self.bank, half = _polyphase_bank(self.up, self.down)
+            self.taps = self.bank.shape[1]
+            # resample_poly's alignment, as `resample` has it: output m's filter centre is at input
+            # ((first + m) * down - pre) / up.
+            self.pre = self.down - half % self.down
+            self.first = (half + self.pre) // self.down
+            self.held = np.zeros(self.taps, np.float32)  # the padded input, from position `base` on
+            self.base = 0
+
+    def _window(self, m):
+        """(first padded input position, filter phase) of output m; m may be an int or an int array."""
+        at = (self.first + m) * self.down - self.pre
+        return at // self.up + 1, at % self.up
+
+    def feed(self, x: np.ndarray) -> None:
+        if self.fed + len(x) > self.most:
+            raise ValueError(f"the resampler was sized for {self.most} samples, not {self.fed + len(x)}")
+        self.fed += len(x)
+        if self.bank is None:
+            self.out[self.done:self.done + len(x)] = x
+            self.done += len(x)
+            return
+        self._advance(np.concatenate([self.held, np.asarray(x, np.float32)]), len(self.out))
+
+    def _advance(self, held: np.ndarray, limit: int) -> None:
+        up, down, taps = self.up, self.down, self.taps
+        end = self.base + len(held)
+        # The last output whose window [start, start + taps) lies within what is held.
+        stop = min(limit, ((end - taps) * up - 1 + self.pre) // down - self.first + 1)
+        if stop > self.done:
+            if down < taps:  # see `_split_bank`: the inputs as rows of `down`, zeros after the last
+                rows = np.concatenate([held, np.zeros(down, np.float32)])
+            else:
+                windows = np.lib.stride_tricks.sliding_window_view(held, taps)
+            # Outputs up apart share a phase and read inputs down apart: matrix-vector products.
+            for m in range(self.done, min(self.done + up, stop)):
+                start, phase = self._window(m)
+                count = len(range(m, stop, up))
+                start -= self.base
+                if down < taps:
+                    split = self._split_bank[phase]
+                    grid = rows[start:start + down * (count + len(split) - 1)].reshape(-1, down)
+                    acc = grid[:count] @ split[0]
+                    for i in range(1, len(split)):
+                        acc += grid[i:i + count] @ split[i]
+                    self.out[m:stop:up] = acc
+                else:
+                    self.out[m:stop:up] = windows[start:start + down * (count - 1) + 1:down] @ self.bank[phase]
+            self.done = stop
+        drop = min(int(self._window(self.done)[0]) - self.base, len(held))
+        self.held, self.base = held[drop:], self.base + drop
+
+    @functools.cached_property
+    def _split_bank(self) -> np.ndarray:
+        """(up, q, down): each phase of the filter, zero-padded to q * down taps, in rows of `down`.
+
+        When a filter is longer than the step between outputs (downsampling by at most 20 or so), the
+        windows overlap, and a matrix of overlapping rows is multiplied by numpy's own loop, about ten times
+        slower than BLAS. Split into rows of `down`, the inputs are a plain (n, down) matrix, and each
+        output is the sum of q products of consecutive rows of it with the q pieces of the filter.
+        """
+        q = -(-self.taps // self.down)
+        split = np.zeros((self.up, q * self.down), np.float32)
+        split[:, :self.taps] = self.bank
+        return split.reshape(self.up, q, self.down)
+
+    def finish(self, mean: float = 0.0) -> np.ndarray:
+        """Every output of the samples fed (mean subtracted from the input first), as float32."""
+        n_out = -(-self.fed * self.up // self.down)
+        if self.bank is None:
+            return self.out[:n_out] - np.float32(mean)
+        self._advance(np.concatenate([self.held, np.zeros(self.taps, np.float32)]), n_out)
+        out = self.out[:n_out]
+        if mean:
+            sums = np.zeros((self.up, self.taps + 1))
+            np.cumsum(self.bank, axis=1, dtype=np.float64, out=sums[:, 1:])
+            step = DECODE_BLOCK_SAMPLES // 4  # a few MB of indices at a time
+            for lo in range(0, n_out, step):
+                start, phase = self._window(np.arange(lo, min(lo + step, n_out), dtype=np.int64))
+                before = np.clip(self.taps - start, 0, self.taps)  # taps that fall before the signal begins
+                within = np.clip(self.taps + self.fed - start, 0, self.taps)  # taps before it ends
+                out[lo:lo + len(start)] -= (mean * (sums[phase, within] - sums[phase, before])).astype(np.float32)
+        return out
+
+
+class _MonoStream:
+    """Blocks of samples, (frames,) or (frames, channels), already on the [-1, 1) scale -> one mono float32
+    signal at the model's rate with its DC offset removed. Each block is checked, mixed to mono and
+    resampled as it comes, so memory does not grow with the channels, the rate or the length."""
+
+    def __init__(self, rate: int, model_rate: int, most_frames: int):
+        self.resampler = _StreamResampler(Fraction(model_rate, rate), most_frames)
+        self.total = 0.0
+
+    def feed(self, block: np.ndarray) -> None:
+        peak = float(np.abs(block).max(initial=0.0))
+        if not math.isfinite(peak):
+            raise InputError("The audio contains NaN or infinite samples; please give a valid recording.")
+        if peak > MAX_SAMPLE_MAGNITUDE:
+            raise InputError(f"The audio has samples as large as {peak:.3g}, which no recording has; please give "
+                             "float samples within -1..1 or integer PCM.")
+        block = block.astype(np.float32, copy=False)
+        mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+        self.total += float(mono.sum(dtype=np.float64))
+        self.resampler.feed(mono)
+
+    @property
+    def frames(self) -> int:
+        return self.resampler.fed
+
+    def finish(self) -> np.ndarray:
+        return self.resampler.finish(self.total / self.frames if self.frames else 0.0)
 
 
 def _hz_to_mel(hz):
@@ -253,52 +592,105 @@ class AudioFrontEnd:
         return np.linalg.pinv(self.filterbank.T.astype(np.float64)).astype(np.float32)
 
     def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        """File bytes -> (the recording as mono float32 at the model's rate, that rate).
+
+        The container is told from the bytes, not from a name, and must be one of ACCEPTED_FORMATS; the
+        header's rate, channels and length are held to the budget (`_check_size`) before a sample is
+        decoded; then the samples are read a block at a time, each mixed to mono and resampled as it
+        comes, so that the memory a request takes does not grow with what the header declares. A file
+        that ends before its header says it does is refused rather than heard as a shorter word.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InputError(f"Audio must be given as file bytes ({FORMATS}), not {type(data).__name__}.")
+        data = bytes(data)
         if len(data) == 0:
             raise InputError("There is no recording: the audio is empty. Record or upload a spoken digit.")
         try:
             info = sf.info(io.BytesIO(data))
-        except (RuntimeError, TypeError, ValueError) as exc:
+        except (RuntimeError, TypeError, ValueError, EOFError, OverflowError) as exc:
             raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.") from exc
+        if info.format not in ACCEPTED_FORMATS:
+            raise InputError(f"This is a {info.format_info} file, which this demo does not read; please give a "
+                             f"{FORMATS} file.")
+        shortfall = _wav_shortfall(data)
+        if shortfall:
+            raise self._truncated(info.format, shortfall[0] / shortfall[1])
+        if (info.format == "MP3" and _mp3_shortfall(data)) or (info.format == "OGG" and _ogg_truncated(data)):
+            raise self._truncated(info.format)
         if info.frames <= 0:
             raise InputError("There is no recording: the audio file holds no samples. Record or upload a spoken digit.")
-        shortfall = _wav_shortfall(bytes(data))
-        if shortfall:
-            raise InputError(f"The WAV file is truncated: it holds only {shortfall[0] / shortfall[1]:.0%} of its "
-                             "audio. "
-                             "Please give the complete file, or record again.")
-        self._check_size(info.frames, info.samplerate, info.channels)
+        rate = _check_rate(info.samplerate)
+        self._check_size(info.frames, rate, info.channels)
+        stream = _MonoStream(rate, self.cfg.sample_rate, info.frames)
+        block = np.empty((min(DECODE_BLOCK_SAMPLES // info.channels, info.frames), info.channels), np.float32)
         try:
-            samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise InputError(f"The audio file is damaged or truncated; please give a complete {FORMATS} file.") from exc
-        return samples, rate
+            with sf.SoundFile(io.BytesIO(data)) as f:
+                # Never more than the header declared, which the budget allowed, whatever follows it.
+                while stream.frames < info.frames:
+                    want = min(len(block), info.frames - stream.frames)
+                    got = f.read(want, dtype="float32", always_2d=True, out=block[:want])
+                    if len(got) == 0:
+                        break
+                    stream.feed(got)
+        except InputError:  # the samples' own fault (NaN, say), said as such: a ValueError too
+            raise
+        except (RuntimeError, TypeError, ValueError, EOFError, OverflowError) as exc:
+            raise InputError(f"The audio file is damaged or truncated; please give a complete {FORMATS} "
+                             "file.") from exc
+        # An MP3's length without a frame count is mpg123's guess from the file's size and first bitrate;
+        # there the walk of its frames above is the check.
+        counted = info.format != "MP3" or _mp3_counts_frames(data)
+        if counted and stream.frames < info.frames:
+            raise self._truncated(info.format, stream.frames / info.frames)
+        return stream.finish(), self.cfg.sample_rate
+
+    @staticmethod
+    def _truncated(container: str, fraction: float | None = None) -> InputError:
+        # Never "100 %": a file missing only its last bytes holds 99 % of its audio.
+        held = ("it ends partway through" if fraction is None
+                else f"it holds only {min(round(100 * fraction), 99)}% of its audio")
+        return InputError(f"The {container} file is truncated: {held}. Please give the complete file, or record "
+                          "again.")
 
     def _check_size(self, n: int, rate: int, channels: int) -> None:
+        """Refuses, from the header or the array's shape alone, a recording over the budget: the config's
+        limits or the library's ceilings, whichever are lower."""
         cfg = self.cfg
-        if rate > cfg.max_input_rate:
-            raise InputError(f"The sample rate is {rate} Hz; please use {cfg.max_input_rate} Hz or less.")
+        max_rate = min(cfg.max_input_rate, MAX_INPUT_RATE)
+        max_s = min(cfg.max_input_s, MAX_INPUT_SECONDS)
+        if rate > max_rate:
+            raise InputError(f"The sample rate is {rate} Hz; please use {max_rate} Hz or less.")
         if channels > MAX_CHANNELS:
             raise InputError(f"The recording has {channels} channels; please use mono or stereo audio "
                              f"(at most {MAX_CHANNELS}).")
-        if n > cfg.max_input_s * rate:
-            raise InputError(f"The recording is {n / rate:.1f} s long; please keep it under {cfg.max_input_s:g} s "
+        if n > max_s * rate:
+            raise InputError(f"The recording is {n / rate:.1f} s long; please keep it under {max_s:g} s "
                              "(one spoken digit).")
+        if n * channels > MAX_INPUT_SAMPLES:
+            raise InputError(f"The recording is too much audio to process: {channels} channels x {n / rate:.1f} s "
+                             f"at {rate} Hz is {n * channels / 1e6:.0f} M samples, over the "
+                             f"{MAX_INPUT_SAMPLES / 1e6:.0f} M this demo reads. A spoken digit needs a few seconds: "
+                             "please record in mono (or stereo) at 48000 Hz or less.")
         if n < cfg.min_input_s * rate:
             raise InputError(f"The recording is only {1000 * n / rate:.0f} ms long; please record at least "
                              f"{cfg.min_input_s:g} s.")
 
-    def to_mono(self, samples: np.ndarray, rate: int) -> np.ndarray:
+    def to_mono(self, samples, rate: int) -> np.ndarray:
+        """(samples,) or (samples, channels) at `rate` -> mono float32 at the model's rate, its DC offset
+        removed. Read a block at a time, so that no float copy of the whole input is made."""
         rate = _check_rate(rate)
-        if rate > self.cfg.max_input_rate:
-            raise InputError(f"The sample rate is {rate} Hz; please use {self.cfg.max_input_rate} Hz or less.")
-        samples = _as_float(samples)
-        if not np.isfinite(samples).all():
-            raise InputError("The audio contains NaN or infinite samples; please give a valid recording.")
-        wave = samples.mean(axis=1) if samples.ndim == 2 else samples
-        wave = resample(wave - wave.mean(), Fraction(self.cfg.sample_rate, rate))
-        return np.asarray(wave, dtype=np.float32)
+        max_rate = min(self.cfg.max_input_rate, MAX_INPUT_RATE)
+        if rate > max_rate:
+            raise InputError(f"The sample rate is {rate} Hz; please use {max_rate} Hz or less.")
+        samples = _as_array(samples)
+        if samples.ndim == 2 and samples.shape[1] == 0:
+            raise InputError(f"{SHAPE_HINT}; got shape {samples.shape}.")
+        scale = _pcm_scale(samples)
+        stream = _MonoStream(rate, self.cfg.sample_rate, len(samples))
+        step = DECODE_BLOCK_SAMPLES // (samples.shape[1] if samples.ndim == 2 else 1)
+        for start in range(0, len(samples), step):
+            stream.feed(_scaled(samples[start:start + step], scale))
+        return stream.finish()
 
     def trim(self, wave: np.ndarray) -> tuple[int, int]:
         cfg = self.cfg
@@ -358,22 +750,24 @@ class AudioFrontEnd:
         # tenth (the speech encoder and its likelihood copy them on every call).
         return np.ascontiguousarray(np.log(mel + np.float32(self.cfg.log_floor)), dtype=np.float32)
 
-    def prepare(self, waveform: np.ndarray, sample_rate: int) -> PreparedSpeech:
-        samples = _as_float(waveform)
+    def prepare(self, waveform, sample_rate: int) -> PreparedSpeech:
+        samples = _as_array(waveform)
         if samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS and samples.shape[0] <= MAX_CHANNELS:
             samples = samples.T  # (channels, samples), as torch code tends to hold it
-        if samples.ndim not in (1, 2) or (samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS):
-            raise InputError(f"A waveform must be (samples,) or (samples, channels) with at most {MAX_CHANNELS} "
-                             f"channels; got shape {samples.shape}.")
+        if not (samples.ndim == 1 or 1 <= samples.shape[1] <= MAX_CHANNELS):
+            raise InputError(f"{SHAPE_HINT}; got shape {samples.shape}.")
         rate = _check_rate(sample_rate)
         self._check_size(len(samples), rate, samples.shape[1] if samples.ndim == 2 else 1)
-        wave = self.to_mono(samples, rate)
+        return self._prepare_mono(self.to_mono(samples, rate))
+
+    def prepare_bytes(self, data: bytes) -> PreparedSpeech:
+        return self._prepare_mono(self.decode(data)[0])
+
+    def _prepare_mono(self, wave: np.ndarray) -> PreparedSpeech:
+        """Mono at the model's rate -> the voiced part, level-normalised, centred and as a log-mel."""
         start, end = self.trim(wave)
         voiced = self.normalise(wave[start:end])
         return PreparedSpeech(self.log_mel(self.fix_length(voiced)), wave, voiced, (start, end), self.cfg.sample_rate)
-
-    def prepare_bytes(self, data: bytes) -> PreparedSpeech:
-        return self.prepare(*self.decode(data))
 
     def waveform_from_log_mel(self, log_mel) -> np.ndarray:
         m = np.asarray(log_mel, np.float32)
