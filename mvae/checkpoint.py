@@ -53,11 +53,22 @@ def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
 # -- models -------------------------------------------------------------------------------------------------
 
 
-def _record(model: MVAE, info: dict, dtype: str) -> tuple[dict[str, torch.Tensor], dict]:
+def check_bounds(cfg, path="the model") -> dict:
+    """The figures (multiply-adds, the largest step's memory) of the program the model `cfg` describes has,
+    or the CheckpointError `mvae.load` would refuse it with: train.py can refuse a run up front."""
+    from .runtime.model import size_program
+
+    return size_program(Path(path), cfg, program(shape_model(cfg)))
+
+
+def _record(model: MVAE, info: dict, dtype: str, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of a model file: the weights in `dtype`, the config, the lean runtime's
-    program (checked to reproduce the model), and `info`."""
+    program (within the loader's bounds, and checked to reproduce the model), and `info`."""
+    from .runtime.model import size_program
+
     tensors = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     runtime = program(model)
+    size_program(path, model.cfg, runtime)  # never write a file that mvae.load refuses
     check_program(model, runtime, tensors)  # the lean runtime reproduces this model, or nothing is written
     return tensors, {"model_config": to_dict(model.cfg), "dtype": dtype, "runtime": runtime, "info": info}
 
@@ -65,7 +76,7 @@ def _record(model: MVAE, info: dict, dtype: str) -> tuple[dict[str, torch.Tensor
 def save_model(folder, model: MVAE, info: dict, dtype: str = "float32") -> Path:
     """Write model.safetensors and model.json into `folder`; `info` holds metrics, history, provenance."""
     folder = Path(folder)
-    tensors, meta = _record(model, info, dtype)
+    tensors, meta = _record(model, info, dtype, folder / MODEL_FILE)
     atomic_write(folder / MODEL_FILE, pack(tensors, meta))
     atomic_write_json(folder / MODEL_JSON, meta)
     return folder / MODEL_FILE
@@ -319,7 +330,7 @@ def upgrade(path, trust_metadata: bool = False) -> Path:
         atomic_write(file, pack({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, meta))
         return file
     model, meta = load_model(file)
-    tensors, new_meta = _record(model, meta.get("info", {}), meta.get("dtype", "float32"))
+    tensors, new_meta = _record(model, meta.get("info", {}), meta.get("dtype", "float32"), file)
     atomic_write(file, pack(tensors, new_meta))
     if file.with_suffix(".json").is_file():
         atomic_write_json(file.with_suffix(".json"), new_meta)

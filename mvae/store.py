@@ -105,7 +105,8 @@ def _unique_keys(pairs: list) -> dict:
     if len(seen) != len(pairs):
         # Readers disagree on a repeated key (Python keeps the last, others the first): refused, so that
         # what the digest covered is what every reader sees.
-        twice = next(k for i, (k, _) in enumerate(pairs) if any(k == other for other, _ in pairs[:i]))
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
         raise JSONRefused(f"it gives the key {twice!r:.60} twice")
     return seen
 

@@ -68,17 +68,20 @@ def apply_program_edit(runtime: dict, edit) -> None:
     if kind == "junk net":
         runtime[part][name] = junk_value
         return
-    if not steps:
+    if not isinstance(steps, list) or not steps:  # an earlier edit made it junk
         return
     i, j = index % len(steps), other % len(steps)
     step = steps[i]
+    if not isinstance(step, dict) and kind in ("op", "setting", "shape"):
+        return
     if kind == "op":
         step["op"] = op
     elif kind == "setting":
         step[setting] = value
-    elif kind == "shape" and step.get("tensors"):
+    elif kind == "shape" and isinstance(step.get("tensors"), dict) and step["tensors"]:
         role = sorted(step["tensors"])[index % len(step["tensors"])]
-        step["tensors"][role] = dict(step["tensors"][role], shape=shape)
+        if isinstance(step["tensors"][role], dict):
+            step["tensors"][role] = dict(step["tensors"][role], shape=shape)
     elif kind == "delete":
         del steps[i]
     elif kind == "duplicate":

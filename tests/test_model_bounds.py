@@ -21,6 +21,7 @@ import torch
 
 from mvae.checkpoint import pack, save_model
 from mvae.config import MAX_VOCODER_COST, AudioConfig, ModelConfig, to_dict
+from mvae.errors import CheckpointError
 from mvae.model.export import program
 from mvae.model.model import MVAE
 from mvae.runtime import LeanMVAE
@@ -366,3 +367,17 @@ def test_json_is_read_with_a_depth_limit_and_without_repeated_keys():
     for text in (deep(MAX_JSON_DEPTH + 1), deep(DEEP), '{"a": 1, "a": 1}', '[{"x": {"y": 1, "y": 2}}]'):
         with pytest.raises(ValueError):
             read_json(text)
+
+
+def test_a_model_over_the_budgets_is_never_written(tmp_path):
+    """save_model refuses what mvae.load would refuse, and check_bounds says so from the config alone."""
+    from mvae.checkpoint import check_bounds
+    from mvae.config import shipped_configs
+
+    assert check_bounds(shipped_configs()[0])["multiply_adds"] * 4 <= MAX_MULTIPLY_ADDS
+    heavy = ModelConfig(architecture="conv", conv_channels=128, hidden=32, latent_dim=4)
+    with pytest.raises(CheckpointError, match="multiply-adds|MB at once"):
+        check_bounds(heavy)
+    with pytest.raises(CheckpointError, match=str(tmp_path)):
+        save_model(tmp_path, MVAE(heavy), {})
+    assert not any(tmp_path.iterdir())
