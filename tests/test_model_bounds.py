@@ -381,3 +381,49 @@ def test_a_model_over_the_budgets_is_never_written(tmp_path):
     with pytest.raises(CheckpointError, match=str(tmp_path)):
         save_model(tmp_path, MVAE(heavy), {})
     assert not any(tmp_path.iterdir())
+
+
+def _edit_step(part: str, name: str, op: str, **change):
+    def fn(runtime):
+        step = next(s for s in runtime[part][name] if s["op"] == op)
+        step.update(change)
+    return fn
+
+
+def _prepend(part: str, name: str, *steps: dict):
+    def fn(runtime):
+        runtime[part][name][:0] = list(steps)
+    return fn
+
+
+def _label_norm(runtime):
+    runtime["norms"]["label"] = runtime["norms"]["speech"]
+
+
+PROGRAM_EDITS = {
+    "a conv of stride 0": (_edit_step("encoders", "farsi", "conv2d", stride=0), "stride is 0"),
+    "a transposed conv padded to nothing": (_edit_step("decoders", "farsi", "conv_transpose2d", padding=16),
+                                            "leaves nothing"),
+    "items of 14 dimensions": (_prepend("decoders", "label", *[{"op": "add_channel"}] * 13), "dimensions"),
+    "an embedding of numbers": (_prepend("encoders", "label", {"op": "silu"}), "an embedding must come first"),
+    "a normaliser on class indices": (_label_norm, "label normaliser"),
+}
+CONV = ModelConfig(architecture="conv", hidden=16, latent_dim=4, conv_channels=4)
+
+
+@pytest.mark.parametrize("case", list(PROGRAM_EDITS))
+def test_programs_numpy_cannot_run_are_refused_in_words(tmp_path, case):
+    from tests.contract import within_contract
+
+    change, phrase = PROGRAM_EDITS[case]
+    torch.manual_seed(0)
+    model = MVAE(CONV)
+    runtime = program(model)
+    change(runtime)
+    path = tmp_path / MODEL_FILE
+    atomic_write(path, pack(model.state_dict(), {"model_config": to_dict(CONV), "dtype": "float32", "runtime": runtime,
+                                                 "info": {}}))
+    import mvae
+
+    error = within_contract(mvae.load, tmp_path)
+    assert isinstance(error, CheckpointError) and str(path) in str(error) and phrase in str(error), error

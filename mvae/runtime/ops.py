@@ -178,6 +178,8 @@ def _infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes
             raise ShapeError(f"{op} takes (channels, rows, columns) per item, not shape {list(item)}")
         channels, rows, cols = item
         stride, pad = step["stride"], step["padding"]
+        if stride < 1:
+            raise ShapeError(f"{op}'s stride is {stride}; it must be 1 or more")
         kh, kw = weight[2:]
         if max(kh, kw) > MAX_KERNEL_SIDE:
             raise ShapeError(f"{op}'s kernel is {kh} x {kw}; at most {MAX_KERNEL_SIDE} on a side is run")
