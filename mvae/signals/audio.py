@@ -126,6 +126,15 @@ _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12
 ID3V1_SIZE = 128
 
 
+def _looks_like(data: bytes) -> str | None:
+    """The accepted container whose signature the bytes start with, if any: an unreadable file that starts
+    like one was most likely cut off before its header ended, which a person can act on."""
+    for magic, container in ((b"RIFF", "WAV"), (b"RIFX", "WAV"), (b"fLaC", "FLAC"), (b"OggS", "OGG"), (b"ID3", "MP3")):
+        if data.startswith(magic):
+            return container
+    return "MP3" if len(data) >= 4 and _mpeg_frame_size(data[:4]) else None
+
+
 def _mpeg_frame_size(header: bytes) -> int | None:
     """The length in bytes of the MPEG audio frame this 4-byte header starts, or None if it is not one (or is
     free-format, whose length the header does not give)."""
@@ -316,8 +325,9 @@ def _as_array(value) -> np.ndarray:
     elif isinstance(value, np.ndarray):
         _check_extent(value.shape)
         if isinstance(value, np.ma.MaskedArray):
-            # A masked sample is a missing one: heard as silence rather than as whatever the buffer holds.
-            value = value.filled(0) if value.dtype.kind in "iuf" else value.data
+            # A masked sample is a missing one: heard as silence (the level of the samples that are there,
+            # which unsigned PCM centres far from 0) rather than as whatever the buffer holds.
+            value = value.filled(value.mean() if value.count() else 0) if value.dtype.kind in "iuf" else value.data
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # ragged lists, odd objects
@@ -608,7 +618,12 @@ class AudioFrontEnd:
         try:
             info = sf.info(io.BytesIO(data))
         except (RuntimeError, TypeError, ValueError, EOFError, OverflowError) as exc:
-            raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.") from exc
+            container = _looks_like(data)
+            hint = ""
+            if container:
+                article = "an" if container in ("OGG", "MP3") else "a"
+                hint = f" They start like {article} {container} file that is cut off: give the complete file."
+            raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.{hint}") from exc
         if info.format not in ACCEPTED_FORMATS:
             raise InputError(f"This is a {info.format_info} file, which this demo does not read; please give a "
                              f"{FORMATS} file.")
