@@ -26,26 +26,44 @@ MAX_NESTING = 3  # lists in lists: a batch of latents is two deep; deeper is a m
 MAX_KEPT_NAMES = 64  # restyle's keep: a few modality names, duplicates allowed
 
 
+def _float(value: numbers.Real) -> float:
+    """A real number as a float; one past float's range (an int or a Fraction of 10**400) is infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def shown(value, most: int = 80) -> str:
+    """A value as a message may quote it: cut short, and never an error itself (Python refuses to print an
+    int of over 4,300 digits, and a caller's object may have a broken repr)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - any repr may fail; the message must still be given
+        return f"a {type(value).__name__}"
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 def whole_number(value, what: str, low: int, high: int, high_text: str | None = None) -> int:
     """An integer in [low, high]; a float that is a whole number counts (a slider may give 4.0)."""
     wanted = f"{what} must be a whole number from {low} to {high_text or high}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InputError(f"{wanted}, not {value!r} ({type(value).__name__}).")
-    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
-        raise InputError(f"{wanted}, not {value!r}.")
+        raise InputError(f"{wanted}, not {shown(value)} ({type(value).__name__}).")
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(_float(value)) and _float(value).is_integer()):
+        raise InputError(f"{wanted}, not {shown(value)}.")
     value = int(value)
     if not low <= value <= high:
-        raise InputError(f"{wanted}, not {value}.")
+        raise InputError(f"{wanted}, not {shown(value)}.")
     return value
 
 
 def real_number(value, what: str, low: float, high: float) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InputError(f"{what} must be a number from {low:g} to {high:g}, not {value!r} ({type(value).__name__}).")
-    try:
-        value = float(value)
-    except OverflowError:  # an int past float's range
-        value = math.inf if value > 0 else -math.inf
+        raise InputError(f"{what} must be a number from {low:g} to {high:g}, not {shown(value)} "
+                         f"({type(value).__name__}).")
+    value = _float(value)
     if not low <= value <= high:  # also refuses NaN
         raise InputError(f"{what} must be a number from {low:g} to {high:g}, not {value}.")
     return value
@@ -66,7 +84,7 @@ def inputs(value) -> dict:
                          f"not {type(value).__name__}.")
     for key in value:
         if not isinstance(key, str):
-            raise InputError(f"Input names must be strings such as 'farsi', 'kannada' or 'speech'; got {key!r} "
+            raise InputError(f"Input names must be strings such as 'farsi', 'kannada' or 'speech'; got {shown(key)} "
                              f"({type(key).__name__}).")
     return dict(value)
 
@@ -183,7 +201,7 @@ def dims(value, dim: int) -> list[int]:
             raise InputError(f"Give from 1 to {dim} latent dimensions to traverse, not {size}.")
         value = (value.detach().cpu().numpy() if is_tensor(value) else np.asarray(value)).reshape(-1).tolist()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise InputError(f"{wanted}; not {value!r:.80}.")
+        raise InputError(f"{wanted}; not {shown(value)}.")
     count = _length(value, "The dimensions")
     if not 1 <= count <= dim:
         raise InputError(f"Give from 1 to {dim} latent dimensions to traverse, not {count}.")
@@ -203,15 +221,15 @@ def kept(value, names: tuple[str, ...]) -> set[str]:
             raise InputError(f"{wanted}; got an array of shape {value.shape}.")
         value = value.tolist()
     if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, (Sequence, Set)):
-        raise InputError(f"{wanted}; not {value!r:.80} ({type(value).__name__}).")
+        raise InputError(f"{wanted}; not {shown(value)} ({type(value).__name__}).")
     if _length(value, "keep") > MAX_KEPT_NAMES:
         raise InputError(f"{wanted}; not {len(value)} of them.")
     for name in value:
         if not isinstance(name, str):
-            raise InputError(f"{wanted}; not {name!r:.80} ({type(name).__name__}).")
+            raise InputError(f"{wanted}; not {shown(name)} ({type(name).__name__}).")
     unknown = set(value) - set(names)
     if unknown:
-        raise InputError(f"keep names modalities this model does not have: {sorted(unknown)}; "
+        raise InputError(f"keep names modalities this model does not have: {shown(sorted(unknown))}; "
                          f"use any of {', '.join(names)}.")
     return set(value)
 

@@ -147,7 +147,8 @@ class Pipeline:
             raise InputError(f"Give at least one input: draw a digit or record one ({', '.join(self.modalities)}).")
         unknown = sorted(set(given) - set(self.model.names))
         if unknown:
-            raise InputError(f"Unknown input {unknown[0]!r}; give any of {', '.join(self.modalities)} (or {LABEL}).")
+            raise InputError(f"Unknown input {arguments.shown(unknown[0])}; give any of {', '.join(self.modalities)} "
+                             f"(or {LABEL}).")
         batch, prepared_speech = {}, None
         for name in self.model.names:
             if name in given:
@@ -258,7 +259,7 @@ class Pipeline:
     def dimension_effects(self, latent, target: str) -> np.ndarray:
         """For each latent dimension, how much moving it from -2 to +2 changes `target` (per pixel for a digit)."""
         if not isinstance(target, str) or target not in self.model.names:
-            raise InputError(f"Unknown modality {target!r:.80}; give any of {', '.join(self.modalities)}.")
+            raise InputError(f"Unknown modality {arguments.shown(target)}; give any of {', '.join(self.modalities)}.")
         with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
             effects = dimension_effects(self.model, arguments.latent(latent, self.latent_dim)[None], target,
                                         batch=arguments.MAX_SAMPLES)

@@ -14,6 +14,7 @@ import resource
 import struct
 import sys
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,45 @@ def png_bomb() -> bytes:
     header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 8-bit grey
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 30001)) \
         + chunk(b"IEND", b"")
+
+
+def big_png(side: int = 12_000) -> bytes:
+    """A real grey PNG of side x side black pixels (144 M for 12,000 px) that compresses to about 150 KB:
+    decoding it whole costs seconds and gigabytes, so it must be refused from its size."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row, packer = bytes(side + 1), zlib.compressobj(9)  # each row: filter byte 0, then the pixels
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def lazily_opened(data: bytes) -> Image.Image:
+    """A PIL image as `Image.open` gives it: the header read, no pixel decoded yet."""
+    with warnings.catch_warnings():  # PIL warns of a possible bomb past 89 M pixels; refusing it is the test
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+# Every PIL mode a caller may hand over, and the mode of the ring it is converted from: each must read as the
+# ring does. La (premultiplied alpha) cannot be converted to from RGB(A), so it comes from LA.
+PIL_MODES = {"1": "RGBA", "L": "RGBA", "LA": "RGBA", "La": "LA", "P": "RGBA", "PA": "RGBA", "RGB": "RGBA",
+             "RGBA": "RGBA", "RGBa": "RGBA", "RGBX": "RGBA", "CMYK": "RGBA", "YCbCr": "RGBA", "LAB": "RGBA",
+             "HSV": "RGBA", "I": "RGBA", "I;16": "RGBA", "I;16B": "RGBA", "F": "RGBA"}
+
+
+def pil_in(mode: str) -> Image.Image:
+    source = Image.fromarray(ring())
+    return (source.convert("LA") if PIL_MODES[mode] == "LA" else source).convert(mode)
+
+
+def palette_with_transparency() -> Image.Image:
+    """A palette image whose ink is only in its transparency: index 0 transparent, 1 opaque black."""
+    image = Image.fromarray((ring(alpha=True)[..., 3] > 0).astype(np.uint8), "L").convert("P")
+    image.putpalette([0, 0, 0] * 256)
+    image.info["transparency"] = 0
+    return image
 
 
 def encode(wave: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
@@ -272,6 +312,26 @@ CASES += [
     Case("non-string input names", lambda: {1: ring(), "farsi": ring()},
          r"Input names must be strings such as 'farsi', 'kannada' or 'speech'; got 1 \(int\)"),
     Case("inputs as a list", lambda: [ring()], r"predict takes a dict such as \{'kannada': image\}"),
+    # array subclasses, views and dtypes that are checked from their header, before any conversion
+    Case("np.matrix canvas", canvas(lambda: np.matrix(ring()[..., 0])), like=canvas(ring)),
+    Case("masked-array canvas", canvas(lambda: np.ma.masked_array(ring()[..., 0], mask=ring()[..., 0] == 0)),
+         r"not a masked one; fill the masked pixels first"),
+    Case("broadcast 100000x100000 canvas", canvas(lambda: np.broadcast_to(np.uint8(255), (100_000, 100_000))),
+         "100000x100000 px; please use one at most 4096 px a side"),
+    Case("broadcast 100000x100000 bool canvas", canvas(lambda: np.broadcast_to(True, (100_000, 100_000))),
+         "100000x100000 px; please use one at most 4096 px a side"),
+    Case("timedelta canvas", canvas(lambda: ring()[..., 0].astype("m8[s]")), "pixels must be numbers, not timedelta64"),
+    Case("negative-stride canvas", canvas(lambda: ring()[::-1, ::-1][::-1, ::-1]), like=canvas(ring)),
+    # PIL images: sized from the header, read in every mode
+    Case("lazily opened 12000x12000 PNG", canvas(lambda: lazily_opened(big_png())),
+         "12000x12000 px; please use one at most 4096 px a side"),
+    Case("12000x12000 PNG bytes", canvas(big_png), "12000x12000 px; please use one at most 4096 px a side"),
+    *[Case(f"PIL image in mode {mode}", canvas(lambda mode=mode: pil_in(mode)), like=canvas(ring))
+      for mode in PIL_MODES],
+    Case("PIL palette image with transparency", canvas(palette_with_transparency), like=canvas(ring)),
+    Case("closed PIL image", canvas(lambda: (lambda im: (im.close(), im)[1])(lazily_opened(png(ring())))),
+         r"cannot be read.*Please give a PNG or JPEG file"),
+    Case("speech as a float", speech(3.5), r"WAV/FLAC/OGG bytes or a \(waveform, sample_rate\) tuple, not float"),
 ]
 
 
@@ -286,6 +346,14 @@ class Call:
 def zeros(extra: int = 0, value: float = 0.0):
     """A latent of the pipeline's size (plus `extra` numbers), every entry `value`."""
     return lambda p: np.full(p.latent_dim + extra, value, np.float32)
+
+
+def deep_list(depth: int) -> list:
+    """[[[...[0.0]...]]], `depth` lists deep: numpy's own walk of it recurses past Python's limit."""
+    nested: list = [0.0]
+    for _ in range(depth - 1):
+        nested = [nested]
+    return nested
 
 
 NAN, INF = float("nan"), float("inf")
@@ -357,6 +425,38 @@ CALLS = [
     Call("decode no latents", lambda p: p.decode(np.zeros((0, p.latent_dim))), "Latents must be"),
     Call("decode a ragged list", lambda p: p.decode([[0.0] * p.latent_dim, [0.0]]), "every row the same length"),
     Call("decode inf", lambda p: p.decode(zeros(value=INF)(p)), "NaN or infinite values in the latents"),
+    # sizes are read from shapes and lengths, before anything is converted
+    Call("decode a broadcast 10^8 x F view", lambda p: p.decode(np.broadcast_to(np.float32(0), (10**8, p.latent_dim))),
+         f"Decode at most {arguments.MAX_SAMPLES} latents at once, not 100000000"),
+    Call("decode a list of 10^6 rows", lambda p: p.decode([[0.0] * p.latent_dim] * 10**6),
+         f"Decode at most {arguments.MAX_SAMPLES} latents of \\d+ numbers at once"),
+    Call("decode a 20000-deep nested list", lambda p: p.decode(deep_list(20_000)), "lists nested more than 3 deep"),
+    Call("decode an np.matrix", lambda p: p.decode(np.matrix(np.zeros((2, p.latent_dim))))),
+    Call("decode a masked array", lambda p: p.decode(np.ma.masked_array(np.zeros(p.latent_dim))),
+         "not a masked one; fill the masked entries first"),
+    Call("traverse a broadcast 10^9-value view", lambda p: p.traverse(zeros()(p), [0], np.broadcast_to(0.0, (10**9,))),
+         r"traversal values must be a list of 1 to \d+ numbers; got shape \(1000000000,\)"),
+    Call("traverse range(10**9) values", lambda p: p.traverse(zeros()(p), [0], range(10**9)),
+         r"traversal values must be a list of 1 to \d+ numbers; got more"),
+    Call("traverse dims as a broadcast 10^9 view",
+         lambda p: p.traverse(zeros()(p), np.broadcast_to(0, (10**9,)), [0.0]),
+         r"Give from 1 to \d+ latent dimensions to traverse, not 1000000000"),
+    Call("traverse dims as range(10**20)", lambda p: p.traverse(zeros()(p), range(10**20), [0.0]), "no usable length"),
+    Call("interpolate from a broadcast 10^9 view", lambda p: p.interpolate(np.broadcast_to(0.0, (10**9,)), zeros()(p)),
+         r"start latent must hold \d+ numbers, one per latent dimension; got shape \(1000000000,\)"),
+    Call("restyle keep=None", lambda p: p.restyle(zeros()(p), keep=None, n=2)),
+    Call("restyle keep='farsi'", lambda p: p.restyle(zeros()(p), keep="farsi", n=2)),
+    Call("restyle keep=3", lambda p: p.restyle(zeros()(p), keep=3), r"keep must be a list of modality names .* not 3"),
+    Call("restyle keep=[['farsi']]", lambda p: p.restyle(zeros()(p), keep=[["farsi"]]),
+         r"keep must be a list of modality names .* not \['farsi'\] \(list\)"),
+    Call("restyle keep=['handwriting']", lambda p: p.restyle(zeros()(p), keep=["handwriting"]),
+         r"keep names modalities this model does not have: \['handwriting'\]"),
+    Call("restyle a broadcast 10^9 latent", lambda p: p.restyle(np.broadcast_to(0.0, (10**9,))),
+         r"latent must hold \d+ numbers"),
+    Call("dimension_effects target=['farsi']", lambda p: p.dimension_effects(zeros()(p), ["farsi"]),
+         r"Unknown modality \['farsi'\]"),
+    Call("dimension_effects a broadcast 10^9 latent", lambda p: p.dimension_effects(np.broadcast_to(0.0, (10**9,)),
+                                                                                     "farsi"), "latent must hold"),
     # the largest calls the bounds allow
     Call("generate 256", lambda p: p.generate(3, n=arguments.MAX_SAMPLES, temperature=arguments.MAX_TEMPERATURE,
                                                 seed=2**128 - 1)),

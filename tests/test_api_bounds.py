@@ -108,3 +108,69 @@ def test_peak_rss_sees_torch_allocations():
     assert out.returncode == 0, out.stderr[-2000:]
     before, after = map(float, out.stdout.split())
     assert after >= 1024 and after - before > 512, (before, after)
+
+
+# -- no network ever sees more than MAX_SAMPLES rows ------------------------------------------------------------
+def test_no_network_is_given_more_than_max_samples_rows(monkeypatch):
+    """Model files are bounded for batches of MAX_SAMPLES (mvae.runtime), so every facade path must decode
+    at most that many rows at once; dimension_effects decodes 2 x latent size rows and so runs in chunks.
+    MAX_SAMPLES is lowered to 16 here, below the shipped model's 2 x 64, so that the chunking is exercised."""
+    pipe, small = mvae.load(), 16
+    d, seen = pipe.latent_dim, []
+    reference = pipe.dimension_effects(np.zeros(d), "farsi")
+    run_network = pipe.model.run_network
+
+    def counted(steps, x):
+        seen.append(len(x))
+        return run_network(steps, x)
+
+    monkeypatch.setattr(pipe.model, "run_network", counted)
+    monkeypatch.setattr(arguments, "MAX_SAMPLES", small)
+    assert 2 * d > small
+    effects = pipe.dimension_effects(np.zeros(d), "farsi")
+    np.testing.assert_allclose(effects, reference, rtol=1e-5, atol=1e-7)  # the same answer, in chunks
+    pipe.generate(3, n=small)
+    pipe.traverse(np.zeros(d), [0, 1], np.linspace(-3, 3, small // 2))
+    pipe.interpolate(np.zeros(d), np.ones(d), steps=small)
+    pipe.restyle(np.zeros(d), n=small)
+    pipe.decode(np.zeros((small, d)))
+    pipe.predict({"kannada": np.eye(28, dtype=np.uint8) * 255})
+    assert seen and max(seen) <= small, max(seen)
+
+
+# -- a model that overflows is the model's fault, not the caller's ---------------------------------------------
+def overflowing(network: str, decoder: bool = False) -> mvae.Pipeline:
+    """The shipped model with the first weights of one network as a float16 file would hold them after
+    overflowing: scaled past float16's 65504, they become infinite."""
+    pipe = mvae.load()
+    steps = (pipe.model.decoders if decoder else pipe.model.encoders)[network]
+    tensors = next(s["tensors"] for s in steps if "weight" in s.get("tensors", {}))
+    with np.errstate(over="ignore"):  # the overflow is the point
+        tensors["weight"] = (tensors["weight"] * np.float32(1e6)).astype(np.float16).astype(np.float32)
+    assert not np.isfinite(tensors["weight"]).all()
+    return pipe
+
+
+MODEL_FAULT = r"The model file .*model\.safetensors produced NaN or infinite values .* from finite inputs.*" \
+              r"Download the checkpoint again or retrain it"
+
+
+def test_an_overflowing_encoder_is_blamed_on_the_model_file():
+    pipe = overflowing("kannada")
+    with pytest.raises(mvae.CheckpointError, match=MODEL_FAULT):
+        pipe.predict({"kannada": np.eye(28, dtype=np.uint8) * 255})
+    with pytest.raises(mvae.InputError, match="NaN or infinite values; pixels must be finite"):
+        pipe.predict({"kannada": np.full((28, 28), np.nan)})  # the user's own NaN is still the user's
+
+
+def test_an_overflowing_decoder_is_blamed_on_the_model_file():
+    pipe = overflowing("farsi", decoder=True)
+    d = pipe.latent_dim
+    for call in (lambda: pipe.generate(3, n=2), lambda: pipe.decode(np.zeros(d)),
+                 lambda: pipe.traverse(np.zeros(d), [0], [1.0]), lambda: pipe.interpolate(np.zeros(d), np.ones(d)),
+                 lambda: pipe.restyle(np.zeros(d), n=2), lambda: pipe.dimension_effects(np.zeros(d), "farsi"),
+                 lambda: pipe.predict({"label": 3})):
+        with pytest.raises(mvae.CheckpointError, match=MODEL_FAULT):
+            call()
+    with pytest.raises(mvae.InputError, match="NaN or infinite values in the latents; give finite numbers"):
+        pipe.decode(np.full(d, np.nan))
