@@ -2,7 +2,9 @@
 
     python train.py --data-dir data --out runs/mine     # the shipped model's recipe (mvae.config.SHIPPED_RECIPE)
 
-Every flag's default is that recipe; --config and the flags change it.
+Every flag's default is that recipe; --config and the flags change it. Every setting is checked by the
+config's own ranges (mvae.config.LIMITS and CHOICES), the data set and any training state to resume are
+checked, all before any work: a refusal is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ from mvae.config import (
     shipped_configs,
     train_config_from_dict,
 )
-from mvae.data import resolve_data_dir
-from mvae.errors import CheckpointError, run_cli
+from mvae.data.sources import read_regular, resolve_data_dir
+from mvae.errors import USER_ERROR_EXIT, CheckpointError, InputError, run_cli
 from mvae.kinds import check_dataset
-from mvae.store import STATE_FILE
-from mvae.training.loop import Interrupted, Trainer, describe_device, hold_out_dir, load_training_data
+from mvae.store import STATE_FILE, read_json
+from mvae.training.checks import read_state_metadata, resume_problem, settings_problem
+
+# torch and the training loop are imported only once the settings and the data have passed their checks: a
+# refusal comes in about a second, not after torch's import of several.
+
+# A --config file holds two small sections, a few hundred bytes; anything far larger is not one.
+MAX_CONFIG_BYTES = 1 << 20
+CONFIG_SECTIONS = ("model", "train")
 
 
 def boolean(text: str) -> bool:
@@ -43,6 +52,13 @@ def flag_type(default):
     return boolean if isinstance(default, bool) else type(default)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's refusals as every other refusal of train.py: one line, exit status 2."""
+
+    def error(self, message):
+        self.exit(USER_ERROR_EXIT, f"error: {message} (see python train.py --help)\n")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Each flag's default, and the description's command kept on its own line."""
 
@@ -54,7 +70,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = Parser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
     p.add_argument("--out", default="runs/latest", help="checkpoint folder to write (model.safetensors, model.json)")
     p.add_argument("--config", help="JSON file with 'model' and/or 'train' sections; flags override it")
@@ -78,17 +94,73 @@ def over_recipe(section: str, values):
     return {**SHIPPED_RECIPE[section], **values} if isinstance(values, dict) else values
 
 
+def read_config(path: str) -> dict:
+    """--config's sections; InputError, in one line, for a file that cannot be read or is not such JSON."""
+    try:
+        raw = read_regular(path, MAX_CONFIG_BYTES)
+    except OSError as exc:
+        raise InputError(f"--config {path} cannot be read ({exc.strerror or exc}); give the path of a JSON "
+                         "file") from None
+    try:
+        sections = read_json(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and the reader's refusals
+        raise InputError(f"--config {path} is not JSON this trainer reads ({exc})") from None
+    if not isinstance(sections, dict) or not set(sections) <= set(CONFIG_SECTIONS):
+        found = sorted(map(str, sections)) if isinstance(sections, dict) else type(sections).__name__
+        raise InputError(f"--config {path} must hold a JSON object with a 'model' and/or a 'train' section, "
+                         f"not {found}")
+    return sections
+
+
+def _checked(cfg, changes: dict, flag: str, value):
+    """`cfg` with `changes`, validated by the config's own checks; InputError naming the flag."""
+    try:
+        return replace(cfg, **changes).validate()
+    except ValueError as exc:
+        raise InputError(f"{flag} {value}: {exc}") from None
+
+
 def build_configs(args) -> tuple[ModelConfig, TrainConfig]:
-    """The recipe, then --config's sections over it, then the flags given."""
-    sections = json.loads(Path(args.config).read_text()) if args.config else {}
-    model_cfg = model_config_from_dict(over_recipe("model", sections.get("model", {})))
-    train_cfg = train_config_from_dict(over_recipe("train", sections.get("train", {})))
+    """The recipe, then --config's sections over it, then the flags given, each value through the config's
+    own checks; an InputError names the flag or file a refused value came from."""
+    sections = read_config(args.config) if args.config else {}
+    try:
+        model_cfg = model_config_from_dict(over_recipe("model", sections.get("model", {})))
+        train_cfg = train_config_from_dict(over_recipe("train", sections.get("train", {})))
+    except ValueError as exc:
+        raise InputError(f"--config {args.config}: {exc}" if args.config else str(exc)) from None
     given = {k: v for k, v in vars(args).items() if v is not None}
-    train_cfg = replace(train_cfg, **{f.name: given[f.name] for f in flag_fields(TrainConfig) if f.name in given})
-    model_cfg = replace(model_cfg, **{f.name: given[f.name] for f in flag_fields(ModelConfig) if f.name in given})
+    # One flag at a time, so that a refusal names the flag; the ranges are the config's (mvae.config.LIMITS).
+    for cls in (TrainConfig, ModelConfig):
+        for f in flag_fields(cls):
+            if f.name in given:
+                flag = f"--{f.name.replace('_', '-')}"
+                if cls is TrainConfig:
+                    train_cfg = _checked(train_cfg, {f.name: given[f.name]}, flag, given[f.name])
+                else:
+                    model_cfg = _checked(model_cfg, {f.name: given[f.name]}, flag, given[f.name])
     if args.speech_weight is not None:
-        model_cfg = replace(model_cfg, recon_weights={**model_cfg.recon_weights, "speech": args.speech_weight})
+        model_cfg = _checked(model_cfg, {"recon_weights": {**model_cfg.recon_weights, "speech": args.speech_weight}},
+                             "--speech-weight", args.speech_weight)
     return model_cfg, train_cfg
+
+
+def check_resume(out: Path, train_cfg: TrainConfig) -> None:
+    """The training state in `out` exists, and its settings are in range and leave something to train: read
+    from its header, in milliseconds, before the data set is read."""
+    if not (out / STATE_FILE).exists():
+        raise CheckpointError(f"There is no training state to resume in {out} (no {STATE_FILE}). "
+                              "Check --out, or leave out --resume to start a new run there.")
+    problem = resume_problem(read_state_metadata(out), train_cfg)
+    if problem:
+        raise CheckpointError(f"Cannot resume from the training state {out / STATE_FILE}: {problem}. "
+                              "Resume with the flags of that run, or train into a new --out.")
+
+
+def load_training_data(*args, **kwargs):
+    from mvae.training.loop import load_training_data
+
+    return load_training_data(*args, **kwargs)
 
 
 def recipe(argv: list[str]) -> str:
@@ -108,15 +180,35 @@ def recipe(argv: list[str]) -> str:
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
-    model_cfg, train_cfg = build_configs(args)
     data_dir = resolve_data_dir(args.data_dir)
     out = Path(args.out)
+
     def body():
+        # Cheapest first, all before any work: the settings, the folders, a state to resume, the data set, then
+        # what needs torch: the device and the model's size.
+        model_cfg, train_cfg = build_configs(args)
+        problem = settings_problem(model_cfg, train_cfg)
+        if problem:
+            raise InputError(problem)
+        if out.exists() and not out.is_dir():
+            raise CheckpointError(f"--out {out} is a file, not a folder; choose another --out.")
+        if args.resume:
+            check_resume(out, train_cfg)
         # Every file is read once up front, so a damaged one stops the run in seconds, not an hour in.
         check_dataset(data_dir, model_cfg.modalities, ("train", "test"), model_cfg.audio)
-        if args.resume and not (out / STATE_FILE).is_file():
-            raise CheckpointError(f"There is no training state to resume in {out} (no {STATE_FILE}). "
-                                  "Check --out, or leave out --resume to start a new run there.")
+        from mvae.training.loop import (
+            Interrupted,
+            Trainer,
+            check_device,
+            describe_device,
+            hold_out_dir,
+            model_size_problem,
+        )
+
+        check_device(args.device)
+        problem = model_size_problem(model_cfg)
+        if problem:
+            raise InputError(problem)
         with hold_out_dir(out):
             data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
             trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
@@ -132,6 +224,8 @@ def main(argv=None) -> int:
             except Interrupted as exc:
                 print(exc, file=sys.stderr)
                 return 130
+            except FloatingPointError as exc:  # the loss diverged; the last saved epoch is kept
+                raise InputError(f"Training diverged: {exc}") from None
         print(json.dumps({"unimodal_accuracy": metrics.get("unimodal_accuracy"), "elbo": metrics.get("elbo")},
                          indent=2))
         print(f"checkpoint written to {args.out}")

@@ -269,8 +269,11 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
         "cross_style_scale": (0.0, 100.0), "shared_kl_weight": (0.0, 1e6),
         "swap_weight": (0.0, 1e6),
     },
+    # At least one epoch: a run that would train nothing is refused. The lr range is also that of the rate a
+    # saved optimiser holds, which a cosine schedule takes near 0; a run at lr 0 is refused by
+    # mvae.training.checks.settings_problem.
     "TrainConfig": {
-        "epochs": (0, 100_000), "batch_size": (1, 65_536), "lr": (0.0, 10.0), "lr_floor": (0.0, 1.0),
+        "epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (0.0, 10.0), "lr_floor": (0.0, 1.0),
         "weight_decay": (0.0, 10.0), "beta": (0.0, 1e6), "beta_warmup_epochs": (0.0, 1e5),
         "pairs_per_epoch": (1, 100_000_000), "seed": (0, 2**63 - 1), "speech_aug_copies": (0, 64),
         "aug_strength": (0.0, 10.0), "image_aug": (0.0, 10.0), "eval_pairs": (0, 100_000_000),

@@ -4,6 +4,7 @@ Which builder serves which modality is for mvae.modalities to say (`load_banks` 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..errors import InputError
 from ..signals.audio import AudioFrontEnd
 from .checks import check_recordings, recording_error
 from .paired import Bank
-from .sources import fsdd_recordings, load_images
+from .sources import fsdd_recordings, load_images, read_regular
 
 
 def spread(n: int, limit: int | None) -> np.ndarray:
@@ -45,7 +46,7 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
     recordings = [recordings[i] for i in spread(len(recordings), limit)]
     check_recordings(recordings, front_end.cfg, Path(data_dir))
     for rec in tqdm(recordings, desc=f"speech {split}", disable=not progress, leave=False):
-        samples, rate = sf.read(rec.path, dtype="float32", always_2d=True)
+        samples, rate = sf.read(io.BytesIO(read_regular(rec.path)), dtype="float32", always_2d=True)
         try:
             prepared = front_end.prepare(samples, rate)
         except InputError as exc:  # its advice is for a person at a microphone, not for a dataset

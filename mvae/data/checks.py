@@ -3,7 +3,9 @@ minutes of feature extraction or training, with a DataError that names the file.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import soundfile as sf
 from ..config import AudioConfig
 from ..errors import DataError
 from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
-from .sources import DOWNLOAD_HINT, Recording
+from .sources import DOWNLOAD_HINT, Recording, read_regular
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and
 # the speech bank that follows it read each file once more between them, not twice.
@@ -22,14 +24,14 @@ _sound: set[tuple[str, int, int]] = set()
 def _problem(path: Path, cfg: AudioConfig) -> str | None:
     """What makes one recording unusable for training, in words, or None."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
     if not data:
         return "is empty (0 bytes)"
-    try:
-        info = sf.info(path)
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    try:  # decoded from the bytes read, so that what is checked is what was read
+        info = sf.info(io.BytesIO(data))
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError, OSError) as exc:
         return f"is damaged or is not audio ({exc})"
     shortfall = _wav_shortfall(data)
@@ -62,10 +64,13 @@ def check_recordings(recordings: list[Recording], cfg: AudioConfig, data_dir=Non
     """Every recording decodable, whole and not silent; else a DataError naming the first bad file."""
     for rec in recordings:
         try:
-            stat = os.stat(rec.path)
+            info = os.stat(rec.path)
         except OSError as exc:
             raise recording_error(rec.path, data_dir, f"cannot be read ({exc.strerror})") from exc
-        key = (str(rec.path), stat.st_size, stat.st_mtime_ns)
+        if not stat.S_ISREG(info.st_mode):
+            # Never opened: reading a named pipe would wait for a writer, and the run with it.
+            raise recording_error(rec.path, data_dir, "is not a regular file (a named pipe, a folder or a device)")
+        key = (str(rec.path), info.st_size, info.st_mtime_ns)
         if key in _sound:
             continue
         problem = _problem(Path(rec.path), cfg)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -26,6 +28,10 @@ IMAGE_SPLITS = {
 # a hyperparameter search holds out 5-9 of the training part for validation.
 FSDD_SPLITS = {"test": range(0, 5), "train": range(5, 50), "fit": range(10, 50), "val": range(5, 10)}
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+# Pairing draws each digit's items at random: with a single item of a digit, every pair of that digit
+# repeats it, and the model learns that one drawing or recording instead of the digit. The smallest split
+# the tools read (the synthetic test data's fit split) holds 4 of each digit, the real data's 30 or more.
+MIN_ITEMS_PER_CLASS = 2
 
 
 def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -35,11 +41,51 @@ def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def _missing(data_dir: Path, what: str, where: Path) -> DataError:
+    # One line, as every refusal of a command-line tool is.
     return DataError(
-        f"{what} not found at {where}. Download and prepare the datasets with:\n  "
+        f"{what} not found at {where}. Download and prepare the datasets with `"
         + DOWNLOAD_HINT.format(dir=data_dir)
-        + "\nor point --data-dir / MVAE_DATA_DIR at a folder that holds them."
+        + "`, or point --data-dir / MVAE_DATA_DIR at a folder that holds them."
     )
+
+
+def open_regular(path) -> int:
+    """A file descriptor of `path` opened for reading, only when it is a regular file. Opening a named pipe
+    for reading blocks until someone writes to it, and a device can stream forever; the open is
+    non-blocking and the type is checked on what was opened, so neither can stall a run."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device or other special file")
+            raise OSError(errno.EINVAL, f"it is {kind}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (see open_regular); OSError when it is none, or holds more than `limit`."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"it holds more than {limit:,} bytes")
+    return data
+
+
+def class_shortfall(labels, what: str) -> str | None:
+    """What keeps a set's labels from pairing every digit with every modality, in words, or None."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)
+    few = [c for c in range(N_CLASSES) if counts[c] < MIN_ITEMS_PER_CLASS]
+    if not few:
+        return None
+    shown = ", ".join(f"{c} ({counts[c]})" for c in few)
+    return (f"{what} too few items of digit(s) {shown}: training pairs every digit across the modalities and needs "
+            f"at least {MIN_ITEMS_PER_CLASS} of each of the {N_CLASSES}")
 
 
 @dataclass
@@ -85,7 +131,7 @@ def read_image_archive(path: Path) -> ImageSet:
     """
     path = Path(path)
     try:
-        f = open(path, "rb")
+        f = os.fdopen(open_regular(path), "rb")
     except OSError as exc:
         raise DataError(f"{path} cannot be read ({exc.strerror}).") from exc
     try:
@@ -119,10 +165,14 @@ def load_images(data_dir, script: str, split: str) -> ImageSet:
     except KeyError:
         raise ValueError(f"unknown image set {script}/{split}; choose from {IMAGE_SPLITS}") from None
     path = data_dir / script / f"{stem}.npz"
-    if not path.is_file():
+    if not path.exists():
         raise _missing(data_dir, f"The {script} {split} set", path)
     try:
-        return read_image_archive(path)
+        images = read_image_archive(path)
+        shortfall = class_shortfall(images.labels, "holds")
+        if shortfall:
+            raise DataError(f"{path} {shortfall}.")
+        return images
     except DataError as exc:
         raise DataError(f"{exc} Prepare it again with: {DOWNLOAD_HINT.format(dir=data_dir)} --only {script} --force") \
             from exc
@@ -150,4 +200,8 @@ def fsdd_recordings(data_dir, split: str) -> list[Recording]:
                 recordings.append(Recording(path, digit, speaker, index))
     if not recordings:
         raise _missing(data_dir, f"FSDD {split} recordings", folder)
+    shortfall = class_shortfall([r.digit for r in recordings], "has")
+    if shortfall:
+        raise DataError(f"The {split} split of the spoken digits in {folder} {shortfall}. Prepare them again with: "
+                        f"{DOWNLOAD_HINT.format(dir=data_dir)} --only fsdd --force")
     return recordings
