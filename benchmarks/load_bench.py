@@ -115,6 +115,8 @@ class HealthProbe(threading.Thread):
         self.url = f"{url}/_stcore/health"
         self.period = period
         self.checks: list[tuple[bool, float]] = []
+        self.missed_at: list[float] = []  # seconds after the start of each check that went unanswered
+        self.started = time.perf_counter()
         self.running = threading.Event()
         self.running.set()
 
@@ -128,13 +130,17 @@ class HealthProbe(threading.Thread):
                 ok = False
             took = time.perf_counter() - began
             self.checks.append((ok, took))
+            if not ok:
+                self.missed_at.append(round(began - self.started, 1))
             time.sleep(max(0.0, self.period - took))
 
     def stop(self) -> dict:
         self.running.clear()
         self.join()
         return {"checks": len(self.checks), "answered": sum(ok for ok, _ in self.checks),
-                "max_s": round(max((t for _, t in self.checks), default=float("nan")), 2)}
+                "median_s": round(percentile([t for _, t in self.checks], 50), 3),
+                "max_s": round(max((t for _, t in self.checks), default=float("nan")), 2),
+                "missed_at_s": self.missed_at}
 
 
 # -- inputs -------------------------------------------------------------------------------------------------------
@@ -373,7 +379,8 @@ def markdown(report: dict) -> str:
                   "RSS before | RSS peak | RSS after | met |", "|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| {mix['sessions']} | {mix['answered']} | {mix['refused']} | {len(mix['errors'])} | "
                   f"{mix['p50_s']:.2f} s | {mix['max_s']:.2f} s | {health['answered']} of {health['checks']} "
-                  f"(slowest {health['max_s']:.2f} s) | {mix['rss_before_mb']} MB | {mix['rss_peak_mb']} MB | "
+                  f"(median {1000 * health['median_s']:.0f} ms, slowest {health['max_s']:.2f} s) | "
+                  f"{mix['rss_before_mb']} MB | {mix['rss_peak_mb']} MB | "
                   f"{mix['rss_after_mb']} MB | {missed(mix)} |", ""]
         lines += [f"Refused with: {'; '.join(f'“{m}”' for m in mix['refusals']) or 'none'}."]
     lines += ["", f"Targets: no errors (every visitor answered or told why in words), peak RSS ≤ {PEAK_LIMIT_MB} MB, "

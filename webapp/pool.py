@@ -3,24 +3,30 @@ session of the server process.
 
 A Streamlit server runs each session's script in its own thread, so twenty visitors uploading at once ran
 twenty decodes at once: each costs hundreds of MB, and together they took the server past 15 GB. Here at
-most `HEAVY_SLOTS` pieces of heavy work run at a time. A request that finds every slot taken waits, at most
-`WAIT_S` seconds, holding nothing but the input it already has; when `MAX_WAITING` requests are already
-waiting, or the wait runs out, it is refused with `Busy`, whose words the page shows. Nothing here knows
-Streamlit: the page's waiting message comes in through a callback.
+most `HEAVY_SLOTS` requests hold a slot at a time, and their heavy calls run on as many long-lived worker
+threads. A request that finds every slot taken waits, at most `WAIT_S` seconds, holding nothing but the
+input it already has; when `WAITING_PER_SLOT` requests a slot are already waiting, or the wait runs out, it
+is refused with `Busy`, whose words the page shows. Nothing here knows Streamlit: the page's waiting message
+comes in through a callback.
+
+Why worker threads, not only a semaphore: glibc gives each thread that allocates a heap of its own (up to
+8 per core) and keeps there what a decode freed, and Streamlit starts a fresh thread for every run of a
+script. Measured in one process with the load benchmark's visits (a drawing and an upload, twice, by 4, 8
+and 12 visitors at once, two slots): done on the visitors' own threads, memory grew by 32 MB at every
+level and stayed there, malloc_trim or not; done on two workers, it grew by 14 MB in all.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-# Two slots per core buy nothing (the work is numpy on every core it can get) and cost a request's memory
-# each; MAX_HEAVY_SLOTS keeps a big machine's peak at a few requests' worth.
+# More slots than cores buy nothing (the work is numpy on every core it can get) and each costs a request's
+# memory; MAX_HEAVY_SLOTS keeps a big machine's peak at a few requests' worth.
 MAX_HEAVY_SLOTS = 4
 WAIT_S = 30.0  # the longest a visitor is asked to wait before being told to come back
 WAITING_PER_SLOT = 8  # beyond this many waiting per slot, a wait would only end in a refusal anyway
@@ -47,24 +53,13 @@ class Busy(Exception):
         super().__init__(message)
 
 
-def _trimmer() -> Callable[[], None]:
-    """glibc's malloc_trim, or nothing. Freed blocks of a decode stay in the heap of whichever thread ran it;
-    trimming when the pool falls idle gives them back, so that the server's memory returns to where it was."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl, macOS, Windows
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
-
-
 class HeavyPool:
-    """At most `slots` holders at once across threads; a thread that holds a slot may enter again freely
-    (a page's section holds one, and the model calls inside it do not take a second)."""
+    """At most `slots` holders at once across threads, whose heavy calls (`call`) run on `slots` worker
+    threads. A thread that holds a slot may enter again freely (a page's section holds one, and the model
+    calls inside it do not take a second), and so may a worker running a call for it."""
 
     def __init__(self, slots: int = HEAVY_SLOTS, wait_s: float = WAIT_S, max_waiting: int | None = None,
-                 poll_s: float = POLL_S, trim_when_idle: bool = True):
+                 poll_s: float = POLL_S):
         if slots < 1:
             raise ValueError("a pool needs at least one slot")
         self.slots = slots
@@ -76,7 +71,11 @@ class HeavyPool:
         self._waiting = 0
         self._running = 0
         self._mine = threading.local()
-        self._trim = _trimmer() if trim_when_idle else (lambda: None)
+        # Started on first use and kept: a worker is a slot holder by proxy (see `slot`).
+        self._workers = ThreadPoolExecutor(slots, thread_name_prefix="mvae-heavy", initializer=self._as_worker)
+
+    def _as_worker(self) -> None:
+        self._mine.worker = True
 
     @property
     def waiting(self) -> int:
@@ -112,7 +111,7 @@ class HeavyPool:
         """Runs the block in a slot. `on_wait(seconds_left)` is called while waiting for one; `Busy` when
         none came free in time or too many are waiting already."""
         depth = getattr(self._mine, "depth", 0)
-        if depth:
+        if depth or getattr(self._mine, "worker", False):
             self._mine.depth = depth + 1
             try:
                 yield
@@ -129,14 +128,15 @@ class HeavyPool:
             self._mine.depth = 0
             with self._lock:
                 self._running -= 1
-                idle = self._running == 0
             self._free.release()
-            if idle:
-                self._trim()
 
     def call(self, fn: Callable, *args, on_wait: Callable[[float], None] | None = None, **kwargs):
-        with self.slot(on_wait):
+        """fn(*args, **kwargs) on a worker, in a slot (the caller's, or one it waits for); its result or its
+        exception. Holders never outnumber workers, so a call never queues behind another."""
+        if getattr(self._mine, "worker", False):
             return fn(*args, **kwargs)
+        with self.slot(on_wait):
+            return self._workers.submit(fn, *args, **kwargs).result()
 
 
 POOL = HeavyPool()

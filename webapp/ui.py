@@ -1,7 +1,8 @@
 """Streamlit pieces shared by the app's pages: the cached model, error display, inputs and plotly figures.
 
 Nothing here computes with the model. Inputs go to the facade (`mvae.load()` and the Pipeline methods),
-and what comes back (numpy arrays) is only arranged into widgets and figures.
+and what comes back (numpy arrays) is only arranged into widgets and figures. Every facade call that decodes
+audio or runs the model holds a slot of the server's one pool (webapp/pool.py) while it runs.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class _PooledDecoded(mvae.Decoded):
     @cached_property
     def speech(self) -> list[mvae.SpeechOutput]:
         with heavy():
-            return mvae.Decoded.speech.func(self)
+            return POOL.call(mvae.Decoded.speech.func, self)
 
 
 def _pooled_result(value):
@@ -150,7 +151,7 @@ class PooledPipeline:
         @functools.wraps(value)
         def call(*args, **kwargs):
             with heavy():
-                return _pooled_result(value(*args, **kwargs))
+                return _pooled_result(POOL.call(value, *args, **kwargs))
         return call
 
 
