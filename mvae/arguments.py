@@ -26,6 +26,12 @@ MAX_NESTING = 3  # lists in lists: a batch of latents is two deep; deeper is a m
 MAX_KEPT_NAMES = 64  # restyle's keep: a few modality names, duplicates allowed
 
 
+def _real(value) -> bool:
+    """A real number: not a bool (True is no count), and not a numpy time span, which numpy files under
+    its integers."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.timedelta64))
+
+
 def _float(value: numbers.Real) -> float:
     """A real number as a float; one past float's range (an int or a Fraction of 10**400) is infinite."""
     try:
@@ -49,7 +55,7 @@ def shown(value, most: int = 80) -> str:
 def whole_number(value, what: str, low: int, high: int, high_text: str | None = None) -> int:
     """An integer in [low, high]; a float that is a whole number counts (a slider may give 4.0)."""
     wanted = f"{what} must be a whole number from {low} to {high_text or high}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _real(value):
         raise InputError(f"{wanted}, not {shown(value)} ({type(value).__name__}).")
     if not isinstance(value, numbers.Integral) and not (math.isfinite(_float(value)) and _float(value).is_integer()):
         raise InputError(f"{wanted}, not {shown(value)}.")
@@ -60,7 +66,7 @@ def whole_number(value, what: str, low: int, high: int, high_text: str | None = 
 
 
 def real_number(value, what: str, low: float, high: float) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _real(value):
         raise InputError(f"{what} must be a number from {low:g} to {high:g}, not {shown(value)} "
                          f"({type(value).__name__}).")
     value = _float(value)
