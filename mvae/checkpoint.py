@@ -102,7 +102,7 @@ def shape_model(cfg) -> MVAE:
 
 
 def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
-    if meta.get("dtype", "float32") not in DTYPES:
+    if not isinstance(meta.get("dtype", "float32"), str) or meta.get("dtype", "float32") not in DTYPES:
         raise misfit(path, f"its weights' dtype is {meta.get('dtype')!r:.40}; use one of {sorted(DTYPES)}")
     if not isinstance(meta.get("info", {}), dict):
         raise damaged(path, "its info metadata is not an object")

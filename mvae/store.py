@@ -107,7 +107,7 @@ def _unique_keys(pairs: list) -> dict:
         # what the digest covered is what every reader sees.
         seen = set()
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise JSONRefused(f"it gives the key {twice!r:.60} twice")
+        raise JSONRefused(f"gives the key {twice!r:.60} twice")
     return seen
 
 
@@ -118,11 +118,11 @@ def read_json(text: bytes | bytearray | str):
     steps = _NESTING[np.frombuffer(_JSON_STRING.sub(b"", raw), np.uint8)]
     depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
     if depth > MAX_JSON_DEPTH:
-        raise JSONRefused(f"it nests {depth} deep, more than the {MAX_JSON_DEPTH} read here")
+        raise JSONRefused(f"nests {depth} deep, more than the {MAX_JSON_DEPTH} read here")
     try:
         return json.loads(raw, object_pairs_hook=_unique_keys)
     except RecursionError:  # a fallback: the depth is checked above
-        raise JSONRefused("it nests too deep to read") from None
+        raise JSONRefused("nests too deep to read") from None
 
 
 def _json_problem(exc: ValueError, what: str) -> str:
@@ -265,7 +265,7 @@ def _entries(path: Path, header, data_size: int) -> tuple[dict, dict]:
                 or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise damaged(path, f"the header entry {name!r:.80} is malformed")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in ST_DTYPES:
+        if not isinstance(dtype, str) or dtype not in ST_DTYPES:
             raise damaged(path, f"tensor {name!r} has dtype {dtype!r:.20}; this loader reads only {sorted(ST_DTYPES)}")
         if not isinstance(shape, list) or len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
             raise damaged(path, f"tensor {name!r} has the shape {shape!r:.80}")
@@ -416,7 +416,7 @@ def _check_json_copy(path: Path, meta: dict) -> None:
     try:
         said = read_json(text)
     except JSONRefused as exc:
-        raise CheckpointError(f"{copy}, the readable copy of {path.name}'s metadata, is refused: {exc}. Delete it, "
+        raise CheckpointError(f"{copy}, the readable copy of {path.name}'s metadata, is refused: it {exc}. Delete it, "
                               "or re-download the checkpoint folder.") from None
     except ValueError:  # not JSON, or not UTF-8: said to differ below
         said = None

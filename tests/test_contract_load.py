@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import mvae
@@ -239,6 +239,8 @@ def test_hostile_programs(program_edits):
 
 
 @given(st.lists(meta_edit(), min_size=1, max_size=4), st.lists(header_edit(), max_size=2))
+@example([((), "dtype", ["float32"])], [])  # found by the thorough profile: an unhashable dtype
+@example([((), "info", 1)], [("dtype", 0, ["F32"], [])])
 def test_hostile_metadata_and_headers(meta_edits, header_edits):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE

@@ -244,7 +244,7 @@ def _spec(path: Path, meta: dict, found: dict) -> Spec:
                               "for it. Convert it once with the training requirements installed: "
                               f"`python -m mvae.upgrade {path}`.")
     dtype = meta.get("dtype", "float32")
-    if dtype not in FLOAT_NAMES:
+    if not isinstance(dtype, str) or dtype not in FLOAT_NAMES:
         raise misfit(path, f"its weights' dtype is {dtype!r:.40}; use one of {sorted(FLOAT_NAMES)}")
     cfg = model_config(path, meta.get("model_config"))
     runtime = meta["runtime"]
