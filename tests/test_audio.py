@@ -361,3 +361,36 @@ def test_wide_integer_recordings_prepare_like_int16(fe):
         got = fe.prepare(samples, 16000)
         assert got.span == reference.span
         np.testing.assert_allclose(got.log_mel, reference.log_mel, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("rate", [4000, 4001, 7999, 8000, 8001, 11025, 16000, 22051, 44101, 48000, 383999])
+def test_the_streamed_resampler_is_resample_whatever_the_blocks(rate):
+    """Fed in blocks of any size, with the DC offset removed afterwards, the streamed resampler gives what
+    resampling the whole signal less its mean gives (and so scipy's resample_poly, above)."""
+    from mvae.signals.audio import _StreamResampler
+
+    rng = np.random.default_rng(rate)
+    for n in (0, 1, 7, 3000, 50_000):
+        x = (rng.standard_normal(n) + 0.3).astype(np.float32)
+        want = resample(x - x.mean(), Fraction(SR, rate)) if n else np.zeros(0, np.float32)
+        for block in (1, 61, 4096, 10**6):
+            if n > 5000 and block < 4096:  # small blocks of a long signal: slow, and no new case
+                continue
+            streamed = _StreamResampler(Fraction(SR, rate), n)
+            for start in range(0, n, block):
+                streamed.feed(x[start:start + block])
+            got = streamed.finish(float(x.astype(np.float64).mean()) if n else 0.0)
+            assert got.dtype == np.float32 and got.shape == want.shape, (n, block)
+            np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+
+
+def test_the_streamed_resampler_holds_only_a_window_of_its_input():
+    from mvae.signals.audio import _StreamResampler
+
+    streamed = _StreamResampler(Fraction(SR, 48000), 48000 * 10)
+    for _ in range(10):
+        streamed.feed(np.zeros(48000, np.float32))
+        assert len(streamed.held) < streamed.taps + streamed.down  # the filter's reach, not what came before
+    assert len(streamed.finish()) == SR * 10
+    with pytest.raises(ValueError, match="sized for"):
+        streamed.feed(np.zeros(1, np.float32))

@@ -210,7 +210,9 @@ def test_containers_outside_the_allowlist_are_refused(fe, fmt, subtype):
     data = encode(tone(3, np.random.default_rng(0)), 8000, fmt, subtype)
     refused = within_contract(fe.prepare_bytes, data)
     assert isinstance(refused, mvae.InputError), refused
-    assert f"file, which this demo does not read; please give a {audio.FORMATS} file" in str(refused), str(refused)
+    kind = re.escape(sf.info(io.BytesIO(data)).format_info)
+    assert re.fullmatch(f"This is an audio file of a kind this demo does not read \\({kind}\\); please give a "
+                        f"{audio.FORMATS} file\\.", str(refused)), str(refused)
 
 
 # -- truncation ---------------------------------------------------------------------------------------------------

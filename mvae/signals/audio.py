@@ -625,8 +625,8 @@ class AudioFrontEnd:
                 hint = f" They start like {article} {container} file that is cut off: give the complete file."
             raise InputError(f"These bytes are not readable audio; please give a {FORMATS} file.{hint}") from exc
         if info.format not in ACCEPTED_FORMATS:
-            raise InputError(f"This is a {info.format_info} file, which this demo does not read; please give a "
-                             f"{FORMATS} file.")
+            raise InputError(f"This is an audio file of a kind this demo does not read ({info.format_info}); please "
+                             f"give a {FORMATS} file.")
         shortfall = _wav_shortfall(data)
         if shortfall:
             raise self._truncated(info.format, shortfall[0] / shortfall[1])
