@@ -50,6 +50,9 @@ class Refusal:
         assert len(lines) == 1 and lines[0].startswith("error: "), f"not one line:\n{self.err}"
         for word in words:
             assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+        # The figures, for `pytest tests/test_train_refusals.py -s` to show.
+        peak = f"{self.peak_bytes / 2**20:.0f} MB" if self.peak_bytes else "in process"
+        print(f"\nexit {self.code}, {self.seconds:.2f} s, {peak}: {lines[0]}")
         assert self.seconds < REFUSAL_S, f"refused after {self.seconds:.1f} s: {lines[0]}"
         assert self.peak_bytes < REFUSAL_BYTES, f"refused at a peak of {self.peak_bytes / 2**20:.0f} MB"
 
