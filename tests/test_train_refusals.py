@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -57,30 +58,45 @@ class Refusal:
         assert self.peak_bytes < REFUSAL_BYTES, f"refused at a peak of {self.peak_bytes / 2**20:.0f} MB"
 
 
+# Runs the command in its argv in a grandchild and writes the grandchild's peak RSS (KiB on Linux) to the file
+# named by $PEAK_FILE. The grandchild is forked from this small launcher, not from the test process: Linux
+# counts in a child's peak the memory of the process it was forked from, which for pytest with torch loaded
+# is hundreds of MB that train.py never used.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+with open(os.environ["PEAK_FILE"], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def train_py(data_dir: Path, out: Path, *args: str) -> Refusal:
-    """`python train.py` in a child process, reaped with wait4 for its own peak RSS; killed after HANG_S."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("MVAE_DATA_DIR", None)
+    """`python train.py` in a process of its own, timed, with its peak RSS; killed after HANG_S."""
     logs = out.parent / out.name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PEAK_FILE": f"{logs}.peak"}
+    env.pop("MVAE_DATA_DIR", None)
+    command = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--out", str(out), *args]
     with open(f"{logs}.stdout", "w+") as stdout, open(f"{logs}.stderr", "w+") as stderr:
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--out", str(out),
-                                 *args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            seconds = time.monotonic() - started
-            if pid:
-                break
-            if seconds > HANG_S:
-                proc.kill()
-                proc.wait()
-                stderr.seek(0)
-                pytest.fail(f"train.py {' '.join(args)} hung for {HANG_S} s; stderr:\n{stderr.read()}")
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait for it
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *command], cwd=ROOT, env=env, stdout=stdout,
+                                stderr=stderr, start_new_session=True)
+        try:
+            code = proc.wait(HANG_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            stderr.seek(0)
+            pytest.fail(f"train.py {' '.join(args)} hung for {HANG_S} s; stderr:\n{stderr.read()}")
+        seconds = time.monotonic() - started
         stdout.seek(0)
         stderr.seek(0)
-        return Refusal(proc.returncode, stderr.read(), stdout.read(), seconds, usage.ru_maxrss * 1024)
+        peak = int(Path(f"{logs}.peak").read_text()) * (1 if sys.platform == "darwin" else 1024)
+        return Refusal(code, stderr.read(), stdout.read(), seconds, peak)
 
 
 def nothing_written(out: Path) -> None:
