@@ -22,11 +22,13 @@ is given no other address.
     python -m benchmarks.load_bench --data-dir DATA_DIR                     # the levels, then the mix
     python -m benchmarks.load_bench --data-dir DATA_DIR --sessions 4        # one level, then the mix
     python -m benchmarks.load_bench --data-dir DATA_DIR --sessions --readme README.md   # the mix alone
+    python -m benchmarks.load_bench --render --readme README.md    # the table of the stored results again
 
 (from the repository's root, so that `tests` imports as a package).
 
 Writes the results as JSON (`--out`, default benchmarks/load_results.json), prints a Markdown table and,
-with `--readme FILE`, puts that table into FILE's <!-- load:start --> ... <!-- load:end --> block.
+with `--readme FILE`, puts that table into FILE's <!-- load:start --> ... <!-- load:end --> block
+(`--render` does only that, from the stored results).
 Exit status 1 when any target is missed: an error, a peak over 1.2 GB, memory not back within 50 MB, or
 (in the mix) a health check unanswered.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import platform
 import shlex
@@ -248,13 +251,13 @@ async def one_upload(browser, url: str, upload: Path, ready) -> dict:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    result = {"file": upload.name, "answer": None, "seconds": None, "error": None}
+    result = {"file": upload.name, "answer": None, "seconds": None, "error": None, "began": None}
     try:
         try:
             chooser = await upload_page(page, url)
         finally:
             await ready.wait()  # even a visitor whose page failed must not keep the others waiting
-        start = time.perf_counter()
+        start = result["began"] = time.perf_counter()
         await chooser.set_input_files(str(upload))
         result["answer"] = await shown(page)
         result["seconds"] = time.perf_counter() - start
@@ -338,12 +341,15 @@ def hostile_mix(url: str, sampler: RssSampler, uploads: list[Path], settle_s: fl
     refusals = [r["answer"].removeprefix("message: ") for r in results
                 if r["answer"] and r["answer"].startswith("message: ")]
     errors = [f"{r['file']}: {r['error']}" for r in results if r["error"]]
+    began = [r["began"] for r in results if r["began"] is not None]
+    # The health checks' times count from the probe's start; so do these, to tell page loads from uploads.
+    uploads_s = [round(min(began) - health.started, 1), round(max(began) - health.started, 1)] if began else None
     return {"sessions": len(uploads), "files": {name: sum(r["file"] == name for r in results)
                                                 for name in sorted({u.name for u in uploads})},
             "answered": len(answered), "refused": len(refusals), "errors": errors,
             "answers": sorted(set(answered)), "refusals": sorted(set(refusals)), "wall_s": round(wall, 1),
             "p50_s": round(percentile(times, 50), 2), "max_s": round(max(times, default=float("nan")), 2),
-            "health": checks, "rss_before_mb": round(before), "rss_peak_mb": round(peak),
+            "health": checks, "uploads_at_s": uploads_s, "rss_before_mb": round(before), "rss_peak_mb": round(peak),
             "rss_after_mb": round(after),
             "met": {"answered_or_refused": not errors and len(answered) + len(refusals) == len(uploads),
                     "health": checks["checks"] > 0 and checks["answered"] == checks["checks"],
@@ -383,6 +389,13 @@ def markdown(report: dict) -> str:
                   f"{mix['rss_before_mb']} MB | {mix['rss_peak_mb']} MB | "
                   f"{mix['rss_after_mb']} MB | {missed(mix)} |", ""]
         lines += [f"Refused with: {'; '.join(f'“{m}”' for m in mix['refusals']) or 'none'}."]
+        if health["missed_at_s"]:
+            at = ", ".join(f"{t:g}" for t in health["missed_at_s"])
+            uploads = mix.get("uploads_at_s")
+            when = (f" (the {mix['sessions']} browser contexts open the Speak page first; the uploads went out "
+                    f"{uploads[0]:g}–{uploads[1]:g} s after it began)") if uploads else ""
+            lines += ["", f"Health checks unanswered within {HEALTH_TIMEOUT_S:g} s at {at} s after the mix began"
+                      f"{when}."]
     lines += ["", f"Targets: no errors (every visitor answered or told why in words), peak RSS ≤ {PEAK_LIMIT_MB} MB, "
               f"RSS after within {RETURN_LIMIT_MB} MB of before; in the mix every health check answered within "
               f"{HEALTH_TIMEOUT_S:g} s (one every {HEALTH_PERIOD_S:g} s). p50 is the median time from the upload or "
@@ -405,7 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "load_results.json")
     parser.add_argument("--readme", type=Path,
                         help="also put the table into this Markdown file's <!-- load:start/end --> block")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: print (and with --readme write) the table of the results in --out")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(args.out.read_text())
+        return publish(report, args.readme)
     if not CHROMIUM.is_file():
         parser.error(f"Debian's Chromium is not at {CHROMIUM} (apt-get install -y chromium)")
     if not 1 <= args.rounds <= 20 or not all(1 <= n <= 64 for n in args.sessions) \
@@ -461,11 +479,16 @@ def main(argv: list[str] | None = None) -> int:
               "rounds": args.rounds, "hostile_rate": args.hostile_rate, "levels": levels,
               "hostile_files": files, "hostile_mix": mix, "server_log_tail": log_tail}
     atomic_write_json(args.out, report)
+    return publish(report, args.readme)
+
+
+def publish(report: dict, readme: Path | None) -> int:
+    """Prints the table (into `readme`'s load block too, when given); 1 when a target was missed."""
     table = markdown(report)
     print(table)
-    if args.readme:
-        atomic_write(args.readme, replace_block(args.readme.read_text(), "load", table).encode())
-    runs = levels + ([mix] if mix else [])
+    if readme:
+        atomic_write(readme, replace_block(readme.read_text(), "load", table).encode())
+    runs = report["levels"] + ([report["hostile_mix"]] if report.get("hostile_mix") else [])
     return 0 if all(all(run["met"].values()) for run in runs) else 1
 
 
