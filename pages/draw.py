@@ -8,7 +8,7 @@ pipe = ui.pipeline()
 script = st.segmented_control("Script", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, default="farsi",
                               key="draw-script") or "farsi"
 st.caption(f"The ten {ui.SCRIPTS[script]} digits, as the model writes them:")
-with ui.guard():
+with ui.guard():  # on its own: when the demo is busy, the glyphs are refused but the pad still shows
     ui.reference_glyphs(pipe, script)
 
 pad, result = st.columns([1, 2], gap="large")
