@@ -104,8 +104,9 @@ def _declared_count(value, limit: int, what: str) -> int:
     """How many numbers a nested list, tuple or other sequence holds, read from the lengths alone and given
     up past `limit`, so that nothing is converted before its size is known: numpy would otherwise copy a
     list of 10^9 references (or a range(10**9)) into gigabytes of floats before any check could run.
-    Arrays and tensors inside count by their shape."""
-    count, stack = 0, [(value, 0)]
+    Arrays and tensors inside count by their shape. The items walked are bounded too (twice `limit`: rows
+    and their numbers), so that lists of empty lists cannot make the walk itself long."""
+    count, walked, stack = 0, 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, np.ndarray):
@@ -117,8 +118,9 @@ def _declared_count(value, limit: int, what: str) -> int:
                 raise InputError(f"{what}: lists nested more than {MAX_NESTING} deep; give a list of numbers or "
                                  "a list of rows.")
             size = _length(item, what)
-            if count + size > limit:
-                return count + size
+            walked += size
+            if count + size > limit or walked > 2 * limit:
+                return max(count + size, limit + 1)
             stack.extend((element, depth + 1) for element in item)
         else:
             count += 1

@@ -3,7 +3,8 @@
 They live here, apart from the tests, so that a child process can run all of them without importing the
 app (see `run_all`): memory is measured as the process's peak RSS, which counts torch's allocations.
 
-    python -m tests.bad_cases    # a JSON line per case: outcome, seconds, peak RSS before and after it
+    python -m tests.bad_cases          # a JSON line per case: outcome, seconds, peak RSS before and after it
+    python -m tests.bad_cases NAME...  # only the cases named
 """
 
 from __future__ import annotations
@@ -430,6 +431,8 @@ CALLS = [
          f"Decode at most {arguments.MAX_SAMPLES} latents at once, not 100000000"),
     Call("decode a list of 10^6 rows", lambda p: p.decode([[0.0] * p.latent_dim] * 10**6),
          f"Decode at most {arguments.MAX_SAMPLES} latents of \\d+ numbers at once"),
+    Call("decode 16384 x 16384 empty lists", lambda p: p.decode([[[]] * 2**14] * 2**14),
+         f"Decode at most {arguments.MAX_SAMPLES} latents of \\d+ numbers at once"),
     Call("decode a 20000-deep nested list", lambda p: p.decode(deep_list(20_000)), "lists nested more than 3 deep"),
     Call("decode an np.matrix", lambda p: p.decode(np.matrix(np.zeros((2, p.latent_dim))))),
     Call("decode a masked array", lambda p: p.decode(np.ma.masked_array(np.zeros(p.latent_dim))),
@@ -476,19 +479,19 @@ def peak_rss_mb() -> float:
 
 def _measure(name: str, work: Callable[[], object]) -> dict:
     built = peak_rss_mb()  # building a case's input counts apart from handling it
-    started = time.perf_counter()
+    started, message = time.perf_counter(), ""
     try:
         work()
         outcome = "result"
-    except mvae.InputError:
-        outcome = "InputError"
+    except mvae.InputError as exc:
+        outcome, message = "InputError", str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, and the test fails on it
         outcome = f"{type(exc).__name__}: {exc}"
-    return {"case": name, "outcome": outcome, "seconds": round(time.perf_counter() - started, 3),
+    return {"case": name, "outcome": outcome, "message": message, "seconds": round(time.perf_counter() - started, 3),
             "built_rss_mb": round(built), "peak_rss_mb": round(peak_rss_mb())}
 
 
-def run_all(pipe: mvae.Pipeline):
+def run_all(pipe: mvae.Pipeline, only: set[str] | None = None):
     """Every predict case, then every API call, each measured once the inputs are built.
 
     The odd sample rates go first: the peak is the process's, so each of them then shows its own cost
@@ -496,21 +499,27 @@ def run_all(pipe: mvae.Pipeline):
     """
     odd_rates = [c for c in CASES if c.name in ODD_RATE_CASES]
     for case in odd_rates + [c for c in CASES if c not in odd_rates]:
-        inputs = case.inputs()
-        yield _measure(case.name, lambda inputs=inputs: pipe.predict(inputs))
+        if not only or case.name in only:
+            inputs = case.inputs()
+            yield _measure(case.name, lambda inputs=inputs: pipe.predict(inputs))
     for call in CALLS:
-        yield _measure(call.name, lambda call=call: call.call(pipe))
+        if not only or call.name in only:
+            yield _measure(call.name, lambda call=call: call.call(pipe))
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Every case, or only those named on the command line (run one per process to see each one's own peak)."""
     torch.set_num_threads(1)  # as the app's server serves one prediction per session thread
     pipe = mvae.load()
     pipe.predict({"speech": REF_WAV()})  # the first prediction pays for lazy initialisation
     print(json.dumps({"case": "(imports, model, one prediction)", "outcome": "result", "seconds": 0.0,
                       "peak_rss_mb": round(peak_rss_mb())}), flush=True)
-    for row in run_all(pipe):
+    known = {c.name for c in CASES} | {c.name for c in CALLS}
+    if unknown := set(names) - known:
+        raise SystemExit(f"no such case: {sorted(unknown)}")
+    for row in run_all(pipe, set(names)):
         print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

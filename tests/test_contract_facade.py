@@ -88,8 +88,8 @@ def broadcast_views(draw):
     """A tiny array declared as a huge one: no memory behind it, so only a check before conversion holds."""
     base = draw(small_arrays(max_dims=1, max_side=1))
     shape = tuple(draw(st.lists(st.sampled_from(SIDES), min_size=1, max_size=4)))
-    if declared(shape) * 16 >= MAX_DECLARED:  # numpy counts the bytes a view declares, empty sides aside
-        shape = shape[:2]
+    while declared(shape) * max(base.dtype.itemsize, 1) >= MAX_DECLARED:  # numpy's limit on a view's bytes
+        shape = shape[:-1]
     return np.broadcast_to(base.reshape(-1)[:1].reshape(()) if base.size else np.zeros((), base.dtype), shape)
 
 
@@ -376,6 +376,7 @@ def test_restyle(pipe, latent, keep, n, seed):
 @example(latents=HUGE_LATENTS)
 @example(latents=MANY_ROWS)
 @example(latents=DEEP)
+@example(latents=Built("16384 x 16384 empty lists", lambda: [[[]] * 2**14] * 2**14))
 @example(latents=np.ma.masked_array(np.zeros(D)))
 @given(latents=st.one_of(latent_like(D), npst.arrays(np.float32, st.tuples(st.integers(0, 300), st.just(D)),
                                                      elements=st.just(0.5)), broadcast_views()))
