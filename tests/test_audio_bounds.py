@@ -150,36 +150,90 @@ def test_decoding_memory_does_not_grow_with_the_recording(fe, probe_files):
     assert peaks["within budget"] - peaks["mono 8 kHz"] < 8, peaks
 
 
+CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+    import mvae
+    from tests.test_audio_bounds import WAVEFORM_CASES
+    pipe = mvae.load()
+    pipe.predict({"speech": open(sys.argv[3], "rb").read()})  # warm: what any first request loads
+    kind, arg = sys.argv[1], sys.argv[2]
+    speech = open(arg, "rb").read() if kind == "file" else WAVEFORM_CASES[arg]()
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before, started = rss(), time.perf_counter()
+    try:
+        outcome = "label %d" % pipe.predict({"speech": speech}).label
+    except mvae.InputError as exc:
+        outcome = "InputError: %s" % exc
+    print(json.dumps({"outcome": outcome, "seconds": round(time.perf_counter() - started, 3),
+                      "baseline_mb": round(before), "added_mb": round(rss() - before, 1)}))
+""")
+WAVEFORM_CASES = {
+    "20,000-deep nested list": lambda: (deep_list(20_000), 8000),
+    "broadcast view of 10**8 x 64": lambda: (np.broadcast_to(np.float32(0.1), (10**8, 64)), 8000),
+    "broadcast view of 10**9": lambda: (np.broadcast_to(np.float32(0.1), (10**9,)), 8000),
+}
+
+
+def measured_in_a_child(kind: str, arg: str, warm) -> dict:
+    """One request in a fresh process with the shipped model loaded and warmed, as the issue measured it: its
+    outcome, seconds, and peak RSS over that baseline (which counts what tracemalloc does not: libsndfile's
+    buffers, and everything numpy makes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", CHILD, kind, str(arg), str(warm)], capture_output=True, text=True,
+                         cwd=root, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_peak_rss_of_one_request_stays_small(probe_files):
-    """Each request in a fresh process with the shipped model loaded (and warmed by one small request), as
-    the issue measured it: peak RSS over that baseline, and the time, for the probe's files and the largest
-    recordings the budget accepts. The probe's FLAC once added 964 MB."""
-    script = textwrap.dedent("""
-        import json, resource, sys, time
-        import mvae
-        pipe = mvae.load()
-        pipe.predict({"speech": open(sys.argv[2], "rb").read()})
-        data = open(sys.argv[1], "rb").read()
-        rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        before, started = rss(), time.perf_counter()
-        try:
-            outcome = "label %d" % pipe.predict({"speech": data}).label
-        except mvae.InputError as exc:
-            outcome = "InputError: %s" % exc
-        print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started, "added_mb": rss() - before}))
-    """)
+    """The probe's files, the largest recordings the budget accepts and the waveforms that once raised or
+    allocated, each in a fresh process: answered within 5 s, adding at most MAX_REQUEST_RSS_MB. The probe's
+    FLAC once added 964 MB."""
     warm = probe_files["zeros"].parent / "warm.wav"
     warm.write_bytes(REFERENCE())
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for name, path in probe_files.items():
-        run = subprocess.run([sys.executable, "-c", script, str(path), str(warm)], capture_output=True, text=True,
-                             cwd=root, timeout=120)
-        assert run.returncode == 0, run.stderr[-2000:]
-        measured = json.loads(run.stdout.strip().splitlines()[-1])
-        assert measured["outcome"].startswith("InputError" if name in ("zeros", "speech") else "label"), measured
-        assert measured["seconds"] < 5, (name, measured)
-        assert measured["added_mb"] < MAX_REQUEST_RSS_MB, (name, measured)
+    requests = [("file", path, name in ("zeros", "speech")) for name, path in probe_files.items()]
+    requests += [("waveform", name, True) for name in WAVEFORM_CASES]
+    for kind, arg, refused in requests:
+        measured = measured_in_a_child(kind, arg, warm)
+        assert measured["outcome"].startswith("InputError" if refused else "label"), (arg, measured)
+        assert measured["seconds"] < 5, (arg, measured)
+        assert measured["added_mb"] < MAX_REQUEST_RSS_MB, (arg, measured)
+
+
+def issue_files() -> dict[str, bytes]:
+    """Every audio file case of the issue, and the largest recordings the budget accepts."""
+    rate = 16000
+    word = np.concatenate([tone(3, np.random.default_rng(0), rate=rate), np.zeros(rate, np.float32)])
+    files = {"probe FLAC: 8 ch x 384 kHz x 60 s of zeros": recording(**PROBE, voiced=False),
+             "probe FLAC: 8 ch x 384 kHz x 60 s with speech": recording(**PROBE),
+             "largest accepted: 8 ch x 384 kHz x 7 s FLAC": recording(PROBE["rate"], PROBE["channels"],
+                                                                      BUDGET_SECONDS),
+             "largest accepted: mono 384 kHz x 59 s FLAC": recording(PROBE["rate"], 1, 59),
+             "FLAC named .wav": encode(word, rate, "FLAC"), "OGG named .wav": encode(word, rate, "OGG", "VORBIS")}
+    if HAS_MP3:
+        files["MP3 named .wav"] = encode(word, rate, "MP3")
+    for fmt, subtype in TRUNCATABLE:
+        whole = encode(word, rate, fmt, subtype)
+        files[f"{fmt} {subtype} truncated at half"] = whole[:len(whole) // 2]
+    return files
+
+
+def main() -> None:
+    """python -m tests.test_audio_bounds: a JSON line per case of the issue, each measured in its own process."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = Path(tmp) / "warm.wav"
+        warm.write_bytes(REFERENCE())
+        requests = []
+        for i, (name, data) in enumerate(issue_files().items()):
+            (Path(tmp) / f"{i}.wav").write_bytes(data)
+            requests.append((name, "file", Path(tmp) / f"{i}.wav", len(data)))
+        requests += [(name, "waveform", name, None) for name in WAVEFORM_CASES]
+        for name, kind, arg, size in requests:
+            print(json.dumps({"case": name, "bytes": size, **measured_in_a_child(kind, arg, warm)}), flush=True)
 
 
 # -- the container, from the bytes ------------------------------------------------------------------------------
@@ -378,3 +432,7 @@ def test_odd_rates_are_refused_in_words(fe, rate):
     refused = within_contract(fe.prepare, tone(3, np.random.default_rng(0)), rate)
     assert isinstance(refused, mvae.InputError), refused
     assert re.search(r"sample rate", str(refused)), str(refused)
+
+
+if __name__ == "__main__":
+    main()

@@ -46,7 +46,7 @@ WRITABLE = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PC
             ("RF64", "PCM_16"), ("VOC", "PCM_16"), ("MAT5", "DOUBLE"), ("NIST", "PCM_16"), ("IRCAM", "FLOAT"),
             ("SVX", "PCM_16"), ("HTK", "PCM_16"), ("WVE", "ALAW"), ("MPC2K", "PCM_16"), ("XI", "DPCM_16")]
 SIDES = (0, 1, 2, 7, 8, 9, 400, 4000, 10**5, 10**8, 10**9, 10**12)
-MAX_DECLARED = 2**58  # numpy's own limit on an array's size in bytes (2**63), for 16-byte samples, less a margin
+MAX_DECLARED = 2**50  # numpy's own limit on an array's size in bytes (2**63), for 16-byte samples, less a margin
 NUMERIC_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
                   "float64", "longdouble", ">i2", ">f4", "<u4")
 ODD_DTYPES = ("bool", "complex64", "complex128", "object", "V4", "S4", "U2", "datetime64[s]", "timedelta64[ms]")
@@ -159,7 +159,7 @@ def waveforms(draw):
         base = as_dtype(np.array(draw(st.sampled_from([0.0, 0.3, 0.9, -1.0, np.nan]))),
                         draw(st.sampled_from(NUMERIC_DTYPES)))
         shape = tuple(draw(st.lists(st.sampled_from(SIDES), min_size=0, max_size=3)))
-        if math.prod(shape) >= MAX_DECLARED:
+        if math.prod(max(side, 1) for side in shape) >= MAX_DECLARED:  # numpy counts past an empty side
             shape = shape[:1]
         arr = np.broadcast_to(base, shape)
     elif choice == "elements":
@@ -172,7 +172,9 @@ def waveforms(draw):
     else:
         wave, _ = draw(signals())
         arr = as_dtype(wave, draw(st.sampled_from(NUMERIC_DTYPES + ODD_DTYPES)))
-    small = arr.size <= 10**5  # what a caller can hold: anything bigger is a view, and only views of it are made
+    # What a caller can hold, as a list too (10**12 empty rows are no samples, and 10**12 lists): anything
+    # bigger is a view, and only views of it are made.
+    small = arr.size <= 10**5 and max(arr.shape, default=0) <= 10**5
     arr = reshaped(arr, draw(st.sampled_from(["as is"] * 6 + ["reversed", "every other", "transposed",
                                               "strided channels", "extra axis"] + ["fortran"] * small)))
     form = draw(st.sampled_from(["array", "array", "masked", "matrix", "list", "tuple", "tensor", "memoryview"]))
@@ -221,12 +223,15 @@ def test_the_front_end_on_any_waveform_answers_or_refuses_in_words(fe, wave, rat
 
 
 # -- files ------------------------------------------------------------------------------------------------------
+ACCEPTED = [(fmt, subtype) for fmt, subtype in WRITABLE if fmt in ("WAV", "WAVEX", "FLAC", "OGG", "MP3")]
+
+
 @st.composite
-def written_files(draw):
+def written_files(draw, containers=tuple(WRITABLE)):
     """A signal written by libsndfile in one of its containers, or, where it cannot write that combination,
     as 16-bit WAV."""
     wave, rate = draw(signals(max_seconds=1.0))
-    fmt, subtype = draw(st.sampled_from(WRITABLE))
+    fmt, subtype = draw(st.sampled_from(containers))
     buf = io.BytesIO()
     try:
         with np.errstate(all="ignore"):
@@ -326,7 +331,7 @@ def test_the_front_end_on_any_file_answers_or_refuses_in_words(fe, data, form):
     answered(fe.prepare_bytes, data)
 
 
-@given(data=written_files())
+@given(data=written_files(tuple(ACCEPTED)))
 def test_what_decodes_is_the_same_read_whole_or_in_blocks(fe, data):
     """The streamed decoding hears what reading the whole file, mixing and resampling it did (the front end
     before it streamed), wherever it answers."""
@@ -338,4 +343,5 @@ def test_what_decodes_is_the_same_read_whole_or_in_blocks(fe, data):
     # A container's length may be rounded to whole frames by its decoder (MP3); compare what both hold.
     n = min(len(whole), len(streamed[0]))
     assert abs(len(whole) - len(streamed[0])) <= 2 * math.ceil(1152 * fe.cfg.sample_rate / rate)
-    np.testing.assert_allclose(streamed[0][:n], whole[:n], atol=1e-4)
+    # float32 rounding, which grows with the samples (float WAVs hold values far past full scale).
+    np.testing.assert_allclose(streamed[0][:n], whole[:n], atol=1e-4 * max(1.0, float(np.abs(whole).max(initial=0))))

@@ -35,9 +35,11 @@ MIN_INPUT_RATE = 4000  # below this even the first formants of speech are gone
 # time), and the 60 s rule that people have been told since the first release stays as it was.
 MAX_INPUT_RATE = 384_000
 MAX_INPUT_SECONDS = 60.0
-# Samples decoded per request (frames x channels): the longest recording at the highest rate in mono. A
-# spoken digit needs about a second of voice; 8 channels x 384 kHz x 60 s (184 M, the probe's 200 KB FLAC
-# that cost 1 GB) is refused from its header, and a few seconds of speech fit at any rate and layout.
+# Samples decoded per request (frames x channels): the longest recording at the highest rate in mono, about
+# a second of work at worst. A spoken digit needs about a second of voice; 8 channels x 384 kHz x 60 s (184 M,
+# the probe's 200 KB FLAC that cost 1 GB) is refused from its header, and a few seconds of speech fit at any
+# rate and layout. It is no lower because a minute of mono at any rate has been accepted (and tested) since
+# odd rates were allowed.
 MAX_INPUT_SAMPLES = int(MAX_INPUT_SECONDS * MAX_INPUT_RATE)
 # Samples (frames x channels) read at a time: 1 MB of float32, the most of the undecimated input a request
 # holds. Large enough that soundfile's bookkeeping per read (a seek to where it already is, which FLAC
@@ -82,6 +84,8 @@ def _check_rate(rate) -> int:
     try:
         whole = float(rate).is_integer()
     except OverflowError:  # a Python int or Fraction beyond float's range
+        if rate < 0:
+            raise InputError(f"The sample rate must be positive: {MIN_INPUT_RATE} Hz or more.") from None
         raise InputError(f"The sample rate is far too high; please use {MAX_INPUT_RATE} Hz or less.") from None
     if not whole:
         raise InputError(f"The sample rate must be a whole number of samples per second, not {rate!r:.80}.")
@@ -281,10 +285,11 @@ def _check_extent(shape: tuple[int, ...]) -> None:
     """Refuses a shape that no waveform within the budget has, before anything of that shape is made."""
     if len(shape) not in (1, 2):
         raise InputError(f"{SHAPE_HINT}; got {len(shape)} dimensions (shape {tuple(shape)!s:.80}).")
-    if math.prod(shape) > MAX_INPUT_SAMPLES:
-        raise InputError(f"The waveform holds {math.prod(shape):,} samples, more than the {MAX_INPUT_SAMPLES:,} "
-                         "this demo reads; a spoken digit needs a few seconds of mono audio, so please give "
-                         "a shorter recording.")
+    # The longest side too: (10**12, 0) holds no sample, but a loop over its frames would run for an hour.
+    if math.prod(shape) > MAX_INPUT_SAMPLES or max(shape) > MAX_INPUT_SAMPLES:
+        raise InputError(f"The waveform has shape {tuple(shape)} ({math.prod(shape):,} samples), more than the "
+                         f"{MAX_INPUT_SAMPLES:,} this demo reads; a spoken digit needs a few seconds of mono audio, "
+                         "so please give a shorter recording.")
 
 
 def _nested_extent(value) -> tuple[int, ...]:
@@ -327,7 +332,8 @@ def _as_array(value) -> np.ndarray:
         if isinstance(value, np.ma.MaskedArray):
             # A masked sample is a missing one: heard as silence (the level of the samples that are there,
             # which unsigned PCM centres far from 0) rather than as whatever the buffer holds.
-            value = value.filled(value.mean() if value.count() else 0) if value.dtype.kind in "iuf" else value.data
+            with np.errstate(all="ignore"):  # inf - inf in the mean: NaN, which the samples' check refuses
+                value = value.filled(value.mean() if value.count() else 0) if value.dtype.kind in "iuf" else value.data
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # ragged lists, odd objects
@@ -698,11 +704,11 @@ class AudioFrontEnd:
         if rate > max_rate:
             raise InputError(f"The sample rate is {rate} Hz; please use {max_rate} Hz or less.")
         samples = _as_array(samples)
-        if samples.ndim == 2 and samples.shape[1] == 0:
+        if samples.ndim == 2 and not 1 <= samples.shape[1] <= MAX_CHANNELS:
             raise InputError(f"{SHAPE_HINT}; got shape {samples.shape}.")
         scale = _pcm_scale(samples)
         stream = _MonoStream(rate, self.cfg.sample_rate, len(samples))
-        step = DECODE_BLOCK_SAMPLES // (samples.shape[1] if samples.ndim == 2 else 1)
+        step = max(DECODE_BLOCK_SAMPLES // (samples.shape[1] if samples.ndim == 2 else 1), 1)
         for start in range(0, len(samples), step):
             stream.feed(_scaled(samples[start:start + step], scale))
         return stream.finish()
