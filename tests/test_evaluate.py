@@ -134,6 +134,27 @@ def test_frechet_bar_is_half_of_the_reference_model():
         assert not meets_bar(report)[f"frechet/{script}"]
 
 
+def test_intelligibility_ratio_is_the_figure_over_the_vocoded_real_reading():
+    from mvae.evaluation.report import speech_judge_rows, speech_judge_section
+
+    figures = {"label_coherence": {"farsi": 0.9, "speech": 0.4}, "coherence": {"farsi->speech": 0.6,
+                                                                               "speech->farsi": 0.99},
+               "reconstruction_coherence": {"speech": 0.3}, "label_coherence_at_means": {"speech": 0.5},
+               "coherence_at_means": {"farsi->speech": 0.8}, "reconstruction_coherence_at_means": {"speech": 0.2}}
+    section = speech_judge_section(figures, raw=0.8, vocoded=0.5, suffixes=("", "_at_means"))
+    assert section["real_fsdd_test"] == {"raw": 0.8, "vocoded": 0.5, "vocoder_ratio": pytest.approx(0.625)}
+    assert section["directions"] == {"label->speech": 0.4, "farsi->speech": 0.6, "speech->speech": 0.3}
+    assert section["intelligibility_ratio"] == pytest.approx({"label->speech": 0.8, "farsi->speech": 1.2,
+                                                              "speech->speech": 0.6})
+    assert section["intelligibility_ratio_at_means"] == pytest.approx({"label->speech": 1.0, "farsi->speech": 1.6,
+                                                                       "speech->speech": 0.4})
+    rows = dict(speech_judge_rows({"speech_judges": {"speech_synthetic": section}}))
+    assert rows["Speech farsi → speech read by the FSDD-free judge (intelligibility ratio)"] == \
+        "60.00 % (1.20×); 80.00 % (1.60×) at the means"
+    assert rows["Real FSDD test speech read by the FSDD-free judge: as recorded / through log-mel and Griffin-Lim "
+                "(vocoder ratio)"] == "80.00 % / 50.00 % (0.62×)"
+
+
 # -- the generative metrics on inputs whose answer is known -------------------------------------------------
 def test_diversity_of_identical_samples_is_zero_and_of_real_against_real_about_one():
     from mvae.evaluation.metrics import diversity
@@ -222,7 +243,7 @@ def test_judge_features_are_its_penultimate_layer():
 @pytest.mark.parametrize("style_dim", [0, 4])
 def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style_dim):
     from mvae.config import AudioConfig, ModelConfig, TrainConfig
-    from mvae.evaluation.judges import Judge, save_judges
+    from mvae.evaluation.judges import SYNTHETIC, Judge, save_judges
     from mvae.evaluation.report import comparison
     from mvae.training.loop import Trainer, load_training_data
 
@@ -232,7 +253,8 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
             tmp_path / "model", progress=False).fit()
     shutil.copytree(tmp_path / "model", tmp_path / "unevaluated")
     # Untrained judges suffice here: this test checks the evaluator's plumbing, the metrics are tested above.
-    judges = {n: Judge(AudioConfig().n_mels if n == "speech" else None) for n in ("farsi", "kannada", "speech")}
+    judges = {n: Judge(AudioConfig().n_mels if n.startswith("speech") else None)
+              for n in ("farsi", "kannada", "speech", SYNTHETIC)}
     save_judges(tmp_path / "judges", judges, {"farsi": {"test_accuracy": 0.99}}, AudioConfig())
 
     report = evaluate_checkpoint(tmp_path / "model", synthetic_data, tmp_path / "judges", speech_pairs=40,
@@ -267,6 +289,28 @@ def test_evaluator_writes_its_files_and_compares(synthetic_data, tmp_path, style
                 "Half-tone share of the ink, kannada", "Fréchet distance, label → farsi", "Live latent dimensions",
                 "Reconstruction read by the judge, speech → speech"):
         assert row in table
+    # Every direction into speech, by both speech judges, each also as a ratio over the same judge's reading of
+    # real FSDD test speech through the same vocoder; the FSDD judge's figures are the coherence sections'.
+    into_speech = {"label->speech", "farsi->speech", "kannada->speech", "farsi+kannada->speech", "speech->speech"}
+    assert set(report["speech_judges"]) == {"speech", SYNTHETIC}
+    fsdd = report["speech_judges"]["speech"]
+    assert fsdd["directions"]["farsi->speech"] == report["coherence"]["farsi->speech"]
+    assert fsdd["directions"]["label->speech"] == report["label_coherence"]["speech"]
+    assert fsdd["directions_at_means"]["speech->speech"] == report["reconstruction_coherence_at_means"]["speech"]
+    for name, section in report["speech_judges"].items():
+        real = section["real_fsdd_test"]
+        assert 0 <= real["raw"] <= 1 and 0 < real["vocoded"] <= 1, (name, real)
+        assert real["vocoder_ratio"] == pytest.approx(real["vocoded"] / real["raw"])
+        for suffix in ("", "_at_means"):
+            assert set(section[f"directions{suffix}"]) == into_speech
+            for key, value in section[f"directions{suffix}"].items():
+                assert section[f"intelligibility_ratio{suffix}"][key] == pytest.approx(value / real["vocoded"])
+        who = "FSDD-free judge" if name == SYNTHETIC else "FSDD judge"
+        assert f"Real FSDD test speech read by the {who}: as recorded / through log-mel and Griffin-Lim" in table
+        for key in into_speech:
+            arrow = key.replace("->", " → ").replace("+", " + ")
+            own = " (own style kept)" if key == "speech->speech" else ""
+            assert f"| Speech {arrow}{own} read by the {who} (intelligibility ratio) |" in table
     import mvae
     pipe = mvae.load(tmp_path / "model")
     assert pipe.latent_map is not None and pipe.latent_map.coords.shape[1] == 2
@@ -310,7 +354,9 @@ def test_judges_learn_from_real_training_data_and_report_their_accuracy(syntheti
     from mvae.config import AudioConfig
     from mvae.evaluation.judges import train_judges
 
-    judges, report = train_judges(synthetic_data, AudioConfig(), epochs=20, speech_epochs=20, progress=False)
+    # The FSDD-free judge learns from espeak-ng, not from a data folder: tests/test_voices.py holds it.
+    judges, report = train_judges(synthetic_data, AudioConfig(), epochs=20, speech_epochs=20, progress=False,
+                                  only=("farsi", "kannada", "speech"))
     assert set(judges) == {"farsi", "kannada", "speech"}
     assert set(report["farsi"]) == {"test_accuracy", "remaining_accuracy"}
     assert set(report["kannada"]) == {"test_accuracy", "dig_accuracy"}

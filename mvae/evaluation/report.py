@@ -37,7 +37,7 @@ from ..runtime import LeanMVAE
 from ..signals.audio import AudioFrontEnd
 from ..store import EVAL_JSON, EVAL_MD
 from .analysis import active_units, kl_per_dimension, latent_map, live_dimensions, posterior_means
-from .judges import DEFAULT_JUDGES, JUDGE_FILE, load_judges, resynthesised
+from .judges import DEFAULT_JUDGES, JUDGE_FILE, SPEECH_JUDGES, SYNTHETIC, accuracy, load_judges, resynthesised
 from .metrics import diversity, evaluate_pairs, frechet_distance, halftone_share, unimodal_accuracy
 from .robustness import robustness
 
@@ -87,14 +87,25 @@ def direction_key(sources, target) -> str:
 def coherence(generate: Callable[[dict, str], torch.Tensor], judge: Callable[[str, torch.Tensor], torch.Tensor],
               batches: Iterable[dict], wanted) -> dict[str, float]:
     """Fraction of pairs whose generated target the target's judge assigns the pair's label."""
-    correct = {direction_key(*d): 0 for d in wanted}
+    return coherence_by(generate, {"": judge}, batches, wanted)[""]
+
+
+def coherence_by(generate, judges: dict[str, Callable], batches: Iterable[dict], wanted) -> dict[str, dict[str, float]]:
+    """`coherence` by several judges of the same generated items (each made once): judge name -> direction ->
+    fraction. A judge that returns None for a target does not read it, and its figures leave that target out."""
+    correct: dict[str, dict[str, int]] = {name: {} for name in judges}
     seen = 0
     for batch in batches:
         for sources, target in wanted:
             made = generate({k: batch[k] for k in sources}, target)
-            correct[direction_key(sources, target)] += int((judge(target, made) == batch[LABEL]).sum())
+            for name, judge in judges.items():
+                predicted = judge(target, made)
+                if predicted is not None:
+                    key = direction_key(sources, target)
+                    correct[name][key] = correct[name].get(key, 0) + int((predicted == batch[LABEL]).sum())
         seen += len(batch[LABEL])
-    return {k: v / seen for k, v in correct.items()}
+    return {name: {direction_key(*d): counts[direction_key(*d)] / seen for d in wanted
+                   if direction_key(*d) in counts} for name, counts in correct.items()}
 
 
 class ModelGenerator:
@@ -130,9 +141,50 @@ def per_class_sample(bank: Bank, per_class: int, rng: np.random.Generator) -> Ba
 
 def label_coherence(generate: ModelGenerator, judge, targets, per_class: int) -> dict[str, float]:
     """Fraction of digits generated from the label alone that the target's judge reads as that label."""
+    return label_coherence_by(generate, {"": judge}, targets, per_class)[""]
+
+
+def label_coherence_by(generate, judges: dict[str, Callable], targets, per_class: int) -> dict[str, dict[str, float]]:
+    """`label_coherence` by several judges of the same generated items; a judge that returns None for a target
+    does not read it."""
     labels = class_labels(per_class)
-    # A count over the total, not a float32 mean: 1,900 of 2,000 is 0.95, which meets a bar of 95 %.
-    return {t: int((judge(t, generate({LABEL: labels}, t)) == labels).sum()) / len(labels) for t in targets}
+    out: dict[str, dict[str, float]] = {name: {} for name in judges}
+    for t in targets:
+        made = generate({LABEL: labels}, t)
+        for name, judge in judges.items():
+            predicted = judge(t, made)
+            if predicted is not None:
+                # A count over the total, not a float32 mean: 1,900 of 2,000 is 0.95, which meets a bar of 95 %.
+                out[name][t] = int((predicted == labels).sum()) / len(labels)
+    return out
+
+
+# The directions into speech, as the speech judges' section of the report names them: from the label, from
+# each other input and pair of inputs, and from speech itself in its own style (the reconstruction).
+OWN = "speech->speech"
+SPEECH_JUDGE_NAMES = {"speech": "FSDD judge", SYNTHETIC: "FSDD-free judge"}
+
+
+def speech_directions(figures: dict[str, dict], suffix: str) -> dict[str, float]:
+    """One speech judge's figure for each direction into speech, at one temperature (`suffix`)."""
+    out = {}
+    if "speech" in figures.get(f"label_coherence{suffix}", {}):
+        out[f"{LABEL}->speech"] = figures[f"label_coherence{suffix}"]["speech"]
+    out |= {k: v for k, v in figures.get(f"coherence{suffix}", {}).items() if k.endswith("->speech")}
+    if "speech" in figures.get(f"reconstruction_coherence{suffix}", {}):
+        out[OWN] = figures[f"reconstruction_coherence{suffix}"]["speech"]
+    return out
+
+
+def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, suffixes) -> dict:
+    """A speech judge's figures into speech and each as an intelligibility ratio: over what the same judge
+    reads on the real FSDD test recordings through the same front end and vocoder."""
+    section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": vocoded / max(raw, 1e-9)}}
+    for suffix in suffixes:
+        directed = speech_directions(figures, suffix)
+        section[f"directions{suffix}"] = directed
+        section[f"intelligibility_ratio{suffix}"] = {k: v / max(vocoded, 1e-9) for k, v in directed.items()}
+    return section
 
 
 @torch.no_grad()
@@ -219,11 +271,35 @@ def generation_rows(report: dict) -> list[tuple[str, str]]:
         reference = f" (real vs real: {floor[s]:.2f})" if s in floor else ""
         rows.append((f"Fréchet distance, label → {s} vs real test{reference}",
                      cell))
+    rows += speech_judge_rows(report)
     n_dims = len(next(iter(report.get("dimension_effects", {}).values()), []))
     for s, v in report.get("live_dimensions", {}).items():
         rows.append((f"Live latent dimensions, {s} (≥ 0.02 per pixel over ±2)",
                      f"{v} of {n_dims}, {mark(v >= BAR['live_dimensions_min'])} "
                      f"(bar ≥ {BAR['live_dimensions_min']})"))
+    return rows
+
+
+def ratio(x) -> str:
+    return f"{x:.2f}×"
+
+
+def speech_judge_rows(report: dict) -> list[tuple[str, str]]:
+    """Each speech judge: what it reads on real FSDD test speech, as recorded and through the vocoder, and
+    every direction into speech with its intelligibility ratio (over the vocoded real figure)."""
+    rows = []
+    for name, section in report.get("speech_judges", {}).items():
+        who = SPEECH_JUDGE_NAMES.get(name, name)
+        real = section["real_fsdd_test"]
+        rows.append((f"Real FSDD test speech read by the {who}: as recorded / through log-mel and Griffin-Lim "
+                     "(vocoder ratio)",
+                     f"{pct(real['raw'])} / {pct(real['vocoded'])} ({ratio(real['vocoder_ratio'])})"))
+        means, means_ratio = section.get("directions_at_means", {}), section.get("intelligibility_ratio_at_means", {})
+        for key, value in section["directions"].items():
+            extra = f"; {pct(means[key])} ({ratio(means_ratio[key])}) at the means" if key in means else ""
+            own = " (own style kept)" if key == OWN else ""
+            rows.append((f"Speech {arrow(key)}{own} read by the {who} (intelligibility ratio)",
+                         f"{pct(value)} ({ratio(section['intelligibility_ratio'][key])}){extra}"))
     return rows
 
 
@@ -246,6 +322,8 @@ def markdown(report: dict) -> str:
     rows += [("Test ELBO, all three given (nats)", f"{report['elbo']:.1f}"),
              ("Active latent units", f"{report['active_units']} of {len(report['kl_per_dim'])}")]
     judged = {"test_accuracy": "test", "griffin_lim_test_accuracy": "test after Griffin-Lim",
+              "held_out_voices_accuracy": "held-out synthetic voices",
+              "held_out_voices_griffin_lim_accuracy": "held-out synthetic voices after Griffin-Lim",
               "remaining_accuracy": "Hoda remaining", "dig_accuracy": "Dig-MNIST"}
     rows += [(f"{name} judge's own accuracy: " + " / ".join(judged[k] for k in scores if k in judged),
               " / ".join(pct(v) for k, v in scores.items() if k in judged))
@@ -256,7 +334,10 @@ def markdown(report: dict) -> str:
         lines += ["", f"Generation at temperature {settings['temperature']:g} (the bar; \"at the means\" decodes the "
                       f"posterior means), {settings['per_class']} digits per class from the label for diversity, "
                       "sharpness and Fréchet distance. Judges trained on real training data only "
-                      "(`python -m mvae.evaluation.judges`); speech is judged after Griffin-Lim."]
+                      "(`python -m mvae.evaluation.judges`); speech is judged after Griffin-Lim. The FSDD-free "
+                      "judge (speech_synthetic) learnt from espeak-ng's voices alone and never heard FSDD; an "
+                      "intelligibility ratio is a figure over what the same judge reads on the real FSDD test "
+                      "recordings through the same log-mel and Griffin-Lim."]
     ckpt = report.get("checkpoint", {})
     if ckpt.get("command"):
         wall = f", {ckpt['wall_seconds'] / 60:.1f} min for the whole command" if ckpt.get("wall_seconds") else ""
@@ -295,6 +376,14 @@ def generation_cells(report: dict) -> dict[str, str]:
     cells |= {f"coherence {arrow(k)} (T=1)": pct(v) for k, v in report.get("coherence", {}).items() if "+" not in k}
     cells |= {f"reconstruction read, {t} → {t} (T=1)": pct(v)
               for t, v in report.get("reconstruction_coherence", {}).items()}
+    for name, section in report.get("speech_judges", {}).items():
+        who = SPEECH_JUDGE_NAMES.get(name, name)
+        cells[f"real FSDD test, raw / vocoded, {who}"] = \
+            f"{pct(section['real_fsdd_test']['raw'])} / {pct(section['real_fsdd_test']['vocoded'])}"
+        for suffix, when in (("", "T=1"), ("_at_means", "means")):
+            cells |= {f"speech {arrow(k)}, {who} ({when}; ratio)":
+                      f"{pct(v)} ({ratio(section[f'intelligibility_ratio{suffix}'][k])})"
+                      for k, v in section.get(f"directions{suffix}", {}).items()}
     cells |= {f"diversity {s}": f"{v:.2f}" for s, v in report.get("diversity", {}).items()}
     cells |= {f"half-tone share {s} (× real)": f"{h['ratio']:.2f}" for s, h in report.get("halftone", {}).items()}
     cells |= {f"Fréchet distance {s}": f"{v:.2f}" for s, v in report.get("frechet", {}).items()}
@@ -420,36 +509,62 @@ def evaluate_checkpoint(path, data_dir, judges_dir=None, speech_pairs: int = 500
     def judge(target, made):
         return judges[target].predict(made)
 
+    # Every speech judge reads the same generated speech: the FSDD judge's figures are the report's
+    # coherence sections, the others' (speech targets only) go to their own section below.
+    speech_judges = [n for n in SPEECH_JUDGES if n in judges and "speech" in model.input_names]
+    judges_by = {"speech": judge} | {n: (lambda t, m, n=n: judges[n].predict(m) if t == "speech" else None)
+                                     for n in speech_judges if n != "speech"}
+    figures: dict[str, dict] = {n: {} for n in judges_by}
+
     order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
     speech_per_class = max(1, speech_pairs // N_CLASSES)
 
-    def scored(generate, wanted, desc: str) -> dict[str, float]:
-        """Coherence of each (sources, target): digit targets over every test pair, speech targets over the
-        `order` sample (each costs a Griffin-Lim resynthesis)."""
+    def scored(generate, wanted, desc: str) -> dict[str, dict[str, float]]:
+        """Coherence of each (sources, target) by each judge: digit targets over every test pair, speech
+        targets over the `order` sample (each costs a Griffin-Lim resynthesis)."""
         batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=desc, disable=not progress,
                        leave=False, total=-(-len(pairs) // batch_size))
-        return {**coherence(generate, judge, batches, [d for d in wanted if d[1] != "speech"]),
-                **coherence(generate, judge, (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
-                            [d for d in wanted if d[1] == "speech"])}
+        images = coherence_by(generate, {"speech": judge}, batches, [d for d in wanted if d[1] != "speech"])
+        speech = coherence_by(generate, judges_by,
+                              (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250)),
+                              [d for d in wanted if d[1] == "speech"])
+        return {n: images.get(n, {}) | speech[n] for n in judges_by}
 
+    suffixes = []
     for i, temperature in enumerate(temperatures):
         suffix = "" if i == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
+        suffixes.append(suffix)
         generate = ModelGenerator(model, front_end, temperature=temperature, seed=i)
         scores = scored(generate, directions(model.input_names), f"coherence T={temperature:g}")
-        report[f"coherence{suffix}"] = {direction_key(*d): scores[direction_key(*d)]
-                                        for d in directions(model.input_names)}  # in the table's order
+        for n, by in scores.items():
+            figures[n][f"coherence{suffix}"] = {direction_key(*d): by[direction_key(*d)]
+                                                for d in directions(model.input_names)
+                                                if direction_key(*d) in by}  # in the table's order
         # At the means every digit of a class decodes alike, so one per class says all.
         images = [t for t in model.input_names if t != "speech"]
-        report[f"label_coherence{suffix}"] = {
-            **label_coherence(generate, judge, images, per_class if temperature else 1),
-            **label_coherence(generate, judge, [t for t in model.input_names if t == "speech"],
-                              speech_per_class if temperature else 1)}
+        label_images = label_coherence_by(generate, {"speech": judge}, images, per_class if temperature else 1)
+        label_speech = label_coherence_by(generate, judges_by, [t for t in model.input_names if t == "speech"],
+                                          speech_per_class if temperature else 1)
+        for n in judges_by:
+            figures[n][f"label_coherence{suffix}"] = label_images.get(n, {}) | label_speech[n]
         # Each modality from itself, in its own style: how readable its decoder makes what it was given is, in
         # practice, the ceiling of the directions that end in it. A random stream of its own leaves the
         # figures above as they were.
         own = ModelGenerator(model, front_end, temperature=temperature, seed=len(temperatures) + i)
         scores = scored(own, [((n,), n) for n in model.input_names], f"reconstruction T={temperature:g}")
-        report[f"reconstruction_coherence{suffix}"] = {n: scores[direction_key((n,), n)] for n in model.input_names}
+        for n, by in scores.items():
+            figures[n][f"reconstruction_coherence{suffix}"] = {m: by[direction_key((m,), m)]
+                                                                for m in model.input_names
+                                                                if direction_key((m,), m) in by}
+    report |= figures["speech"]
+    if speech_judges:
+        # The reference of each speech judge: the real FSDD test recordings as recorded (the front end's
+        # log-mel) and through the same vocoder as generated speech (log-mel -> Griffin-Lim -> log-mel).
+        real = test.banks["speech"]
+        vocoded = resynthesised(real, front_end)
+        report["speech_judges"] = {
+            n: speech_judge_section(figures[n], accuracy(judges[n], real), accuracy(judges[n], vocoded), suffixes)
+            for n in speech_judges}
     report["coherence_pairs"] = {"image_targets": len(pairs), "speech_target": len(order),
                                  "label_per_class": per_class, "label_to_speech_per_class": speech_per_class}
     report |= generation_quality(model, judges, test.banks, per_class)
