@@ -656,8 +656,8 @@ class AudioFrontEnd:
         except InputError:  # the samples' own fault (NaN, say), said as such: a ValueError too
             raise
         except (RuntimeError, TypeError, ValueError, EOFError, OverflowError) as exc:
-            raise InputError(f"The audio file is damaged or truncated; please give a complete {FORMATS} "
-                             "file.") from exc
+            raise InputError(f"The {info.format} file is damaged or truncated; please give the complete file, or "
+                             "record again.") from exc
         # An MP3's length without a frame count is mpg123's guess from the file's size and first bitrate;
         # there the walk of its frames above is the check.
         counted = info.format != "MP3" or _mp3_counts_frames(data)
