@@ -48,6 +48,7 @@ DECODE_BLOCK_SAMPLES = 2**18
 # Float samples are nominally within +-1, integer PCM within +-2**63; anything larger is not a recording,
 # and it would overflow float32 once multiplied by the resampler's taps.
 MAX_SAMPLE_MAGNITUDE = 1e12
+TRIM_CHUNK_FRAMES = 1024
 MAX_LOG_MEL = 30.0  # exp() of a wild decoder output must stay finite
 FORMATS = "WAV, FLAC or OGG"
 # Containers identified from the bytes (soundfile's format) that are decoded; the rest of what libsndfile
@@ -721,8 +722,12 @@ class AudioFrontEnd:
         n_windows = 1 + -(-max(len(wave) - frame, 0) // hop)
         padded = np.pad(wave, (0, frame + (n_windows - 1) * hop - len(wave)))
         frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
-        # Variance, not mean square: clipping makes a DC offset differ between silence and voice.
-        db = 10 * np.log10(frames.astype(np.float64).var(axis=1) + 1e-20)
+        # Variance, not mean square: clipping makes a DC offset differ between silence and voice. In float64,
+        # a few thousand frames at a time: a minute of frames at once is 30 MB of copies.
+        db = np.empty(len(frames))
+        for lo in range(0, len(frames), TRIM_CHUNK_FRAMES):
+            db[lo:lo + TRIM_CHUNK_FRAMES] = 10 * np.log10(
+                frames[lo:lo + TRIM_CHUNK_FRAMES].astype(np.float64).var(axis=1) + 1e-20)
         # A noisy microphone can sit within trim_top_db of the voice; then the threshold rises to just above
         # the noise floor, but never closer to the peak than trim_min_range_db.
         floor = np.percentile(db, 10)
