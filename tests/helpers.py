@@ -6,6 +6,7 @@ and train.py flags for the small plain model the tests train.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 # Only catches a hung page: a run takes seconds, but the CI machine may be loaded many times over.
 SCRIPT_TIMEOUT_S = 600
+
+
+# -- a child interpreter without some packages ---------------------------------------------------------------
+def refusing_imports(modules, reason: str) -> str:
+    """Python source that, run first in a child interpreter, makes the top-level `modules` unimportable as an
+    uninstalled package is (ModuleNotFoundError, and importlib.util.find_spec fails): a virtual environment
+    made from a smaller requirements set, simulated within this one. The message reads "{reason} {name}"."""
+    return textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {tuple(modules)!r}:
+                    raise ModuleNotFoundError(f"{reason} {{name}}", name=name)
+        sys.meta_path.insert(0, Refuse())
+    """)
 
 
 # -- synthetic data ------------------------------------------------------------------------------------------

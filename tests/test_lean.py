@@ -27,7 +27,7 @@ from mvae.model.model import MVAE
 from mvae.runtime import LeanMVAE, ops
 from mvae.signals.audio import AudioFrontEnd, wav_bytes
 from mvae.store import MODEL_FILE
-from tests.helpers import class_image, tone
+from tests.helpers import class_image, refusing_imports, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [p.name for p in sorted((ROOT / "checkpoints").iterdir()) if (p / MODEL_FILE).is_file()]
@@ -230,14 +230,8 @@ def test_a_tampered_program_is_refused_before_its_tensors_are_read(tmp_path, edi
 
 
 # -- no torch on the app's path -----------------------------------------------------------------------------
-NO_TORCH = """
-    import importlib.abc, sys
-    class Refuse(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchaudio", "tqdm", "optuna", "scipy", "safetensors"):
-                raise ImportError(f"the lean app imported {name}")
-    sys.meta_path.insert(0, Refuse())
-"""
+NO_TORCH = refusing_imports(("torch", "torchaudio", "tqdm", "optuna", "scipy", "safetensors"),
+                            "the lean app imported")
 
 
 APP_WITHOUT_TORCH = """
