@@ -45,7 +45,9 @@ from .robustness import robustness
 # test split) of the plain PoE-MVAE shipped before the style latents (kept as checkpoints/plain-poe:
 # "conv-mlp, hidden 256, 16 channels, +1 conv per stage on digits, batch norm on digits, plain PoE,
 # latent 64"), measured by `python -m mvae.evaluation.report checkpoints/plain-poe` with the judges
-# of checkpoints/judges (judges_id 7750301567aa). They depend on the judges: retrain them, measure again.
+# of checkpoints/judges (judges_id 7750301567aa, and 8494de2869a1 once the FSDD-free speech judge was added:
+# the image judges kept their weights, so the distances stayed). They depend on the judges: retrain them,
+# measure again.
 FRECHET_REFERENCE = {"farsi": 164.76, "kannada": 168.60}
 # The quality bar of the shipped default model (fractions; generation at temperature 1, judged by the
 # judges of mvae.evaluation.judges, which never saw anything but real training data).
