@@ -26,6 +26,7 @@ from mvae.config import (
     shipped_configs,
     train_config_from_dict,
 )
+from mvae.data.cache import CACHE_ENV, BankCache, default_cache_dir
 from mvae.data.sources import read_regular, resolve_data_dir
 from mvae.errors import USER_ERROR_EXIT, CheckpointError, InputError, run_cli
 from mvae.kinds import check_dataset
@@ -78,7 +79,12 @@ def parse_args(argv=None):
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--save-dtype", default=SHIPPED_SAVE_DTYPE, choices=["float32", "float16", "bfloat16"],
                    help="precision of the weights in model.safetensors (float16 halves the size)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars (each phase is still announced in a line)")
+    p.add_argument("--cache-dir", help="where the precomputed speech banks (the augmented copies above all) are kept "
+                   f"for the next run, keyed by the recordings and the settings (default: ${CACHE_ENV}, else "
+                   "$XDG_CACHE_HOME/mvae, else ~/.cache/mvae)")
+    p.add_argument("--no-cache", action="store_true", help="make the speech banks afresh and keep nothing")
     # Config flags stay absent unless given, so --config's values survive; their help shows the recipe's value.
     for cfg in shipped_configs():
         for f in flag_fields(type(cfg)):
@@ -180,6 +186,9 @@ def recipe(argv: list[str]) -> str:
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
+    # A line per phase, as it starts: when stdout is a file or a pipe, Python would otherwise hold them back.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     data_dir = resolve_data_dir(args.data_dir)
     out = Path(args.out)
 
@@ -210,11 +219,15 @@ def main(argv=None) -> int:
         if problem:
             raise InputError(problem)
         with hold_out_dir(out):
-            data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress)
+            folder = None if args.no_cache else Path(args.cache_dir).expanduser() if args.cache_dir else \
+                default_cache_dir()
+            data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress,
+                                      cache=BankCache(folder))
             trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
                               run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
                               save_dtype=args.save_dtype, started=started)
-            print(f"training on {describe_device(trainer.device)}")
+            print(f"training: {train_cfg.epochs} epoch(s) of {train_cfg.pairs_per_epoch:,} pairs on "
+                  f"{describe_device(trainer.device)}")
             if args.resume:
                 if not trainer.resume():
                     raise CheckpointError(f"The training state in {out} disappeared before it could be read.")

@@ -225,7 +225,8 @@ class TrainConfig(_Checked):
     pairs_per_epoch: int = option(60_000, "label-paired examples drawn afresh each epoch")
     seed: int = option(0, "seed for pairing, augmentation and initialisation")
     speech_aug_copies: int = option(
-        4, "augmented copies (speed, pitch, noise, gain) of each training recording")
+        4, "augmented copies (speed, pitch, noise, gain) of each training recording, at most: a run that draws "
+           "fewer speech items makes fewer (mvae.data.banks.useful_copies); 0 skips them")
     aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)")
     image_aug: float = option(
         1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)")

@@ -37,7 +37,9 @@ class Kind:
         raise NotImplementedError
 
     def bank(self, data_dir, name: str, split: str, front_end, aug_copies: int = 0, aug_strength: float = 1.0,
-             seed: int = 0, progress: bool = True, limit: int | None = None):
+             seed: int = 0, progress: bool = True, limit: int | None = None, cache=None):
+        """The split's items in the model's input space; `cache` (mvae.data.cache.BankCache) keeps a bank that
+        is slow to make and announces its making."""
         raise NotImplementedError
 
     def check(self, data_dir, name: str, split: str, audio: AudioConfig) -> None:
@@ -56,8 +58,8 @@ class ImageKind(Kind):
         return prepare_digit(value), None
 
     def bank(self, data_dir, name, split, front_end=None, aug_copies=0, aug_strength=1.0, seed=0,
-             progress=True, limit=None):
-        from .data.banks import image_bank
+             progress=True, limit=None, cache=None):
+        from .data.banks import image_bank  # read from one array in a second or two: nothing to cache
 
         return image_bank(data_dir, name, split, limit)
 
@@ -87,12 +89,12 @@ class SpeechKind(Kind):
         return prepared.log_mel, prepared
 
     def bank(self, data_dir, name, split, front_end, aug_copies=0, aug_strength=1.0, seed=0, progress=True,
-             limit=None):
+             limit=None, cache=None):
         from .data.banks import speech_bank
 
         # Augmented copies are made for training speech only: a test split is scored as it was recorded.
         copies = aug_copies if split in ("train", "fit") else 0
-        return speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit)
+        return speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit, cache)
 
     def check(self, data_dir, name, split, audio):
         from .data.checks import check_recordings

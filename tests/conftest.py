@@ -24,6 +24,17 @@ settings.register_profile("thorough", max_examples=2000, deadline=None,
 settings.load_profile(os.environ.get("MVAE_HYPOTHESIS", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bank_cache_of_the_session(tmp_path_factory):
+    """train.py keeps its speech banks in the user's cache folder (mvae.data.cache): the suite's runs, in this
+    process and in the ones it starts, keep theirs in a folder of the session instead."""
+    from mvae.data.cache import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("bank-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synthetic-data"))

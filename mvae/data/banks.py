@@ -5,6 +5,7 @@ Which builder serves which modality is for mvae.modalities to say (`load_banks` 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
+from ..config import to_dict
 from ..errors import InputError
 from ..signals.audio import AudioFrontEnd
+from .cache import BankCache, cache_key, recordings_fingerprint
 from .checks import check_recordings, recording_error
 from .paired import Bank
 from .sources import fsdd_recordings, load_images, read_regular
@@ -32,19 +35,61 @@ def image_bank(data_dir, script: str, split: str, limit: int | None = None) -> B
     return Bank(torch.from_numpy(data.images[keep]).float().div_(255.0), data.labels[keep])
 
 
+def useful_copies(asked: int, draws: int, recordings: int) -> int:
+    """How many of the `asked` augmented copies of each recording a run can use. A run draws `draws` items
+    (pairs_per_epoch x epochs, with replacement) from a bank of `recordings` recordings, so each comes up
+    about draws / recordings times: versions of it (the original and its copies) beyond that number are
+    mostly never drawn, and on a CPU each copy costs more than reading the recording."""
+    return min(asked, max(0, math.ceil(draws / max(recordings, 1)) - 1))
+
+
 def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int = 0,
-                aug_strength: float = 1.0, seed: int = 0, progress: bool = True, limit: int | None = None) -> Bank:
+                aug_strength: float = 1.0, seed: int = 0, progress: bool = True, limit: int | None = None,
+                cache: BankCache | None = None) -> Bank:
     """Log-mels of every recording of the split, plus `aug_copies` augmented versions of each.
 
     The augmented copies are made once, here, because a pitch or speed change per batch would cost
-    more than the whole model step on a CPU.
+    more than the whole model step on a CPU. With a `cache`, the making is announced in one line, and the
+    bank is read from, or written to, its folder (mvae.data.cache), so that a second run skips it.
     """
-    rng = np.random.default_rng([seed, 7])
-    shift = front_end.cfg.aug_shift_frames * front_end.cfg.hop_length
-    waves, labels = [], []
     recordings = fsdd_recordings(data_dir, split)
     recordings = [recordings[i] for i in spread(len(recordings), limit)]
     check_recordings(recordings, front_end.cfg, Path(data_dir))
+    if cache is not None and cache.draws is not None and aug_copies:
+        asked, aug_copies = aug_copies, useful_copies(aug_copies, cache.draws, len(recordings))
+        if aug_copies < asked:
+            cache.say(f"speech {split}: {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each "
+                      f"recording, not {asked}: the run draws {cache.draws:,} items from {len(recordings):,} "
+                      "recordings, so more copies would go unseen")
+    cfg = front_end.cfg
+    count = len(recordings) * (1 + aug_copies)
+    key = cache_key({"split": split, "audio": to_dict(cfg), "copies": aug_copies, "strength": aug_strength,
+                     "seed": seed, "recordings": recordings_fingerprint([r.path for r in recordings],
+                                                                        Path(data_dir))})
+    what = (f"speech {split}: {len(recordings):,} recordings"
+            + (f" and {aug_copies} augmented copies of each" if aug_copies else ""))
+    if cache is not None:
+        cached = cache.load(f"speech{split}", key, count, (cfg.n_mels, cfg.n_frames))
+        if cached is not None:
+            cache.say(f"{what}: read from the cache {cache.path(f'speech{split}', key)}")
+            return Bank(torch.from_numpy(cached[0]), cached[1])
+        skip = " (--speech-aug-copies 0 skips the copies)" if aug_copies else ""
+        cache.say(f"{what}: precomputing{skip}")
+    waves, labels = _speech_waves(data_dir, recordings, front_end, aug_copies, aug_strength, seed, progress, split)
+    log_mels = np.concatenate([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
+    labels = np.asarray(labels, dtype=np.int64)
+    if cache is not None:
+        stored = cache.store(f"speech{split}", key, log_mels, labels)
+        if stored is not None:
+            cache.say(f"{what}: cached in {stored}")
+    return Bank(torch.from_numpy(log_mels), labels)
+
+
+def _speech_waves(data_dir, recordings, front_end: AudioFrontEnd, aug_copies: int, aug_strength: float, seed: int,
+                  progress: bool, split: str) -> tuple[list[np.ndarray], list[int]]:
+    rng = np.random.default_rng([seed, 7])
+    shift = front_end.cfg.aug_shift_frames * front_end.cfg.hop_length
+    waves, labels = [], []
     for rec in tqdm(recordings, desc=f"speech {split}", disable=not progress, leave=False):
         samples, rate = sf.read(io.BytesIO(read_regular(rec.path)), dtype="float32", always_2d=True)
         try:
@@ -58,6 +103,4 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
             offset = int(rng.integers(-shift, shift + 1)) if aug_strength > 0 else 0
             waves.append(front_end.fix_length(varied, offset))
             labels.append(rec.digit)
-    log_mels = torch.from_numpy(np.concatenate([front_end.log_mel(np.stack(waves[i:i + 512]))
-                                                for i in range(0, len(waves), 512)]))
-    return Bank(log_mels, np.asarray(labels, dtype=np.int64))
+    return waves, labels

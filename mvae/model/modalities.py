@@ -87,10 +87,11 @@ OUTPUTS = {"sigmoid": torch.sigmoid, "identity": nn.Identity(), "softmax": lambd
 
 def load_banks(data_dir, split: str, front_end: AudioFrontEnd, modalities, aug_copies: int = 0,
                aug_strength: float = 1.0, seed: int = 0, progress: bool = True,
-               limit: int | None = None) -> dict[str, Bank]:
+               limit: int | None = None, cache=None) -> dict[str, Bank]:
     """Each modality's bank of `split` in the model's input space; augmentation applies to training speech
-    only; `limit` caps each bank."""
-    return {name: kind(name).bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit)
+    only; `limit` caps each bank; `cache` (mvae.data.cache.BankCache) keeps the slow ones for the next run."""
+    return {name: kind(name).bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit,
+                                  cache)
             for name in modalities}
 
 

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
+from ..data.cache import BankCache
 from ..data.paired import PairedDataset
 from ..errors import CheckpointError, InputError
 from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
@@ -198,10 +199,17 @@ class TrainingData:
 
 
 def load_training_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig, progress=True,
-                       limit: int | None = None) -> TrainingData:
+                       limit: int | None = None, cache: BankCache | None = None) -> TrainingData:
+    """The train and test banks. With a `cache` (train.py passes one) each phase is announced in a line,
+    the slow banks are kept for the next run (mvae.data.cache), and no bank makes more augmented copies than
+    the run's pairs can draw (mvae.data.banks.useful_copies)."""
     front_end = AudioFrontEnd(model_cfg.audio)
+    if cache is not None:
+        cache.say(f"loading data from {data_dir}: {', '.join(model_cfg.modalities)}")
+        cache = replace(cache, draws=train_cfg.pairs_per_epoch * train_cfg.epochs)
     kwargs = dict(front_end=front_end, modalities=model_cfg.modalities, aug_copies=train_cfg.speech_aug_copies,
-                  aug_strength=train_cfg.aug_strength, seed=train_cfg.seed, progress=progress, limit=limit)
+                  aug_strength=train_cfg.aug_strength, seed=train_cfg.seed, progress=progress, limit=limit,
+                  cache=cache)
     train = load_banks(data_dir, "train", **kwargs)
     test = load_banks(data_dir, "test", **kwargs)
     return TrainingData(PairedDataset(train, train_cfg.seed), PairedDataset(test, train_cfg.seed))
@@ -385,10 +393,13 @@ class Trainer:
                 # The test split is only watched here (the evaluator judges the result), so a recipe may
                 # look less often; an epoch it skips keeps an empty record.
                 evaluated = (self.epoch + 1) % self.cfg.eval_every == 0 or self.epoch + 1 == self.cfg.epochs
+                if evaluated:  # minutes on a CPU with the full test split: said before, even without bars
+                    tqdm.write(f"epoch {self.epoch + 1}: evaluating on the test split")
                 metrics = self.evaluate() if evaluated else {}
                 self.history.append({"epoch": self.epoch + 1, "train": train_means, "test": metrics,
                                      "seconds": seconds})
                 self.epoch, self.batch_start, self.partial = self.epoch + 1, 0, {}
+                tqdm.write(f"epoch {self.epoch}: writing the checkpoint to {self.out_dir}")
                 self.save()
                 if metrics:
                     acc = metrics["unimodal_accuracy"]
