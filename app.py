@@ -1,8 +1,13 @@
 """PoE-MVAE digits: draw, speak, combine, generate, explore the latent and read the report."""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="PoE-MVAE: digits you can draw and say", page_icon=":material/draw:", layout="wide")
+# A file served by this server, not a ":material/…:" icon: the browser fetches those from Google's font CDN, and
+# an offline Space logged a failed request for it on every page (tests/test_browser.py checks for none).
+FAVICON = Path(__file__).resolve().parent / "webapp" / "static" / "favicon.png"
+st.set_page_config(page_title="PoE-MVAE: digits you can draw and say", page_icon=str(FAVICON), layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

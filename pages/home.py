@@ -58,10 +58,10 @@ if evaluation is None:
     ui.not_evaluated()
 else:
     accuracy = {**evaluation.get("accuracy", {}), **evaluation.get("unimodal_accuracy", {})}
-    cols = st.columns(4)
-    for col, key in zip(cols, ("farsi", "kannada", "speech", "farsi+kannada+speech")):
+    st.markdown("**Accuracy of the predicted digit on the test splits, by the input given**")
+    for col, (key, label) in zip(st.columns(len(ui.HOME_ACCURACY)), ui.HOME_ACCURACY.items()):
         if key in accuracy:
-            col.metric(f"Accuracy from {key.replace('+', ' + ')}", f"{accuracy[key]:.1%}")
+            col.metric(label, f"{accuracy[key]:.1%}")
     coherence = {k: v for k, v in evaluation.get("coherence", {}).items() if "+" not in k}
     if coherence:
         st.caption(f"Cross-modal coherence (a generated digit that a separate classifier reads as the right "

@@ -39,9 +39,7 @@ def traversal() -> None:
     reach = c3.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
     steps = c4.slider("Steps", 3, 11, 7, 2, key="trav-steps")
     # Measured, not guessed: the dimensions that change the shown digit most, from this starting point.
-    ranked = ui.ranked_dimensions(pipe, z, script, part)
-    dims = st.multiselect("Dimensions (most effective first)", ranked, default=ranked[:4], max_selections=8,
-                          format_func=lambda d: ui.dimension_name(pipe, d), key=f"trav-dims-{script}-{part}")
+    dims = ui.dimension_picker(pipe, z, source, script, part)
     if not dims:
         st.info("Choose at least one dimension.")
         return

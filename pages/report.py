@@ -103,12 +103,25 @@ else:
         with st.expander("The evaluator's table"):
             st.markdown(table)
 
+st.header("What the digits sound like")
+with ui.guard():  # on its own: when the demo is busy, the sweep below still shows
+    mels, missing = ui.digit_spectrograms(pipe)
+    st.caption("Log-mel spectrograms (time →, pitch ↑) of each digit: " + ", ".join(
+        f"**{ui.DIGIT_SPECTROGRAMS[k]}**" for k in ui.DIGIT_SPECTROGRAMS if k in mels) + ". Real speech shows "
+        "harmonics (horizontal stripes), formants that move and a clear onset; a smeared burst is not speech.")
+    if missing:
+        st.info(missing, icon=":material/folder_off:")
+    for col, digits in zip(st.columns(2), (range(0, 5), range(5, 10))):
+        with col:
+            ui.show_digit_spectrograms(mels, digits)
+
 st.header("Hyper-parameter sweep")
 sweep = ui.sweep_results(pipe)
 if sweep is None:
     st.info("No sweep results yet: the sweep writes them to checkpoints/sweep/results.json.",
             icon=":material/hourglass_empty:")
 else:
+    st.info(ui.sweep_note(sweep, pipe.config), icon=":material/compare_arrows:")
     st.caption("Best trials (the objective is the mean validation accuracy over the input subsets)")
     st.dataframe(ui.sweep_table(sweep.get("best_trials", [])), hide_index=True, width="stretch")
     importance, history = st.columns(2)

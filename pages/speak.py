@@ -18,9 +18,9 @@ else:
         with wave:
             st.plotly_chart(ui.waveform_figure(heard.waveform, heard.sample_rate, heard.span))
         with used:
-            st.caption(f"The voiced segment it used ({len(heard.voiced) / heard.sample_rate:.2f} s)")
-            ui.play_wave(heard.voiced, heard.sample_rate)
-            st.plotly_chart(ui.mel_figure(pred.inputs["speech"], "What the model hears (log-mel)"))
+            st.caption(f"The voiced segment it used ({len(heard.voiced) / heard.sample_rate:.2f} s), and what "
+                       "the model hears of it")
+            ui.play_wave(heard.voiced, heard.sample_rate, pred.inputs["speech"])
         label, _ = st.columns([2, 1])
         with label:
             ui.show_label(pred)

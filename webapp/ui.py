@@ -227,6 +227,10 @@ BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "div
                 "halftone": "half-tone share of generated {} digits",
                 "frechet": "Fréchet distance of generated {} digits",
                 "live_dimensions": "live latent dimensions for {}"}
+# The home page's accuracy metrics. Short labels under one heading: a metric cuts its label at the column's
+# edge, and "Accuracy from farsi + kannada + speech" did not fit a quarter of the page.
+HOME_ACCURACY = {"farsi": "Farsi alone", "kannada": "Kannada alone", "speech": "Speech alone",
+                 "farsi+kannada+speech": "All three"}
 SWEEP_PARAMS = {"latent_dim": "latent size", "hidden": "width", "label_weight": "label weight",
                 "speech_weight": "speech weight", "beta": "β", "beta_warmup_epochs": "β warm-up (epochs)",
                 "lr": "learning rate", "aug_strength": "speech augmentation", "image_aug": "digit augmentation"}
@@ -272,6 +276,50 @@ def sweep_table(trials: list[dict]) -> list[dict]:
                      **{f"trial {t.get('number')}": f"{t['params'][name]:.3g}" if name in t.get("params", {}) else "—"
                         for t in trials}})
     return rows
+
+
+# The sweep's parameters that set the model's shape, and where the shipped model keeps each; the others
+# (weights, learning rate, augmentation) change how it is trained, not what it is.
+SWEEP_SHAPE = {"latent_dim": lambda cfg: cfg.latent_dim, "hidden": lambda cfg: cfg.hidden}
+# Settings of a whole model configuration worth naming when a sweep records the one its trials started from.
+SWEEP_BASE_KEYS = {"architecture": "architecture", "style_dim": "style latent size", "image_decoder": "image decoder",
+                   "speech_likelihood": "speech likelihood"}
+
+
+def sweep_differences(sweep: dict, cfg) -> list[str]:
+    """How the sweep's models differ from the shipped configuration `cfg`, one phrase per setting: the shape
+    parameters its trials tried and the shipped value is not among, then any recorded base setting that differs."""
+    trials = sweep.get("best_trials") or sweep.get("trials") or []  # the table shows the best ones
+    phrases = []
+    for name, shipped in SWEEP_SHAPE.items():
+        tried = sorted({t["params"][name] for t in trials if name in t.get("params", {})})
+        if tried and shipped(cfg) not in tried:
+            own = shipped(cfg)
+            if name == "latent_dim" and getattr(cfg, "style_dim", 0):
+                own = f"{own} shared + {cfg.style_dim} style per input"
+            phrases.append(f"{SWEEP_PARAMS.get(name, name)} {_either(tried)} "
+                           f"(shipped: {own})")
+    base = sweep.get("model_config") or {}
+    for key, words in SWEEP_BASE_KEYS.items():
+        if key in base and hasattr(cfg, key) and base[key] != getattr(cfg, key):
+            phrases.append(f"{words} {base[key]} (shipped: {getattr(cfg, key)})")
+    return phrases
+
+
+def _either(values: list) -> str:
+    words = [f"{v:g}" for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def sweep_note(sweep: dict, cfg) -> str:
+    """A sentence that says whether the sweep's trials are models like the shipped one."""
+    differences = sweep_differences(sweep, cfg)
+    unknown = ("" if sweep.get("model_config") else " Its results record only the parameters it varied, so the "
+               "trials' other settings are not known from them.")
+    if not differences:
+        return "The sweep's best trials have the shipped model's shape." + unknown
+    return ("These trials are not models like the shipped one: " + "; ".join(differences) + ". They show what mattered "
+            "among the sweep's own models, not how well the shipped one does." + unknown)
 
 
 def quality_bar_lines(meets: dict[str, bool]) -> tuple[list[str], list[str]]:
@@ -415,7 +463,48 @@ PLAYERS_PER_ROW = 2
 
 
 def show_audio(speech: mvae.SpeechOutput) -> None:
+    """A player for the spoken digit, with the log-mel it was made from right below it."""
     st.audio(speech.wav_bytes, format="audio/wav")
+    show_spectrogram(speech.mel)
+
+
+# -- spectrograms: what people look at to see whether a sound is speech ---------------------------------------
+SPECTROGRAM_CAPTION = "Log-mel spectrogram: time →, pitch ↑"
+# Each mel bin and frame drawn as a block of this many pixels: 64 × 64 log-mels become 192 px square, small
+# beside a player yet with visible harmonics. An image, not a plotly chart: a dozen players on one page
+# would each bring a whole chart (and its toolbar) to the browser for a picture nobody zooms.
+SPECTROGRAM_SCALE = 3
+SPECTROGRAM_PX = 192  # shown width: one mel frame per SPECTROGRAM_SCALE pixels for the 64 frames of a clip
+# Viridis, spread over 256 levels: perceptually even, readable in the light and the dark theme, and the same
+# scale as the report's heatmaps. Exact colours, so that a test can read the levels back.
+SPECTROGRAM_LEVELS = 256
+
+
+@functools.cache
+def spectrogram_colours() -> np.ndarray:
+    """(SPECTROGRAM_LEVELS, 3) uint8: the colour of each level of a spectrogram, quietest first."""
+    from plotly.colors import hex_to_rgb, sequential
+
+    anchors = np.array([hex_to_rgb(c) for c in sequential.Viridis], np.float32)
+    at = np.linspace(0, len(anchors) - 1, SPECTROGRAM_LEVELS)
+    return np.stack([np.interp(at, np.arange(len(anchors)), anchors[:, c]) for c in range(3)], 1).round() \
+        .astype(np.uint8)
+
+
+def spectrogram_image(mel: np.ndarray) -> np.ndarray:
+    """A log-mel (n_mels, n_frames) as an RGB picture: time to the right, low mel bins at the bottom, each clip
+    spread over the whole colour scale from its quietest to its loudest bin."""
+    mel = np.asarray(mel, np.float32)
+    if mel.ndim != 2 or not np.isfinite(mel).all():
+        raise mvae.InputError("This sound's spectrogram cannot be drawn: it is not a finite 2-D log-mel.")
+    low, high = float(mel.min(initial=0.0)), float(mel.max(initial=0.0))
+    levels = (mel - low) / (high - low) if high > low else np.zeros_like(mel)
+    index = np.round(levels[::-1] * (SPECTROGRAM_LEVELS - 1)).astype(np.intp)
+    return spectrogram_colours()[np.repeat(np.repeat(index, SPECTROGRAM_SCALE, 0), SPECTROGRAM_SCALE, 1)]
+
+
+def show_spectrogram(mel: np.ndarray, caption: str = SPECTROGRAM_CAPTION) -> None:
+    st.image(spectrogram_image(mel), caption=caption, width=SPECTROGRAM_PX)
 
 
 def show_label(pred: mvae.Prediction) -> None:
@@ -429,12 +518,14 @@ def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction"
         with col:
             show_image(pred.images[name], f"{captions}: {title}")
     with cols[2]:
+        st.caption(f"{captions}: speech")
         show_audio(pred.speech)
-        st.plotly_chart(mel_figure(pred.speech.mel, "Generated speech (log-mel)"))
     other_styles(pred)
 
 
 STYLE_SAMPLES = 6
+# Voices cost a Griffin-Lim each and a player's width: three fit one row, and three already show the spread.
+STYLE_VOICES = 3
 
 
 def _next(key: str) -> None:
@@ -448,18 +539,29 @@ def other_styles(pred: mvae.Prediction) -> None:
     if not pipe.style_modalities or not missing:
         return
     key = "style-draw"
+    voiced = "speech" not in pred.inputs
     head, button = st.columns([3, 1])
-    head.markdown("**In other styles.** The digit stays; each column draws a new hand"
-                  + (" and voice" if "speech" not in pred.inputs else "") + ".")
+    head.markdown("**In other styles.** " + style_sentence(voiced))
     button.button("New styles", icon=":material/casino:", key=f"{key}-button", on_click=_next, args=(key,))
     decoded = pipe.restyle(pred.latent_mean, keep=tuple(pred.inputs), n=STYLE_SAMPLES,
                            seed=st.session_state.get(key, 0))
     st.plotly_chart(image_grid(np.stack([decoded.images[name] for name in missing]),
                                [SCRIPTS[name] for name in missing], [f"#{i + 1}" for i in range(STYLE_SAMPLES)]))
-    if "speech" not in pred.inputs:
-        for col, speech in zip(st.columns(3), decoded.speech[:3]):
+    if voiced:
+        for i, (col, speech) in enumerate(zip(st.columns(STYLE_VOICES), decoded.speech[:STYLE_VOICES])):
             with col:
+                st.caption(f"The voice of #{i + 1}")
                 show_audio(speech)
+
+
+def style_sentence(voiced: bool) -> str:
+    """What the styles row shows, in numbers that match it: every column a new hand, and (when speech was
+    not given) the voices of the first STYLE_VOICES columns only."""
+    hands = "The digit stays; each column draws it in a new hand"
+    if not voiced:
+        return hands + "."
+    return hands + (f" and a new voice. The first {STYLE_VOICES} voices are below"
+                    if STYLE_VOICES < STYLE_SAMPLES else " and a new voice, below") + "."
 
 
 def latent_parts(pipe: mvae.Pipeline) -> dict[str, str]:
@@ -482,6 +584,41 @@ def ranked_dimensions(pipe: mvae.Pipeline, latent: np.ndarray, target: str, part
     return [where.start + int(i) for i in np.argsort(-effects)]
 
 
+TRAVERSED_DIMS = 4  # rows the traversal starts with: enough to see what the part does, few enough to decode fast
+MAX_TRAVERSED_DIMS = 8
+
+
+def _rank_again(key: str) -> None:
+    st.session_state.pop(key, None)
+
+
+def dimension_picker(pipe: mvae.Pipeline, latent: np.ndarray, source: str, script: str, part: str) -> list[int]:
+    """The dimensions to traverse: the TRAVERSED_DIMS that change `script` most from `latent` (re-ranked
+    whenever the starting point changes), unless the visitor picked some by hand, which are then kept. A
+    caption says which of the two is shown."""
+    ranked = ranked_dimensions(pipe, latent, script, part)
+    key = f"trav-dims-{script}-{part}"
+    ranking_key = f"{key}-ranking"  # the selection this picker made itself, last time
+    chosen = st.session_state.get(key)
+    by_hand = chosen is not None and list(chosen) != st.session_state.get(ranking_key)
+    if not by_hand:
+        # Set before the widget exists in this run: the widget's own `default` is read only when it first
+        # appears, so a new starting point would leave the last one's ranking selected.
+        st.session_state[key] = st.session_state[ranking_key] = ranked[:TRAVERSED_DIMS]
+    dims = st.multiselect("Dimensions", ranked, max_selections=MAX_TRAVERSED_DIMS, key=key,
+                          format_func=lambda d: dimension_name(pipe, d))
+    if by_hand:
+        note, again = st.columns([3, 1])
+        note.caption(f"Your own choice, kept when the starting point changes. The list offers them ranked for "
+                     f"{source}, most effective first.")
+        again.button(f"Rank for {source}", key=f"{key}-again", on_click=_rank_again, args=(key,),
+                     icon=":material/sort:")
+    else:
+        st.caption(f"Ranked for {source}, most effective first: the dimensions that change the {SCRIPTS[script]} "
+                   "digit most from this starting point.")
+    return list(dims)
+
+
 def reference_glyphs(pipe: mvae.Pipeline, script: str) -> None:
     """The ten digits of a script as the model draws each class, captioned with the Unicode digit."""
     images = class_images(pipe)[script]
@@ -495,6 +632,62 @@ def class_images(pipe: mvae.Pipeline) -> dict[str, np.ndarray]:
 @st.cache_resource(show_spinner=False)
 def _class_images(_pipe: mvae.Pipeline, folder: str) -> dict[str, np.ndarray]:
     return _pipe.decode(np.stack([_pipe.label_posterior(d)[0] for d in range(10)])).images
+
+
+# -- the report's spectrograms: real and generated speech of every digit, side by side -------------------------
+DATA_ENV = "MVAE_DATA_DIR"  # the prepared data folder, as the library's command lines read it
+SPECTROGRAM_SEED = 0  # the T = 1 samples are the same on every visit
+MAX_RECORDING_BYTES = 10 * 2**20  # an FSDD test file is under 20 kB; more is not an FSDD recording
+DIGIT_SPECTROGRAMS = {"real": "real", "means": "at the means", "sampled": "T = 1"}
+NO_REAL_DATA = (f"Real recordings are missing because the app ships no data (FSDD is 3,000 files under CC BY-SA). "
+                f"Set {DATA_ENV} to a folder prepared by `python -m mvae.data.download` to see an FSDD test "
+                "recording of each digit beside the generated ones.")
+
+
+def digit_spectrograms(pipe: mvae.Pipeline) -> tuple[dict[str, list[np.ndarray]], str | None]:
+    """The log-mel of every digit, by kind (DIGIT_SPECTROGRAMS): an FSDD test recording's when the data is
+    at hand, the model's at the label's posterior mean and one sample at temperature 1; and why the real ones
+    are missing, or None."""
+    return _digit_spectrograms(pipe, str(pipe.folder), os.environ.get(DATA_ENV, ""))
+
+
+@st.cache_resource(show_spinner="Drawing the spectrograms…")
+def _digit_spectrograms(_pipe: mvae.Pipeline, folder: str, data_dir: str):
+    digits = range(_pipe.config.n_classes)
+    mels = {"means": list(_pipe.decode(np.stack([_pipe.label_posterior(d)[0] for d in digits])).mels),
+            "sampled": [_pipe.generate(d, n=1, temperature=1.0, seed=SPECTROGRAM_SEED).mels[0] for d in digits]}
+    real, why = _real_spectrograms(_pipe, data_dir, digits)
+    return ({"real": real, **mels} if real else mels), why
+
+
+def _real_spectrograms(pipe: mvae.Pipeline, data_dir: str, digits) -> tuple[list[np.ndarray] | None, str | None]:
+    """The log-mel the model makes of the first FSDD test recording of each digit (one speaker, the first by
+    name, whenever the split has them all)."""
+    from mvae.data.sources import fsdd_recordings, read_regular  # numpy only: the app's lean install has it
+
+    if not data_dir:
+        return None, NO_REAL_DATA
+    try:
+        first = {}
+        for item in fsdd_recordings(data_dir, "test"):
+            first.setdefault(item.digit, item)
+        return [pipe.prepare({"speech": read_regular(first[d].path, MAX_RECORDING_BYTES)})[1].log_mel
+                for d in digits], None
+    except (mvae.DataError, mvae.InputError, OSError, KeyError) as exc:
+        LOG.warning("real recordings for the report's spectrograms: %s", exc)
+        return None, (f"Real recordings are missing: the FSDD test split in {DATA_ENV} could not be read "
+                      f"({exc.__class__.__name__}). Prepare it again with `python -m mvae.data.download`.")
+
+
+def show_digit_spectrograms(mels: dict[str, list[np.ndarray]], digits) -> None:
+    """Each digit's spectrograms in one row, side by side, in the order of DIGIT_SPECTROGRAMS."""
+    for d in digits:
+        kinds = [k for k in DIGIT_SPECTROGRAMS if k in mels]
+        st.image([spectrogram_image(mels[k][d]) for k in kinds], width=SPECTROGRAM_REPORT_PX,
+                 caption=[f"{d}, {DIGIT_SPECTROGRAMS[k]}" for k in kinds])
+
+
+SPECTROGRAM_REPORT_PX = 128  # three to a row in half the page
 
 
 def latent_sentence(cfg) -> str:
@@ -524,14 +717,6 @@ def prob_bar(probs: np.ndarray) -> go.Figure:
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
     fig.update_xaxes(title="digit", type="category")
     return _layout(fig, 220)
-
-
-def mel_figure(mel: np.ndarray, title: str) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=mel, colorscale="Viridis", showscale=False,
-                               hovertemplate="frame %{x}, mel bin %{y}: %{z:.1f}<extra></extra>"))
-    fig.update_xaxes(title="frame", showgrid=False)
-    fig.update_yaxes(title="mel bin", showgrid=False)
-    return _layout(fig, 220, title=dict(text=title, font=dict(size=13)))
 
 
 def waveform_figure(wave: np.ndarray, rate: int, span: tuple[int, int]) -> go.Figure:
@@ -683,5 +868,7 @@ def player_wav(wave: np.ndarray, rate: int) -> bytes:
     return wav_bytes(wave, rate)
 
 
-def play_wave(wave: np.ndarray, rate: int) -> None:
+def play_wave(wave: np.ndarray, rate: int, mel: np.ndarray) -> None:
+    """A player for a clip, with `mel`, the log-mel the model made of it, right below it."""
     st.audio(player_wav(wave, rate), format="audio/wav")
+    show_spectrogram(mel)
