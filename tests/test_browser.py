@@ -20,6 +20,7 @@ import threading
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -370,3 +371,23 @@ def test_with_xsrf_on_uploads_inside_a_cross_site_iframe_are_refused(browser, sp
         finally:
             page.context.close()
             host.shutdown()
+
+
+# Every page's path, the home page first; a visit to each must fetch nothing from anywhere but this server.
+PAGE_PATHS = ["", "draw", "speak", "combine", "generate", "latent", "report"]
+LOCAL_SCHEMES = ("data:", "blob:")
+
+
+def test_no_request_leaves_the_machine_while_the_pages_load(page, server):
+    """An offline Space logged a failed request on every page: its favicon came from Google's font CDN."""
+    local = urllib.parse.urlsplit(server.url).netloc
+    outside = []
+    page.on("request", lambda r: None if r.url.startswith(LOCAL_SCHEMES) or urllib.parse.urlsplit(r.url).netloc
+            == local else outside.append(r.url))
+    for path in PAGE_PATHS:
+        page.goto(f"{server.url}/{path}")
+        settle(page)
+        page.wait_for_timeout(1000)  # the favicon follows the page's config message; give it time to be asked for
+        icon = page.evaluate("document.querySelector(\"link[rel='shortcut icon']\")?.href ?? ''")
+        assert urllib.parse.urlsplit(icon).netloc == local, f"/{path}: the favicon is {icon!r}"
+    assert not outside, f"requests that left {local}: {sorted(set(outside))}"

@@ -1,7 +1,11 @@
-"""The latent explorer in a real browser: clicking a point of the test-set map decodes that point."""
+"""The latent explorer in a real browser: clicking a point of the test-set map decodes that point, and the
+dimensions to traverse follow the starting point's ranking unless the visitor picked them by hand."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, playwright_session, streamlit_server
@@ -48,3 +52,59 @@ def test_clicking_a_point_of_the_map_decodes_it(page):
     answer = page.get_by_text("Test example of digit")
     answer.wait_for()
     assert "digit 0" in answer.inner_text()
+
+
+def chosen(page) -> list[str]:
+    """The names of the dimensions selected for the traversal, as the page shows them."""
+    return page.locator("[data-testid='stMultiSelect'] span[data-tag]").evaluate_all(
+        "tags => tags.map(t => t.getAttribute('aria-label'))")
+
+
+def wait_for_choice(page, expected: list[str]) -> list[str]:
+    """The selection once it equals `expected`, or whatever it is when the bound runs out."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (now := chosen(page)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    return now
+
+
+def start_from(page, option: str) -> None:
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Start from").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+
+
+def library_ranking(pipe, digit: int) -> list[str]:
+    """The library's own top dimensions for the Farsi digit, from the label's posterior mean, as the page names them."""
+    from webapp import ui
+
+    shared = pipe.latent_layout["shared"]
+    effects = pipe.dimension_effects(pipe.label_posterior(digit)[0], "farsi")[shared]
+    return [ui.dimension_name(pipe, int(d) + shared.start) for d in np.argsort(-effects)[:ui.TRAVERSED_DIMS]]
+
+
+def test_the_dimensions_follow_the_starting_point_unless_picked_by_hand(page, shipped_pipeline):
+    page, url = page
+    page.goto(f"{url}/latent")
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+    zero, five = library_ranking(shipped_pipeline, 0), library_ranking(shipped_pipeline, 5)
+    assert zero != five, "the case needs two starting points whose rankings differ"
+    assert wait_for_choice(page, zero) == zero
+    page.get_by_text("Ranked for digit 0, most effective first").wait_for()
+
+    start_from(page, "digit 5")
+    assert wait_for_choice(page, five) == five, "the selection kept the last starting point's ranking"
+    page.get_by_text("Ranked for digit 5, most effective first").wait_for()
+
+    page.get_by_role("button", name=f"Remove {five[-1]}").click()  # a choice of one's own
+    mine = five[:-1]
+    assert wait_for_choice(page, mine) == mine
+    page.get_by_text("Your own choice").wait_for()
+    start_from(page, "digit 2")
+    page.wait_for_timeout(1000)  # a stale rerun would have replaced the choice by now
+    assert chosen(page) == mine, "a hand-picked selection was replaced"
+    page.get_by_text("Your own choice").wait_for()
+
+    page.get_by_role("button", name="Rank for digit 2").click()
+    two = library_ranking(shipped_pipeline, 2)
+    assert wait_for_choice(page, two) == two
