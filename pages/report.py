@@ -106,9 +106,7 @@ else:
 st.header("What the digits sound like")
 with ui.guard():  # on its own: when the demo is busy, the sweep below still shows
     mels, missing = ui.digit_spectrograms(pipe)
-    st.caption("Log-mel spectrograms (time →, pitch ↑) of each digit: " + ", ".join(
-        f"**{ui.DIGIT_SPECTROGRAMS[k]}**" for k in ui.DIGIT_SPECTROGRAMS if k in mels) + ". Real speech shows "
-        "harmonics (horizontal stripes), formants that move and a clear onset; a smeared burst is not speech.")
+    st.caption(ui.digit_spectrograms_caption(mels))
     if missing:
         st.info(missing, icon=":material/folder_off:")
     for col, digits in zip(st.columns(2), (range(0, 5), range(5, 10))):

@@ -99,8 +99,8 @@ def assert_a_spectrogram_follows_every_player(at) -> int:
 def levels(image: np.ndarray) -> np.ndarray:
     """The (n_mels, n_frames) levels a spectrogram picture shows, read back from its colours."""
     colours = {tuple(int(v) for v in c): i for i, c in enumerate(ui.spectrogram_colours())}
-    step = ui.SPECTROGRAM_SCALE
-    small = np.asarray(image)[::step, ::step]
+    high_px, wide_px = ui.SPECTROGRAM_SCALE
+    small = np.asarray(image)[::high_px, ::wide_px]
     return np.array([[colours[tuple(int(v) for v in px)] for px in row] for row in small], np.float64)[::-1]
 
 
@@ -150,10 +150,11 @@ def test_the_picture_is_the_log_mel_with_low_pitch_at_the_bottom():
     mel = np.zeros((64, 64), np.float32)
     mel[2, 10:20] = 5.0  # a loud low band early on
     picture = ui.spectrogram_image(mel)
-    assert picture.shape == (64 * ui.SPECTROGRAM_SCALE, 64 * ui.SPECTROGRAM_SCALE, 3) and picture.dtype == np.uint8
+    high_px, wide_px = ui.SPECTROGRAM_SCALE
+    assert picture.shape == (64 * high_px, 64 * wide_px, 3) and picture.dtype == np.uint8
     back = levels(picture)
     assert back[2, 10] == ui.SPECTROGRAM_LEVELS - 1 and back[2, 30] == 0 and back[60, 10] == 0
-    bottom = picture[-1 - 2 * ui.SPECTROGRAM_SCALE, 10 * ui.SPECTROGRAM_SCALE]
+    bottom = picture[-1 - 2 * high_px, 10 * wide_px]
     assert tuple(bottom) == tuple(ui.spectrogram_colours()[-1]), "mel bin 0 is drawn at the bottom"
     with pytest.raises(ValueError):
         ui.spectrogram_image(np.full((64, 64), np.nan, np.float32))

@@ -469,12 +469,12 @@ def show_audio(speech: mvae.SpeechOutput) -> None:
 
 
 # -- spectrograms: what people look at to see whether a sound is speech ---------------------------------------
-SPECTROGRAM_CAPTION = "Log-mel spectrogram: time →, pitch ↑"
-# Each mel bin and frame drawn as a block of this many pixels: 64 × 64 log-mels become 192 px square, small
-# beside a player yet with visible harmonics. An image, not a plotly chart: a dozen players on one page
-# would each bring a whole chart (and its toolbar) to the browser for a picture nobody zooms.
-SPECTROGRAM_SCALE = 3
-SPECTROGRAM_PX = 192  # shown width: one mel frame per SPECTROGRAM_SCALE pixels for the 64 frames of a clip
+SPECTROGRAM_CAPTION = "Log-mel: time →, pitch ↑"
+# Each mel bin drawn this many pixels high and each frame this many wide: a 64 × 64 log-mel becomes 128 × 192,
+# small under a player yet with its harmonics visible. An image, not a plotly chart: a dozen players on one
+# page would each bring a whole chart (and its toolbar) to the browser for a picture nobody zooms.
+SPECTROGRAM_SCALE = (2, 3)
+SPECTROGRAM_PX = 192  # shown width: the picture's own, so that the browser does not blur it
 # Viridis, spread over 256 levels: perceptually even, readable in the light and the dark theme, and the same
 # scale as the report's heatmaps. Exact colours, so that a test can read the levels back.
 SPECTROGRAM_LEVELS = 256
@@ -500,7 +500,8 @@ def spectrogram_image(mel: np.ndarray) -> np.ndarray:
     low, high = float(mel.min(initial=0.0)), float(mel.max(initial=0.0))
     levels = (mel - low) / (high - low) if high > low else np.zeros_like(mel)
     index = np.round(levels[::-1] * (SPECTROGRAM_LEVELS - 1)).astype(np.intp)
-    return spectrogram_colours()[np.repeat(np.repeat(index, SPECTROGRAM_SCALE, 0), SPECTROGRAM_SCALE, 1)]
+    high_px, wide_px = SPECTROGRAM_SCALE
+    return spectrogram_colours()[np.repeat(np.repeat(index, high_px, 0), wide_px, 1)]
 
 
 def show_spectrogram(mel: np.ndarray, caption: str = SPECTROGRAM_CAPTION) -> None:
@@ -679,6 +680,13 @@ def _real_spectrograms(pipe: mvae.Pipeline, data_dir: str, digits) -> tuple[list
                       f"({exc.__class__.__name__}). Prepare it again with `python -m mvae.data.download`.")
 
 
+def digit_spectrograms_caption(mels: dict[str, list[np.ndarray]]) -> str:
+    """What the report's spectrograms are, and what to look for in them."""
+    shown = ", ".join(f"**{DIGIT_SPECTROGRAMS[k]}**" for k in DIGIT_SPECTROGRAMS if k in mels)
+    return (f"Log-mel spectrograms (time →, pitch ↑) of each digit: {shown}. Real speech shows harmonics "
+            "(horizontal stripes), formants that move and a clear onset; a smeared burst is not speech.")
+
+
 def show_digit_spectrograms(mels: dict[str, list[np.ndarray]], digits) -> None:
     """Each digit's spectrograms in one row, side by side, in the order of DIGIT_SPECTROGRAMS."""
     for d in digits:
@@ -687,7 +695,7 @@ def show_digit_spectrograms(mels: dict[str, list[np.ndarray]], digits) -> None:
                  caption=[f"{d}, {DIGIT_SPECTROGRAMS[k]}" for k in kinds])
 
 
-SPECTROGRAM_REPORT_PX = 128  # three to a row in half the page
+SPECTROGRAM_REPORT_PX = 132  # three to a row in half of a wide page
 
 
 def latent_sentence(cfg) -> str:
