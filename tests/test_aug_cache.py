@@ -88,7 +88,8 @@ def test_a_changed_setting_or_recording_misses_the_cache(data, tmp_path, made, c
     assert len(made) == 2, f"{change}: the cached bank was used though it was made otherwise"
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "an object array", "another shape"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "an object array", "another shape", "other labels",
+                                    "a NaN"])
 def test_a_damaged_cache_file_is_a_miss_and_is_replaced(data, tmp_path, made, damage):
     lines = []
     cache = cache_in(tmp_path / "cache", lines)
@@ -103,6 +104,10 @@ def test_a_damaged_cache_file_is_a_miss_and_is_replaced(data, tmp_path, made, da
             key, items, labels = stored["key"], stored["items"], stored["labels"]
         if damage == "an object array":  # what a pickle would need: never loaded
             items = np.array([object()] * len(labels), dtype=object)
+        elif damage == "other labels":
+            labels = (labels + 1) % 10
+        elif damage == "a NaN":
+            items[0, 0, 0] = np.nan
         else:
             items = items[:, :, :-1]
         with open(path, "wb") as f:

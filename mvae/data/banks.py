@@ -61,24 +61,26 @@ def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int 
             cache.say(f"speech {split}: {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each "
                       f"recording, not {asked}: the run draws {cache.draws:,} items from {len(recordings):,} "
                       "recordings, so more copies would go unseen")
-    cfg = front_end.cfg
-    count = len(recordings) * (1 + aug_copies)
-    key = cache_key({"split": split, "audio": to_dict(cfg), "copies": aug_copies, "strength": aug_strength,
-                     "seed": seed, "recordings": recordings_fingerprint([r.path for r in recordings],
-                                                                        Path(data_dir))})
-    what = (f"speech {split}: {len(recordings):,} recordings"
-            + (f" and {aug_copies} augmented copies of each" if aug_copies else ""))
+    copies = f" and {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each" if aug_copies else ""
+    what = f"speech {split}: {len(recordings):,} recordings{copies}"
+    key = None
     if cache is not None:
-        cached = cache.load(f"speech{split}", key, count, (cfg.n_mels, cfg.n_frames))
+        cfg = front_end.cfg
+        key = cache_key({"split": split, "audio": to_dict(cfg), "copies": aug_copies, "strength": aug_strength,
+                         "seed": seed, "recordings": recordings_fingerprint([r.path for r in recordings],
+                                                                            Path(data_dir))})
+        # The labels a bank of these recordings holds, in order: a cached file must hold exactly these.
+        expected = np.repeat(np.asarray([r.digit for r in recordings], np.int64), 1 + aug_copies)
+        cached = cache.load(f"speech{split}", key, expected, (cfg.n_mels, cfg.n_frames))
         if cached is not None:
             cache.say(f"{what}: read from the cache {cache.path(f'speech{split}', key)}")
-            return Bank(torch.from_numpy(cached[0]), cached[1])
+            return Bank(torch.from_numpy(cached), expected)
         skip = " (--speech-aug-copies 0 skips the copies)" if aug_copies else ""
         cache.say(f"{what}: precomputing{skip}")
     waves, labels = _speech_waves(data_dir, recordings, front_end, aug_copies, aug_strength, seed, progress, split)
     log_mels = np.concatenate([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
     labels = np.asarray(labels, dtype=np.int64)
-    if cache is not None:
+    if cache is not None and key is not None:
         stored = cache.store(f"speech{split}", key, log_mels, labels)
         if stored is not None:
             cache.say(f"{what}: cached in {stored}")

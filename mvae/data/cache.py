@@ -89,22 +89,23 @@ class BankCache:
     def path(self, name: str, key: str) -> Path | None:
         return None if self.folder is None else Path(self.folder) / SUBFOLDER / f"{name}-{key[:32]}{SUFFIX}"
 
-    def load(self, name: str, key: str, count: int, item_shape: tuple[int, ...]):
-        """(items, labels) stored under `key`, or None: absent, unreadable, or not what the key promises."""
+    def load(self, name: str, key: str, labels: np.ndarray, item_shape: tuple[int, ...]) -> np.ndarray | None:
+        """The items stored under `key`, or None: absent, unreadable, or not what the key promises (`labels`,
+        in order, and float32 items of `item_shape`, all finite)."""
         path = self.path(name, key)
         if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                stored_key, items, labels = str(data["key"]), data["items"], data["labels"]
+                stored_key, items, stored_labels = str(data["key"]), data["items"], data["labels"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             self.say(f"  the cached bank {path} cannot be read ({type(exc).__name__}); making it again")
             return None
-        if (stored_key != key or items.dtype != np.float32 or items.shape != (count, *item_shape)
-                or labels.dtype != np.int64 or labels.shape != (count,) or not np.isfinite(items).all()):
+        if (stored_key != key or items.dtype != np.float32 or items.shape != (len(labels), *item_shape)
+                or not np.array_equal(stored_labels, labels) or not np.isfinite(items).all()):
             self.say(f"  the cached bank {path} is not the one this run needs; making it again")
             return None
-        return items, labels
+        return items
 
     def store(self, name: str, key: str, items: np.ndarray, labels: np.ndarray) -> Path | None:
         """Writes the bank; a cache that cannot be written (a full disk, a read-only home) costs the next run

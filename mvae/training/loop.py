@@ -360,6 +360,9 @@ class Trainer:
         if self.cfg.eval_pairs:
             pairs.labels = pairs.labels[: self.cfg.eval_pairs]
             pairs.index = {k: v[: self.cfg.eval_pairs] for k, v in pairs.index.items()}
+        # Minutes on a CPU with the whole test split: said before it starts, with or without progress bars.
+        fewer = "" if self.cfg.eval_pairs else "; --eval-pairs evaluates on fewer"
+        tqdm.write(f"epoch {self.epoch + 1}: evaluating on {len(pairs):,} test pairs{fewer}")
         metrics = evaluate_pairs(self.model, test, pairs, self.cfg.eval_batch_size, self.device,
                                  seed=self.cfg.seed, progress=self.progress)
         metrics["unimodal_accuracy"] = {name: unimodal_accuracy(self.model, name, bank, device=self.device)
@@ -393,8 +396,6 @@ class Trainer:
                 # The test split is only watched here (the evaluator judges the result), so a recipe may
                 # look less often; an epoch it skips keeps an empty record.
                 evaluated = (self.epoch + 1) % self.cfg.eval_every == 0 or self.epoch + 1 == self.cfg.epochs
-                if evaluated:  # minutes on a CPU with the full test split: said before, even without bars
-                    tqdm.write(f"epoch {self.epoch + 1}: evaluating on the test split")
                 metrics = self.evaluate() if evaluated else {}
                 self.history.append({"epoch": self.epoch + 1, "train": train_means, "test": metrics,
                                      "seconds": seconds})
