@@ -659,3 +659,18 @@ def test_every_line_of_the_shipped_bar_is_named_in_words():
     assert bar_line_name("label_coherence/speech") == "coherence of label → speech"
     for key in json.loads((DEFAULT_CHECKPOINT / EVAL_JSON).read_text())["meets_bar"]:
         assert not re.search(r"\w_\w|\w/\w|->", bar_line_name(key)), key
+
+
+def test_the_favicon_is_a_local_file_not_a_font_cdn_icon():
+    """A ":material/…:" page icon makes the browser fetch an SVG from Google's font CDN on every page (an offline
+    Space logs each failure); tests/test_browser.py checks in Chromium that no request leaves the server."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text())
+    (call,) = [n for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "set_page_config"]
+    icon = next(k.value for k in call.keywords if k.arg == "page_icon")
+    assert not (isinstance(icon, ast.Constant) and str(icon.value).startswith(":")), "an icon from a font CDN"
+    favicon = ROOT / "webapp" / "static" / "favicon.png"
+    with Image.open(favicon) as image:
+        assert image.format == "PNG" and max(image.size) <= 256
