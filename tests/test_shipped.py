@@ -113,6 +113,16 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     assert set(shipped["meets_bar"]) == set(report["meets_bar"])
     differing = {k for k, ok in report["meets_bar"].items() if shipped["meets_bar"][k] != ok} - borderline
     assert not differing, f"eval.json says otherwise of the lines {sorted(differing)}"
+    # Every direction into speech by both speech judges (the FSDD-free one included), and what each reads on the
+    # real FSDD test recordings, raw and vocoded (computed exactly as in eval.json).
+    assert set(report["speech_judges"]) == set(shipped["speech_judges"]) == {"speech", "speech_synthetic"}
+    for name, section in report["speech_judges"].items():
+        for key, value in section["real_fsdd_test"].items():
+            assert abs(shipped["speech_judges"][name]["real_fsdd_test"][key] - value) <= 0.005, \
+                f"eval.json speech_judges/{name}/real_fsdd_test/{key} is stale"
+        for key, value in section["directions"].items():
+            assert abs(shipped["speech_judges"][name]["directions"][key] - value) <= tolerance("coherence", "speech"), \
+                f"eval.json speech_judges/{name}/directions/{key} is stale"
     for script, halftone in report["halftone"].items():
         assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
             f"eval.json halftone/{script} is stale"

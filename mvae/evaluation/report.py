@@ -181,11 +181,14 @@ def speech_directions(figures: dict[str, dict], suffix: str) -> dict[str, float]
 def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, suffixes) -> dict:
     """A speech judge's figures into speech and each as an intelligibility ratio: over what the same judge
     reads on the real FSDD test recordings through the same front end and vocoder."""
-    section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": vocoded / max(raw, 1e-9)}}
+    def over(value, reference):  # a judge that reads no real clip right has no reference: no ratio (null)
+        return value / reference if reference > 0 else None
+
+    section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": over(vocoded, raw)}}
     for suffix in suffixes:
         directed = speech_directions(figures, suffix)
         section[f"directions{suffix}"] = directed
-        section[f"intelligibility_ratio{suffix}"] = {k: v / max(vocoded, 1e-9) for k, v in directed.items()}
+        section[f"intelligibility_ratio{suffix}"] = {k: over(v, vocoded) for k, v in directed.items()}
     return section
 
 
@@ -283,7 +286,7 @@ def generation_rows(report: dict) -> list[tuple[str, str]]:
 
 
 def ratio(x) -> str:
-    return f"{x:.2f}×"
+    return "no ratio" if x is None else f"{x:.2f}×"
 
 
 def speech_judge_rows(report: dict) -> list[tuple[str, str]]:
