@@ -145,7 +145,7 @@ def test_the_shipped_checkpoint_and_judges_load():
     model, meta = load_model(SHIPPED)
     assert meta["version"] in (1, 2) and model.cfg.hidden == meta["model_config"]["hidden"]
     judges, judge_meta = load_judges()
-    assert set(judges) == {"farsi", "kannada", "speech"} and judge_meta["kind"] == "judges"
+    assert set(judges) == {"farsi", "kannada", "speech", "speech_synthetic"} and judge_meta["kind"] == "judges"
 
 
 # -- damaged bytes ------------------------------------------------------------------------------------------
