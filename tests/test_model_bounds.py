@@ -199,14 +199,19 @@ def deep(n: int) -> str:
     return "[" * n + "]" * n
 
 
-def deep_header(folder: Path) -> Path:
+def with_header_tail(folder: Path, tail) -> Path:
+    """A saved model whose header JSON gets `tail(header)` (more members) before its closing brace, written as
+    text: a dict could not say what the text says (a member twice, nesting past any parser's limit)."""
     path = saved(folder)
     header, data = read_raw(path)
-    text = json.dumps(header)
-    text = text[:-1] + f', "deep": {deep(DEEP)}}}'
+    text = json.dumps(header)[:-1] + tail(header) + "}"
     text += " " * (-len(text) % 8)
     path.write_bytes(struct.pack("<Q", len(text)) + text.encode() + data)
     return path
+
+
+def deep_header(folder: Path) -> Path:
+    return with_header_tail(folder, lambda header: f', "deep": {deep(DEEP)}')
 
 
 def deep_metadata(folder: Path) -> Path:
@@ -219,15 +224,11 @@ def deep_metadata(folder: Path) -> Path:
 
 
 def repeated_header_key(folder: Path) -> Path:
-    path = saved(folder)
-    header, data = read_raw(path)
-    name = next(k for k in header if k != "__metadata__")
-    entry = json.dumps(header[name])
-    text = json.dumps(header)
-    text = text[:-1] + f", {json.dumps(name)}: {entry}}}"  # the same key again: readers differ on which wins
-    text += " " * (-len(text) % 8)
-    path.write_bytes(struct.pack("<Q", len(text)) + text.encode() + data)
-    return path
+    def again(header):  # the same key again: readers differ on which wins
+        name = next(k for k in header if k != "__metadata__")
+        return f", {json.dumps(name)}: {json.dumps(header[name])}"
+
+    return with_header_tail(folder, again)
 
 
 def repeated_metadata_key(folder: Path) -> Path:

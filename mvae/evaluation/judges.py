@@ -201,11 +201,9 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epoch
                         f"{EXTRA_NAMES[name]}_accuracy": accuracy(judges[name], image_bank(data_dir, name, "extra"))}
     if "speech" in only:
         train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
-        heard = resynthesised(train, front_end)
-        everything = Bank(torch.cat([train.items, heard.items]), np.concatenate([train.labels, heard.labels]))
         judge = Judge(audio_cfg.n_mels)
         judge.norm.fit(train.items)
-        judges["speech"] = fit(judge, everything, speech_epochs, seed, 0.0, progress)
+        judges["speech"] = fit(judge, with_round_trip(train, front_end), speech_epochs, seed, 0.0, progress)
         test = speech_bank(data_dir, "test", front_end, progress=False)
         report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
                             "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
