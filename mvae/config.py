@@ -168,6 +168,19 @@ class ModelConfig(_Checked):
     # log-mel as well.
     image_decoder: str = option(
         "", "the digits' decoder family when it differs from the architecture's: mlp or conv")
+    # A transposed-conv decoder draws the log-mel's harmonics, formant tracks and onsets as local patterns in
+    # time and frequency; the MLP from a few dozen numbers to 4,096 bins predicts their median, a smear.
+    speech_decoder: str = option(
+        "", "the speech decoder family when it differs from the architecture's: mlp or conv")
+    speech_conv_channels: int = option(
+        0, "channels of the speech conv decoder's last layer, doubling towards the latent (0: conv_channels)")
+    # The reconstructions are the objective's cost: every subset's posterior is cheap (a precision sum), but
+    # each decoder would run once per subset. With k > 0 each example's inputs are decoded from the joint
+    # posterior and k - 1 other subsets drawn at random (MoPoE and MMVAE+ subsample the same way); those
+    # terms are scaled so that the loss stays an unbiased estimate of the sum over every subset.
+    decoded_subsets: int = option(
+        0, "subsets each training example is decoded from: the joint posterior and k - 1 drawn at random "
+           "(0: every subset)")
     n_classes: int = N_CLASSES
     modalities: tuple[str, ...] = INPUT_MODALITIES
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin
@@ -244,7 +257,7 @@ class TrainConfig(_Checked):
 SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
               "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
-              "image_decoder": "conv"},
+              "image_decoder": "conv", "speech_decoder": "conv", "decoded_subsets": 2},
     "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4},
 }
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
@@ -268,7 +281,7 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
         "n_classes": (2, 1_000), "reference_dim": (1, 1_000_000), "recon_weights": (0.0, 1e6),
         "label_weight": (0.0, 1e6), "speech_scale": (1e-6, 1e6), "style_dim": (0, 1_024),
         "cross_style_scale": (0.0, 100.0), "shared_kl_weight": (0.0, 1e6),
-        "swap_weight": (0.0, 1e6),
+        "swap_weight": (0.0, 1e6), "speech_conv_channels": (0, 256), "decoded_subsets": (0, 64),
     },
     # At least one epoch: a run that would train nothing is refused. The lr range is also that of the rate a
     # saved optimiser holds, which a cosine schedule takes near 0; a run at lr 0 is refused by
@@ -284,6 +297,7 @@ LIMITS: dict[str, dict[str, tuple[float, float]]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ARCHITECTURES, "speech_likelihood": SPEECH_LIKELIHOODS, "lr_schedule": LR_SCHEDULES,
     "cross_style": CROSS_STYLES, "image_decoder": ("",) + DECODER_FAMILIES,
+    "speech_decoder": ("",) + DECODER_FAMILIES,
 }
 DEFAULT_INT_RANGE = (0, 4_096)
 DEFAULT_FLOAT_RANGE = (-1e6, 1e6)

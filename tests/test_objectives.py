@@ -5,7 +5,11 @@ import torch.nn.functional as F
 
 from mvae.config import ModelConfig
 from mvae.model.model import MVAE
-from mvae.model.objectives import beta_at, mvae_objective
+import dataclasses
+
+import torch
+
+from mvae.model.objectives import beta_at, decoded_rows, mvae_objective
 from mvae.model.poe import kl_to_prior
 from tests.helpers import tiny_model_and_batch
 
@@ -81,3 +85,55 @@ def test_beta_warms_up_linearly():
     assert beta_at(100, 100, 2.0, 2.0) == pytest.approx(1.0)
     assert beta_at(500, 100, 2.0, 2.0) == 2.0
     assert beta_at(0, 100, 2.0, 0.0) == 2.0
+
+
+def with_decoded_subsets(model, k):
+    model.cfg = dataclasses.replace(model.cfg, decoded_subsets=k)
+    return model
+
+
+def test_each_example_is_decoded_from_the_joint_posterior_and_distinct_drawn_subsets(tiny):
+    model = with_decoded_subsets(tiny[0], 3)
+    subset_list = model.training_subsets()
+    rows, counts = decoded_rows(model, subset_list, 64, True, "cpu", torch.Generator().manual_seed(0))
+    assert rows.shape == counts.shape == (3, 64)
+    joint = subset_list.index(tuple(model.input_names))
+    assert (rows[0] == joint).all()
+    assert all(len(set(rows[:, b].tolist())) == 3 for b in range(64))
+    # The joint counts once; each drawn term stands for its share of the 7 others not decoded.
+    assert (counts[0] == 1).all() and torch.allclose(counts[1:], torch.full((2, 64), 7 / 2))
+
+
+def test_the_drawn_terms_count_every_subset_once_on_average(tiny):
+    model = with_decoded_subsets(tiny[0], 2)
+    subset_list = model.training_subsets()
+    generator, total, draws = torch.Generator().manual_seed(1), torch.zeros(len(subset_list)), 400
+    for _ in range(draws):
+        rows, counts = decoded_rows(model, subset_list, 50, True, "cpu", generator)
+        total.index_add_(0, rows.flatten(), counts.flatten())
+    # Each subset's expected count is 1 per example: 400 x 50 in all; a biased draw would leave one far off.
+    assert torch.allclose(total / (draws * 50), torch.ones(len(subset_list)), atol=0.05)
+
+
+def test_without_sampling_or_with_every_subset_every_subset_is_decoded(tiny):
+    model, batch = tiny
+    full = mvae_objective(model, batch, sample=False).loss.item()
+    assert mvae_objective(with_decoded_subsets(model, 2), batch, sample=False).loss.item() == pytest.approx(full)
+    rows, counts = decoded_rows(with_decoded_subsets(model, 8), model.training_subsets(), 5, True, "cpu")
+    assert rows.shape == (8, 5) and (counts == 1).all()
+
+
+def test_decoders_run_on_the_drawn_subsets_only(tiny):
+    model, batch = tiny
+    with_decoded_subsets(model, 2)
+    seen = []
+    model.decoders["speech"].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    out = mvae_objective(model, batch, generator=torch.Generator().manual_seed(0))
+    assert seen == [2 * len(batch["label"])]
+    # Every subset still has its logged terms: the joint posterior's from every example, the others' from
+    # the examples that drew them (all 8 are drawn by a batch of 64 with near certainty).
+    big = {k: v.repeat(13, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+    logs = mvae_objective(model, big, generator=torch.Generator().manual_seed(0)).log()
+    assert all(math.isfinite(v) and v != 0 for k, v in logs.items() if k.startswith("nll/"))
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())

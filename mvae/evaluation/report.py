@@ -363,6 +363,12 @@ def describe(cfg: dict) -> str:
             words.append("batch norm on digits")
     if cfg.get("image_decoder"):
         words.append(f"{cfg['image_decoder']} decoders for digits")
+    if cfg.get("speech_decoder"):
+        width = cfg.get("speech_conv_channels") or cfg["conv_channels"]
+        words.append(f"{cfg['speech_decoder']} speech decoder" + (f" ({width} channels)"
+                                                                   if cfg["speech_decoder"] == "conv" else ""))
+    if cfg.get("decoded_subsets"):
+        words.append(f"decoded from {cfg['decoded_subsets']} subsets an example")
     if cfg.get("style_dim"):
         words.append(f"shared {cfg['latent_dim']}, style {cfg['style_dim']} per modality")
         if cfg.get("cross_style") == "own":

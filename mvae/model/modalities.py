@@ -116,13 +116,14 @@ def _network_factories(cfg: ModelConfig, shape, digits: bool):
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; use one of {ARCHITECTURES}")
     encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
-    decoder_kind = (cfg.image_decoder if digits else "") or decoder_kind or encoder_kind
+    decoder_kind = (cfg.image_decoder if digits else cfg.speech_decoder) or decoder_kind or encoder_kind
     extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if digits else (0, False)
+    decoder_width = cfg.conv_channels if digits else (cfg.speech_conv_channels or cfg.conv_channels)
     size = cfg.latent_dim + cfg.style_dim  # an input modality's expert also gives its own style
     encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, size),
                 "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, extra, batchnorm)}
     decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, size),
-                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, cfg.conv_channels)}
+                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, decoder_width)}
     return encoders[encoder_kind], decoders[decoder_kind]
 
 

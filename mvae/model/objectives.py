@@ -1,7 +1,8 @@
 """The subsampled MVAE objective: the ELBO of every subset of inputs, each reconstructing everything.
 
 Encoders run once per batch; the subset posteriors are precision sums over those expert outputs, and
-every decoder runs once on the latents of all subsets stacked into one batch.
+every decoder runs once on the latents of all subsets stacked into one batch, or, with `decoded_subsets`,
+on those of the joint posterior and a few subsets drawn per example (an unbiased estimate of the same sum).
 """
 
 from __future__ import annotations
@@ -61,21 +62,30 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         drawn = mu.new_zeros(n_subsets, *style_mu.shape)  # the prior's mean when nothing is sampled
         if sample:
             drawn = model.cfg.cross_style_scale * standard_normal(drawn, generator)
-        styles[name] = torch.where(present, own.unsqueeze(0), drawn).flatten(0, 1)
+        styles[name] = torch.where(present, own.unsqueeze(0), drawn)
         own_styles[name] = own
         style_kl = present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
         kl, priced = kl + style_kl, priced + style_kl
-    decoded = model.decode_parts(z.reshape(n_subsets * batch_size, latent_dim), styles)
 
-    nll, weighted = {}, torch.zeros(n_subsets, batch_size, device=mu.device)
+    # Which subsets each example is decoded from (rows (K, B)), and how much each decoded term counts towards
+    # the sum over all subsets: every one once when all are decoded, else an unbiased estimate of that sum.
+    rows, counts = decoded_rows(model, subset_list, batch_size, sample, mu.device, generator)
+    decoded_subsets = rows.shape[0]
+
+    def pick(values):  # (S, B, ...) -> (K * B, ...): each example's decoded subsets
+        index = rows.view(*rows.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:])
+        return values.gather(0, index).flatten(0, 1)
+
+    decoded = model.decode_parts(pick(z), {name: pick(style) for name, style in styles.items()})
+    nll, weighted = {}, torch.zeros(decoded_subsets, batch_size, device=mu.device)
     for name, out in decoded.items():
         fed = encoded.inputs[name]
-        target = fed.unsqueeze(0).expand(n_subsets, *fed.shape)
-        per_example = model.modalities[name].nll(out.view(n_subsets, batch_size, *out.shape[1:]), target)
-        nll[name] = per_example.mean(dim=1)
+        target = fed.unsqueeze(0).expand(decoded_subsets, *fed.shape)
+        per_example = model.modalities[name].nll(out.view(decoded_subsets, batch_size, *out.shape[1:]), target)
+        nll[name] = per_subset_mean(per_example, rows, n_subsets)
         weighted = weighted + model.modalities[name].weight * per_example
     swapped = style_swap(model, z, own_styles, batch[LABEL], generator) if model.cfg.swap_weight else mu.new_zeros(())
-    loss = (weighted + beta * priced).mean(dim=1).sum() + model.cfg.swap_weight * swapped
+    loss = (counts * weighted).sum(0).mean() + (beta * priced).mean(dim=1).sum() + model.cfg.swap_weight * swapped
 
     with torch.no_grad():
         predicted = model.classify(mu).argmax(-1)
@@ -83,6 +93,40 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         elbo = -(sum(nll.values()) + kl.mean(dim=1))
     return Objective(loss, list(subset_list), {k: v.detach() for k, v in nll.items()}, kl.mean(dim=1).detach(),
                      elbo.detach(), correct, swapped.detach())
+
+
+def decoded_rows(model: MVAE, subset_list, batch_size: int, sample: bool, device,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subsets each example is decoded from, as rows (K, B) of indices into `subset_list`, and the count
+    (K, B) each decoded term stands for in the sum over subsets.
+
+    Every subset, each counted once, unless the config's `decoded_subsets` k is below their number and the
+    terms are sampled: then the joint posterior of the inputs (when the list has it) and k - 1 other subsets
+    drawn without replacement, each standing for its share of those not decoded."""
+    n_subsets, k = len(subset_list), model.cfg.decoded_subsets
+    if not sample or not 0 < k < n_subsets:
+        rows = torch.arange(n_subsets, device=device)[:, None].expand(n_subsets, batch_size)
+        return rows, torch.ones(n_subsets, batch_size, device=device)
+    joint = tuple(model.input_names)
+    fixed = [i for i, s in enumerate(subset_list) if tuple(s) == joint][:1]
+    order = torch.rand(batch_size, n_subsets, generator=generator,
+                       device=generator.device if generator is not None else None).to(device)
+    if fixed:
+        order[:, fixed[0]] = -1.0  # sorts first: every example is decoded from the joint posterior
+    rows = order.argsort(dim=1)[:, :k].T.contiguous()
+    drawn = k - len(fixed)
+    counts = torch.full((k, batch_size), (n_subsets - len(fixed)) / drawn, device=device)
+    if fixed:
+        counts[0] = 1.0
+    return rows, counts
+
+
+def per_subset_mean(per_example: torch.Tensor, rows: torch.Tensor, n_subsets: int) -> torch.Tensor:
+    """(K, B) values of the decoded terms -> (S,) the mean over the examples decoded from each subset."""
+    flat = rows.flatten()
+    total = per_example.new_zeros(n_subsets).index_add_(0, flat, per_example.detach().flatten())
+    seen = per_example.new_zeros(n_subsets).index_add_(0, flat, torch.ones_like(flat, dtype=per_example.dtype))
+    return total / seen.clamp_min(1.0)
 
 
 def style_swap(model: MVAE, z: torch.Tensor, own_styles: dict[str, torch.Tensor], labels: torch.Tensor,
