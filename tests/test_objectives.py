@@ -1,14 +1,12 @@
+import dataclasses
 import math
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from mvae.config import ModelConfig
 from mvae.model.model import MVAE
-import dataclasses
-
-import torch
-
 from mvae.model.objectives import beta_at, decoded_rows, mvae_objective
 from mvae.model.poe import kl_to_prior
 from tests.helpers import tiny_model_and_batch
