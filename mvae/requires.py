@@ -53,6 +53,7 @@ COMMANDS = {
     "mvae.evaluation.judges": "train",
     "mvae.training.sweep": "train",
     "mvae.upgrade": "train",
+    "benchmarks.speech_variants": "train",
     # The benchmarks measure the served app in Chromium (Playwright), read memory with psutil and build
     # their inputs with the tests' helpers (pytest): the development set.
     "benchmarks.run": "dev",
