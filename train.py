@@ -2,8 +2,8 @@
 
     python train.py --data-dir data --out runs/mine     # the shipped model's recipe (mvae.config.SHIPPED_RECIPE)
 
-Every flag's default is that recipe; --config and the flags change it. Every setting is checked by the
-config's own ranges (mvae.config.LIMITS and CHOICES), the data set and any training state to resume are
+Every flag's default is that recipe; --config and the flags change it. Every setting is checked against the
+range or choices its field carries (mvae.config.setting), the data set and any training state to resume are
 checked, all before any work: a refusal is one line on stderr and exit status 2.
 """
 
@@ -27,9 +27,9 @@ from mvae.config import (
     train_config_from_dict,
 )
 from mvae.data.cache import CACHE_ENV, BankCache, default_cache_dir
+from mvae.data.checks import check_dataset
 from mvae.data.sources import read_regular, resolve_data_dir
 from mvae.errors import USER_ERROR_EXIT, CheckpointError, InputError, run_cli
-from mvae.kinds import check_dataset
 from mvae.store import STATE_FILE, read_json
 from mvae.training.checks import read_state_metadata, resume_problem, settings_problem
 
@@ -49,7 +49,23 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
+def weights(text: str) -> dict[str, float]:
+    """NAME=NUMBER pairs, comma-separated: the flag of a mapping field (such as --recon-weights speech=2)."""
+    pairs = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            pairs[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs such as speech=2, not {text!r}")
+    return pairs
+
+
 def flag_type(default):
+    if isinstance(default, dict):
+        return weights
     return boolean if isinstance(default, bool) else type(default)
 
 
@@ -89,9 +105,9 @@ def parse_args(argv=None):
     for cfg in shipped_configs():
         for f in flag_fields(type(cfg)):
             default = getattr(cfg, f.name)
+            shown = ",".join(f"{k}={v:g}" for k, v in default.items()) if isinstance(default, dict) else default
             p.add_argument(f"--{f.name.replace('_', '-')}", type=flag_type(default), default=argparse.SUPPRESS,
-                           help=f"{f.metadata['help']} (default: {default})")
-    p.add_argument("--speech-weight", type=float, default=None, help="weight of the log-mel reconstruction")
+                           help=f"{f.metadata['help']} (default: {shown})")
     return p.parse_args(argv)
 
 
@@ -136,19 +152,17 @@ def build_configs(args) -> tuple[ModelConfig, TrainConfig]:
     except ValueError as exc:
         raise InputError(f"--config {args.config}: {exc}" if args.config else str(exc)) from None
     given = {k: v for k, v in vars(args).items() if v is not None}
-    # One flag at a time, so that a refusal names the flag; the ranges are the config's (mvae.config.LIMITS).
-    for cls in (TrainConfig, ModelConfig):
+    # One flag at a time, so that a refusal names the flag; the ranges are the fields' own.
+    configs = {TrainConfig: train_cfg, ModelConfig: model_cfg}
+    for cls in configs:
         for f in flag_fields(cls):
             if f.name in given:
-                flag = f"--{f.name.replace('_', '-')}"
-                if cls is TrainConfig:
-                    train_cfg = _checked(train_cfg, {f.name: given[f.name]}, flag, given[f.name])
-                else:
-                    model_cfg = _checked(model_cfg, {f.name: given[f.name]}, flag, given[f.name])
-    if args.speech_weight is not None:
-        model_cfg = _checked(model_cfg, {"recon_weights": {**model_cfg.recon_weights, "speech": args.speech_weight}},
-                             "--speech-weight", args.speech_weight)
-    return model_cfg, train_cfg
+                value = given[f.name]
+                shown = ",".join(f"{k}={v:g}" for k, v in value.items()) if isinstance(value, dict) else value
+                if isinstance(value, dict):  # a mapping flag changes the pairs it names and keeps the others
+                    value = {**getattr(configs[cls], f.name), **value}
+                configs[cls] = _checked(configs[cls], {f.name: value}, f"--{f.name.replace('_', '-')}", shown)
+    return configs[ModelConfig], configs[TrainConfig]
 
 
 def check_resume(out: Path, train_cfg: TrainConfig) -> None:

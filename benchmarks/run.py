@@ -259,11 +259,12 @@ def train_command(meta: dict, folder: str) -> str:
             parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(train_cfg[f.name]))}")
     model_cfg = {**dataclasses.asdict(ModelConfig()), **meta.get("model_config", {})}
     for f in flag_fields(ModelConfig):
-        if model_cfg[f.name] != getattr(model_defaults, f.name):
-            parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(model_cfg[f.name]))}")
-    speech_weight = model_cfg["recon_weights"].get("speech")
-    if speech_weight is not None and speech_weight != model_defaults.recon_weights["speech"]:
-        parts.append(f"--speech-weight {speech_weight}")
+        value, default = model_cfg[f.name], getattr(model_defaults, f.name)
+        if isinstance(value, dict):  # a mapping's flag names the pairs that differ
+            value = default if value == default else \
+                ",".join(f"{k}={v:g}" for k, v in value.items() if default.get(k) != v)
+        if value != default:
+            parts.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(value))}")
     if meta.get("dtype", "float32") != SHIPPED_SAVE_DTYPE:
         parts.append(f"--save-dtype {meta.get('dtype', 'float32')}")
     return " ".join(parts)

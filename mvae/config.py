@@ -2,8 +2,9 @@
 
 A config read from a file (a checkpoint's metadata, train.py's --config) is checked by `validate()` before
 anything is built from it: types, and ranges that keep a model and its audio front end a size a CPU
-can hold. The ranges are in LIMITS; a field that has none there gets DEFAULT_INT_RANGE or
-DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without further edits.
+can hold. Each field carries its own range, choices and help (`setting`, `option`); a number that has no range
+gets DEFAULT_INT_RANGE or DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without
+further edits.
 
 A field made with `option(default, help)` is a command-line flag of train.py (and is named by the
 benchmarks' rebuilt commands); its help text lives here, next to its default, and nowhere else. train.py's
@@ -31,9 +32,25 @@ CROSS_STYLES = ("prior", "own")
 DECODER_FAMILIES = ("mlp", "conv")
 
 
-def option(default, help: str):
+OPTIONAL_DECODER_FAMILIES = ("",) + DECODER_FAMILIES  # "": the architecture's own
+
+
+def setting(default=None, *, range: tuple[float, float] | None = None, choices: tuple[str, ...] | None = None,
+            factory=None, help: str | None = None):
+    """A config field with everything known about it in one place: its default (or `factory`, for a mapping),
+    the inclusive `range` of a number (or of each number a tuple or mapping holds), the `choices` of a text,
+    and, for a command-line flag of train.py, its `help`. A number without a range gets DEFAULT_INT_RANGE or
+    DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without further edits."""
+    metadata = {key: value for key, value in (("range", range), ("choices", choices), ("help", help))
+                if value is not None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def option(default, help: str, **kwargs):
     """A config field that train.py offers as a flag, with the help text its --help shows."""
-    return field(default=default, metadata={"help": help})
+    return setting(default, help=help, **kwargs)
 
 
 def flag_fields(cls) -> list[dataclasses.Field]:
@@ -61,32 +78,33 @@ MAX_VOCODER_COST = 2 * 10**8
 
 @dataclass
 class AudioConfig(_Checked):
-    sample_rate: int = 8000
-    n_fft: int = 512
-    hop_length: int = 128
-    n_mels: int = 64
-    n_frames: int = 64
-    f_min: float = 20.0
-    f_max: float = 4000.0
-    log_floor: float = 1e-5
+    sample_rate: int = setting(8000, range=(1_000, 96_000))
+    n_fft: int = setting(512, range=(16, 8_192))
+    hop_length: int = setting(128, range=(1, 8_192))
+    n_mels: int = setting(64, range=(1, 256))
+    n_frames: int = setting(64, range=(1, 1_024))
+    f_min: float = setting(20.0, range=(0.0, 48_000.0))
+    f_max: float = setting(4000.0, range=(1.0, 48_000.0))
+    log_floor: float = setting(1e-5, range=(1e-12, 1.0))
     # Voice activity: frames quieter than the loudest frame by more than trim_top_db are silence.
-    trim_top_db: float = 35.0
-    trim_frame: int = 256
-    trim_floor_margin_db: float = 6.0  # voice must stand this far above the quietest tenth of the frames
-    trim_min_range_db: float = 10.0
-    silence_peak: float = 1e-3  # a recording whose peak never exceeds this is treated as silent
-    min_voiced_s: float = 0.05
-    min_input_s: float = 0.05
-    max_input_s: float = 60.0
-    max_input_rate: int = 384_000
-    target_peak: float = 0.9
-    griffin_lim_iters: int = 32
+    trim_top_db: float = setting(35.0, range=(0.0, 200.0))
+    trim_frame: int = setting(256, range=(4, 65_536))
+    # Voice must stand this far above the quietest tenth of the frames.
+    trim_floor_margin_db: float = setting(6.0, range=(0.0, 200.0))
+    trim_min_range_db: float = setting(10.0, range=(0.0, 200.0))
+    silence_peak: float = setting(1e-3, range=(0.0, 1.0))  # a recording that never peaks above this is silent
+    min_voiced_s: float = setting(0.05, range=(0.0, 60.0))
+    min_input_s: float = setting(0.05, range=(0.0, 60.0))
+    max_input_s: float = setting(60.0, range=(0.01, 600.0))
+    max_input_rate: int = setting(384_000, range=(1_000, 384_000))
+    target_peak: float = setting(0.9, range=(0.001, 1.0))
+    griffin_lim_iters: int = setting(32, range=(1, 512))
     # Training augmentation, scaled by TrainConfig.aug_strength.
-    aug_speed: float = 0.12  # relative speed change, uniform in [-aug_speed, +aug_speed]
-    aug_pitch_semitones: float = 2.0
-    aug_snr_db: tuple[float, float] = (12.0, 40.0)
-    aug_gain_db: float = 10.0
-    aug_shift_frames: int = 8
+    aug_speed: float = setting(0.12, range=(0.0, 0.9))  # relative speed change, uniform in [-aug_speed, +aug_speed]
+    aug_pitch_semitones: float = setting(2.0, range=(0.0, 24.0))
+    aug_snr_db: tuple[float, float] = setting((12.0, 40.0), range=(-50.0, 200.0))
+    aug_gain_db: float = setting(10.0, range=(0.0, 60.0))
+    aug_shift_frames: int = setting(8, range=(0, 1_024))
 
     @property
     def num_samples(self) -> int:
@@ -130,68 +148,76 @@ class ModelConfig(_Checked):
     # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
     # dominate the cost on a CPU)
     architecture: str = option(
-        "mlp", "encoder/decoder family: mlp (the seed's), conv, or conv-mlp (conv encoders, MLP decoders)")
-    latent_dim: int = option(64, "size of the shared latent z, fused by the product of experts")
+        "mlp", "encoder/decoder family: mlp (the seed's), conv, or conv-mlp (conv encoders, MLP decoders)",
+        choices=ARCHITECTURES)
+    latent_dim: int = option(64, "size of the shared latent z, fused by the product of experts", range=(1, 1_024))
     # A private style latent per input modality (as in DMVAE and MMVAE+): the shared latent holds what the
     # modalities have in common (which digit), each style latent how this one looks or sounds. A missing
     # modality's style is drawn from its prior, so cross-modal samples vary instead of averaging.
     # 0 gives the plain PoE-MVAE of Wu & Goodman.
-    style_dim: int = option(0, "size of each modality's private style latent (0: the plain PoE-MVAE)")
+    style_dim: int = option(0, "size of each modality's private style latent (0: the plain PoE-MVAE)", range=(0, 1_024))
     # Scale of the prior a missing modality's style is drawn from during training (MMVAE+'s auxiliary
     # prior): wider than N(0, I), so the decoder learns to take the digit from the shared latent.
     cross_style_scale: float = option(
-        1.0, "scale of the prior a missing modality's style is drawn from in training")
+        1.0, "scale of the prior a missing modality's style is drawn from in training", range=(0.0, 100.0))
     # Where a cross-modal term of the objective takes the style of the modality it reconstructs: "prior"
     # draws it (MMVAE+, scaled by cross_style_scale); "own" uses the style the target's own encoder infers
     # (DMVAE), so the term asks "this digit, drawn in this hand, from the other modality's content" and
     # trains the decoder to take the digit from the shared latent without averaging the hands away.
     cross_style: str = option(
-        "prior", "style a cross-modal term decodes with: prior (MMVAE+) or own (the target's own, DMVAE)")
+        "prior", "style a cross-modal term decodes with: prior (MMVAE+) or own (the target's own, DMVAE)",
+        choices=CROSS_STYLES)
     # Weight of the style-swap term: each modality's decoder draws digits of random other classes (shared
     # latents from the label expert) in the batch's own styles and in styles from the prior, and the
     # modality's own encoder, frozen for this term, must read the drawn class back. It asks of training
     # what cross-modal generation asks of the model: the digit from the shared latent, whatever the style.
     swap_weight: float = option(
-        0.0, "weight of the style-swap term: the digit must read back whatever the style (0: none)")
+        0.0, "weight of the style-swap term: the digit must read back whatever the style (0: none)", range=(0.0, 1e6))
     # Multiplies beta for the shared latent. A nat spent there costs more than one spent in a style, so
     # the shared latent keeps to the digit and everything else about an item moves into its style.
     shared_kl_weight: float = option(
-        1.0, "multiplies beta for the shared latent, pushing all but the digit into the styles")
-    hidden: int = option(512, "width of the hidden layers")
-    conv_channels: int = option(32, "channels of the first conv layer (conv architectures)")
+        1.0, "multiplies beta for the shared latent, pushing all but the digit into the styles", range=(0.0, 1e6))
+    hidden: int = option(512, "width of the hidden layers", range=(1, 4_096))
+    conv_channels: int = option(32, "channels of the first conv layer (conv architectures)", range=(1, 256))
     # The 64x64 log-mel would make these convs costly, so only the digit encoders have them.
     image_conv_extra: int = option(
-        0, "3x3 conv layers after each stride-2 conv of the digit encoders (conv architectures)")
+        0, "3x3 conv layers after each stride-2 conv of the digit encoders (conv architectures)", range=(0, 8))
     image_conv_batchnorm: bool = option(
         False, "batch norm after every conv of the digit encoders (conv architectures)")
     # "conv" draws strokes with transposed convs at a quarter of the cost of conv decoders for the 64x64
     # log-mel as well.
     image_decoder: str = option(
-        "", "the digits' decoder family when it differs from the architecture's: mlp or conv")
+        "", "the digits' decoder family when it differs from the architecture's: mlp or conv",
+        choices=OPTIONAL_DECODER_FAMILIES)
     # A transposed-conv decoder draws the log-mel's harmonics, formant tracks and onsets as local patterns in
     # time and frequency; the MLP from a few dozen numbers to 4,096 bins predicts their median, a smear.
     speech_decoder: str = option(
-        "", "the speech decoder family when it differs from the architecture's: mlp or conv")
+        "", "the speech decoder family when it differs from the architecture's: mlp or conv",
+        choices=OPTIONAL_DECODER_FAMILIES)
     speech_conv_channels: int = option(
-        0, "channels of the speech conv decoder's last layer, doubling towards the latent (0: conv_channels)")
+        0, "channels of the speech conv decoder's last layer, doubling towards the latent (0: conv_channels)",
+        range=(0, 256))
     # The reconstructions are the objective's cost: every subset's posterior is cheap (a precision sum), but
     # each decoder would run once per subset. With k > 0 each example's inputs are decoded from the joint
     # posterior and k - 1 other subsets drawn at random (MoPoE and MMVAE+ subsample the same way); those
     # terms are scaled so that the loss stays an unbiased estimate of the sum over every subset.
     decoded_subsets: int = option(
         0, "subsets each training example is decoded from: the joint posterior and k - 1 drawn at random "
-           "(0: every subset)")
-    n_classes: int = N_CLASSES
+           "(0: every subset)", range=(0, 64))
+    n_classes: int = setting(N_CLASSES, range=(2, 1_000))
     modalities: tuple[str, ...] = INPUT_MODALITIES
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin
     # log-mel does not drown the images; these weights act on top of that balance.
-    reference_dim: int = IMAGE_SIZE * IMAGE_SIZE
-    recon_weights: dict[str, float] = field(
-        default_factory=lambda: {"farsi": 1.0, "kannada": 1.0, "speech": 1.0}
-    )
-    label_weight: float = option(50.0, "weight of the label cross-entropy (the MVAE paper's lambda)")
-    speech_likelihood: str = option("laplace", "likelihood of the log-mel: laplace or gaussian")
-    speech_scale: float = option(1.0, "scale of the log-mel likelihood, in per-bin standard deviations")
+    reference_dim: int = setting(IMAGE_SIZE * IMAGE_SIZE, range=(1, 1_000_000))
+    recon_weights: dict[str, float] = option(
+        None, "weight of each modality's reconstruction (each already scaled to one 28x28 image), as NAME=WEIGHT "
+        "pairs",
+        factory=lambda: {"farsi": 1.0, "kannada": 1.0, "speech": 1.0}, range=(0.0, 1e6))
+    label_weight: float = option(50.0, "weight of the label cross-entropy (the MVAE paper's lambda)", range=(0.0, 1e6))
+    speech_likelihood: str = option("laplace", "likelihood of the log-mel: laplace or gaussian",
+                                    choices=SPEECH_LIKELIHOODS)
+    speech_scale: float = option(1.0, "scale of the log-mel likelihood, in per-bin standard deviations",
+                                 range=(1e-06, 1e6))
     audio: AudioConfig = field(default_factory=AudioConfig)
 
     def _problems(self, prefix: str) -> list[str]:
@@ -227,28 +253,30 @@ class ModelConfig(_Checked):
 
 @dataclass
 class TrainConfig(_Checked):
-    epochs: int = option(10, "passes over pairs_per_epoch freshly paired examples")
-    batch_size: int = option(128, "pairs per optimiser step")
-    lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)")
-    lr_schedule: str = option("constant", "cosine (decay to lr * lr_floor by the last step) or constant")
-    lr_floor: float = option(0.05, "final fraction of the learning rate under the cosine schedule")
-    weight_decay: float = option(0.0, "Adam weight decay")
-    beta: float = option(1.0, "weight of the KL term once warmed up")
-    beta_warmup_epochs: float = option(2.0, "epochs over which beta rises linearly from 0")
-    pairs_per_epoch: int = option(60_000, "label-paired examples drawn afresh each epoch")
-    seed: int = option(0, "seed for pairing, augmentation and initialisation")
+    epochs: int = option(10, "passes over pairs_per_epoch freshly paired examples", range=(1, 100_000))
+    batch_size: int = option(128, "pairs per optimiser step", range=(1, 65_536))
+    lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", range=(0.0, 10.0))
+    lr_schedule: str = option("constant", "cosine (decay to lr * lr_floor by the last step) or constant",
+                              choices=LR_SCHEDULES)
+    lr_floor: float = option(0.05, "final fraction of the learning rate under the cosine schedule", range=(0.0, 1.0))
+    weight_decay: float = option(0.0, "Adam weight decay", range=(0.0, 10.0))
+    beta: float = option(1.0, "weight of the KL term once warmed up", range=(0.0, 1e6))
+    beta_warmup_epochs: float = option(2.0, "epochs over which beta rises linearly from 0", range=(0.0, 1e5))
+    pairs_per_epoch: int = option(60_000, "label-paired examples drawn afresh each epoch", range=(1, 100_000_000))
+    seed: int = option(0, "seed for pairing, augmentation and initialisation", range=(0, 2**63 - 1))
     speech_aug_copies: int = option(
         4, "augmented copies (speed, pitch, noise, gain) of each training recording, at most: a run that draws "
-           "fewer speech items makes fewer (mvae.data.banks.useful_copies); 0 skips them")
-    aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)")
+           "fewer speech items makes fewer (mvae.data.banks.useful_copies); 0 skips them", range=(0, 64))
+    aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)", range=(0.0, 10.0))
     image_aug: float = option(
-        1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)")
+        1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)",
+        range=(0.0, 10.0))
     eval_every: int = option(1, "epochs between test evaluations during training (the last epoch is always "
-                                "evaluated)")
-    eval_pairs: int = option(0, "test pairs per evaluation (0: all of them)")
-    eval_batch_size: int = option(512, "batch size for evaluation")
-    grad_clip: float = option(5.0, "gradient norm clip (0: none)")
-    num_threads: int = option(0, "CPU threads for torch (0: torch's default)")
+                                "evaluated)", range=(1, 100_000))
+    eval_pairs: int = option(0, "test pairs per evaluation (0: all of them)", range=(0, 100_000_000))
+    eval_batch_size: int = option(512, "batch size for evaluation", range=(1, 65_536))
+    grad_clip: float = option(5.0, "gradient norm clip (0: none)", range=(0.0, 1e6))
+    num_threads: int = option(0, "CPU threads for torch (0: torch's default)", range=(0, 1_024))
 
 
 # The recipe of the shipped checkpoint, as train.py's defaults: `python train.py --data-dir data --out
@@ -263,42 +291,6 @@ SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
 
 
-# Ranges (inclusive) of the fields that need other bounds than the defaults below. The sizes keep the
-# largest model within what a CPU loads in seconds; checkpoint.MAX_PARAMETERS bounds their product.
-LIMITS: dict[str, dict[str, tuple[float, float]]] = {
-    "AudioConfig": {
-        "sample_rate": (1_000, 96_000), "n_fft": (16, 8_192), "hop_length": (1, 8_192), "n_mels": (1, 256),
-        "n_frames": (1, 1_024), "f_min": (0.0, 48_000.0), "f_max": (1.0, 48_000.0), "log_floor": (1e-12, 1.0),
-        "trim_top_db": (0.0, 200.0), "trim_frame": (4, 65_536), "trim_floor_margin_db": (0.0, 200.0),
-        "trim_min_range_db": (0.0, 200.0), "silence_peak": (0.0, 1.0), "min_voiced_s": (0.0, 60.0),
-        "min_input_s": (0.0, 60.0), "max_input_s": (0.01, 600.0), "max_input_rate": (1_000, 384_000),
-        "target_peak": (1e-3, 1.0), "griffin_lim_iters": (1, 512), "aug_speed": (0.0, 0.9),
-        "aug_pitch_semitones": (0.0, 24.0), "aug_snr_db": (-50.0, 200.0), "aug_gain_db": (0.0, 60.0),
-        "aug_shift_frames": (0, 1_024),
-    },
-    "ModelConfig": {
-        "latent_dim": (1, 1_024), "hidden": (1, 4_096), "conv_channels": (1, 256), "image_conv_extra": (0, 8),
-        "n_classes": (2, 1_000), "reference_dim": (1, 1_000_000), "recon_weights": (0.0, 1e6),
-        "label_weight": (0.0, 1e6), "speech_scale": (1e-6, 1e6), "style_dim": (0, 1_024),
-        "cross_style_scale": (0.0, 100.0), "shared_kl_weight": (0.0, 1e6),
-        "swap_weight": (0.0, 1e6), "speech_conv_channels": (0, 256), "decoded_subsets": (0, 64),
-    },
-    # At least one epoch: a run that would train nothing is refused. The lr range is also that of the rate a
-    # saved optimiser holds, which a cosine schedule takes near 0; a run at lr 0 is refused by
-    # mvae.training.checks.settings_problem.
-    "TrainConfig": {
-        "epochs": (1, 100_000), "batch_size": (1, 65_536), "lr": (0.0, 10.0), "lr_floor": (0.0, 1.0),
-        "weight_decay": (0.0, 10.0), "beta": (0.0, 1e6), "beta_warmup_epochs": (0.0, 1e5),
-        "pairs_per_epoch": (1, 100_000_000), "seed": (0, 2**63 - 1), "speech_aug_copies": (0, 64),
-        "aug_strength": (0.0, 10.0), "image_aug": (0.0, 10.0), "eval_pairs": (0, 100_000_000),
-        "eval_every": (1, 100_000), "eval_batch_size": (1, 65_536), "grad_clip": (0.0, 1e6), "num_threads": (0, 1_024),
-    },
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ARCHITECTURES, "speech_likelihood": SPEECH_LIKELIHOODS, "lr_schedule": LR_SCHEDULES,
-    "cross_style": CROSS_STYLES, "image_decoder": ("",) + DECODER_FAMILIES,
-    "speech_decoder": ("",) + DECODER_FAMILIES,
-}
 DEFAULT_INT_RANGE = (0, 4_096)
 DEFAULT_FLOAT_RANGE = (-1e6, 1e6)
 MAX_STR_LEN = 200
@@ -330,8 +322,7 @@ def _number_problem(name: str, value, kind: type, bounds) -> str | None:
 
 
 def _field_problems(cfg, prefix: str) -> list[str]:
-    """Each field checked against the type of its default and its range in LIMITS."""
-    limits = LIMITS.get(type(cfg).__name__, {})
+    """Each field checked against the type of its default, and its range or choices (`setting`)."""
     problems: list[str] = []
     for f in dataclasses.fields(cfg):
         name, value = prefix + f.name, getattr(cfg, f.name)
@@ -349,9 +340,9 @@ def _field_problems(cfg, prefix: str) -> list[str]:
         elif isinstance(default, (int, float)):
             kind = int if _is_int(default) else float
             fallback = DEFAULT_INT_RANGE if kind is int else DEFAULT_FLOAT_RANGE
-            problem = _number_problem(name, value, kind, limits.get(f.name, fallback))
+            problem = _number_problem(name, value, kind, f.metadata.get("range", fallback))
         elif isinstance(default, str):
-            choices = CHOICES.get(f.name)
+            choices = f.metadata.get("choices")
             if not isinstance(value, str) or len(value) > MAX_STR_LEN:
                 problem = f"{name} must be a short text, not {value!r:.80}"
             elif choices and value not in choices:
@@ -372,7 +363,8 @@ def _field_problems(cfg, prefix: str) -> list[str]:
                     elif isinstance(sample, (int, float)):
                         kind_item = int if _is_int(sample) else float
                         fallback = DEFAULT_INT_RANGE if kind_item is int else DEFAULT_FLOAT_RANGE
-                        problem = _number_problem(f"{name}[{key!r}]", item, kind_item, limits.get(f.name, fallback))
+                        problem = _number_problem(f"{name}[{key!r}]", item, kind_item,
+                                                  f.metadata.get("range", fallback))
                     if problem:
                         break
         if problem:

@@ -722,7 +722,7 @@ def test_train_config_values_are_checked(data, phrase):
 
 
 def test_a_new_integer_field_gets_a_default_bound():
-    """A field added later (say a style code's size) is bounded without an entry in LIMITS."""
+    """A field added later (say a style code's size) is bounded though it names no range of its own."""
     @dataclasses.dataclass
     class Extended(ModelConfig):
         style_dim: int = 0

@@ -125,7 +125,10 @@ FLAG_CASES = {
     "negative style dim": (["--style-dim", "-1"], "--style-dim -1: style_dim is -1"),
     "unknown architecture": (["--architecture", "transformer"],
                              "--architecture transformer: architecture is 'transformer'; use one of"),
-    "speech weight NaN": (["--speech-weight", "nan"], "--speech-weight nan: recon_weights['speech'] must be a finite"),
+    "speech weight NaN": (["--recon-weights", "speech=nan"],
+                          "--recon-weights speech=nan: recon_weights['speech'] must be a finite"),
+    "weight of no modality": (["--recon-weights", "voice=2"], "--recon-weights voice=2: recon_weights may only name"),
+    "weight without a name": (["--recon-weights", "2"], "expected NAME=NUMBER pairs"),
     "no pairs per epoch": (["--pairs-per-epoch", "0"], "--pairs-per-epoch 0: pairs_per_epoch is 0"),
     # argparse's own refusals, one line as well
     "a float for a whole number": (["--epochs", "1e3"], "argument --epochs: invalid int value: '1e3'"),

@@ -105,12 +105,15 @@ def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys,
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--data-dir", "--resume", "--config", "--speech-weight"):
+    for flag in ("--data-dir", "--resume", "--config", "--recon-weights"):
         assert flag in text
     for cfg in shipped_configs():
         for f in flag_fields(type(cfg)):
             flag = f"--{f.name.replace('_', '-')} {f.name.upper()}"
-            assert f"{flag} {f.metadata['help']} (default: {getattr(cfg, f.name)})" in text, f.name
+            default = getattr(cfg, f.name)
+            if isinstance(default, dict):
+                default = ",".join(f"{k}={v:g}" for k, v in default.items())
+            assert f"{flag} {f.metadata['help']} (default: {default})" in text, f.name
     assert "--hidden HIDDEN width of the hidden layers (default: 256)" in text
     assert "--save-dtype {float32,float16,bfloat16} precision of the weights" in text
     assert "(float16 halves the size) (default: float16)" in text
@@ -119,7 +122,8 @@ def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys,
 # The shipped model's command, as the README gives it: train.py with no flags must train this.
 SHIPPED_FLAGS = ("--architecture conv-mlp --conv-channels 16 --image-conv-extra 1 --image-conv-batchnorm true "
                  "--hidden 256 --latent-dim 16 --style-dim 16 --cross-style own --swap-weight 200 --image-decoder conv "
-                 "--epochs 8 --lr-schedule cosine --save-dtype float16 --num-threads 2").split()
+                 "--speech-decoder conv --decoded-subsets 2 --epochs 8 --lr-schedule cosine --save-dtype float16 "
+                 "--num-threads 2").split()
 
 
 def test_train_py_with_no_flags_trains_the_shipped_recipe():
@@ -134,6 +138,15 @@ def test_train_py_with_no_flags_trains_the_shipped_recipe():
         ("conv-mlp", 16, "conv", 8)
     # The dataclass defaults stay the plain model that older checkpoints and the tests are made with.
     assert ModelConfig().architecture == "mlp" and ModelConfig().style_dim == 0 and TrainConfig().epochs == 10
+
+
+def test_a_mapping_flag_changes_the_pairs_it_names_and_keeps_the_others():
+    import train
+
+    model_cfg, _ = train.build_configs(train.parse_args(["--data-dir", "data", "--recon-weights", "speech=2.5"]))
+    assert model_cfg.recon_weights == {"farsi": 1.0, "kannada": 1.0, "speech": 2.5}
+    model_cfg, _ = train.build_configs(train.parse_args(["--recon-weights", "farsi=0.5,kannada=3"]))
+    assert model_cfg.recon_weights == {"farsi": 0.5, "kannada": 3.0, "speech": 1.0}
 
 
 def test_config_file_goes_over_the_recipe_and_flags_over_the_file(tmp_path):
