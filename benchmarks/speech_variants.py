@@ -62,10 +62,10 @@ def configs(change: dict, epochs: int | None):
 
 def speech_scores(model, data_dir, pairs: int) -> dict[str, float]:
     """Each direction into speech by each speech judge, at temperature 1 and (suffix "@0") at the means."""
+    from mvae.data.banks import load_banks
     from mvae.data.paired import PairedDataset
     from mvae.evaluation.judges import SPEECH_JUDGES, load_judges
     from mvae.evaluation.report import ModelGenerator, coherence_by, label_coherence_by
-    from mvae.model.modalities import load_banks
     from mvae.signals.audio import AudioFrontEnd
 
     model = model.cpu().eval()

@@ -88,7 +88,12 @@ class Pipeline:
     def __init__(self, model: LeanMVAE, metadata: dict | None = None, folder=None, source=None):
         self.folder = Path(folder) if folder is not None else None  # where the evaluator's files live
         self.source = Path(source) if source is not None else None  # the model file, named when it misbehaves
-        self.model = LeanMVAE.from_torch(model.eval()) if hasattr(model, "state_dict") else model
+        if hasattr(model, "state_dict"):
+            # Only a caller that holds a torch model gets here, so only it pays for importing torch.
+            from .model.export import lean_twin
+
+            model = lean_twin(model.eval())
+        self.model = model
         self.metadata = metadata or {}
         self.front_end = AudioFrontEnd(self.model.cfg.audio)
 

@@ -509,7 +509,7 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
 @pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
     from mvae.config import INPUT_MODALITIES
-    from mvae.kinds import check_dataset
+    from mvae.data.checks import check_dataset
 
     check_dataset(real_data, INPUT_MODALITIES, ("train", "test"))
 

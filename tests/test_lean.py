@@ -20,9 +20,9 @@ from PIL import Image
 import mvae
 from mvae import checkpoint
 from mvae.config import LABEL, AudioConfig, ModelConfig
+from mvae.data.banks import load_banks
 from mvae.errors import CheckpointError
 from mvae.model.export import TOLERANCE, stray
-from mvae.model.modalities import load_banks
 from mvae.model.model import MVAE
 from mvae.runtime import LeanMVAE, ops
 from mvae.signals.audio import AudioFrontEnd, wav_bytes

@@ -22,7 +22,7 @@ import torch
 from mvae.checkpoint import pack, save_model
 from mvae.config import MAX_VOCODER_COST, AudioConfig, ModelConfig, to_dict
 from mvae.errors import CheckpointError
-from mvae.model.export import program
+from mvae.model.export import lean_twin, program
 from mvae.model.model import MVAE
 from mvae.runtime import LeanMVAE
 from mvae.runtime.model import MAX_ACTIVATION_BYTES, MAX_MULTIPLY_ADDS
@@ -345,7 +345,7 @@ def test_the_symbolic_shapes_are_numpys():
                 ModelConfig(architecture="conv", hidden=16, latent_dim=4, conv_channels=4),
                 ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, conv_channels=4, image_conv_extra=1,
                             image_conv_batchnorm=True, image_decoder="conv", style_dim=3)):
-        lean = LeanMVAE.from_torch(MVAE(cfg).eval())
+        lean = lean_twin(MVAE(cfg).eval())
         runtime = program(MVAE(cfg))
         size_program(Path("memory"), cfg, runtime)
         lean.check_shapes("memory")

@@ -60,8 +60,8 @@ def test_a_missing_class_is_refused():
 @pytest.mark.slow
 def test_test_pairs_come_from_test_splits_only(synthetic_data):
     from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
     from mvae.data.sources import fsdd_recordings, load_images
-    from mvae.model.modalities import load_banks
     from mvae.signals.audio import AudioFrontEnd
 
     front_end = AudioFrontEnd(AudioConfig())

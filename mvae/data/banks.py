@@ -1,6 +1,7 @@
 """Builds a bank of one modality's split from the prepared data, in the model's input space.
 
-Which builder serves which modality is for mvae.modalities to say (`load_banks` there)."""
+Which builder serves a modality is for its kind to say (`mvae.kinds`): `load_banks` looks the kind up in
+BUILDERS, here, so that the kinds, below the data, need not know how their files are read."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..errors import InputError
+from ..kinds import IMAGES, SPEECH, kind
 from ..signals.audio import AudioFrontEnd
+from ..signals.augment import augment_speech
 from .cache import BankCache, cache_key, recordings_fingerprint
 from .checks import check_recordings, recording_error
 from .paired import Bank
@@ -101,8 +104,37 @@ def _speech_waves(data_dir, recordings, front_end: AudioFrontEnd, aug_copies: in
         waves.append(front_end.fix_length(prepared.voiced))
         labels.append(rec.digit)
         for _ in range(aug_copies):
-            varied = front_end.normalise(front_end.augment(prepared.voiced, rng, aug_strength))
+            varied = front_end.normalise(augment_speech(front_end.cfg, prepared.voiced, rng, aug_strength))
             offset = int(rng.integers(-shift, shift + 1)) if aug_strength > 0 else 0
             waves.append(front_end.fix_length(varied, offset))
             labels.append(rec.digit)
     return waves, labels
+
+
+def _image_bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit, cache) -> Bank:
+    return image_bank(data_dir, name, split, limit)  # read from one array in a second or two: nothing to cache
+
+
+def _speech_bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit, cache) -> Bank:
+    # Augmented copies are made for training speech only: a test split is scored as it was recorded.
+    copies = aug_copies if split in ("train", "fit") else 0
+    return speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit, cache)
+
+
+# The kinds with data files of their own; a label is read along with them.
+BUILDERS = {IMAGES: _image_bank, SPEECH: _speech_bank}
+
+
+def load_banks(data_dir, split: str, front_end: AudioFrontEnd, modalities, aug_copies: int = 0,
+               aug_strength: float = 1.0, seed: int = 0, progress: bool = True,
+               limit: int | None = None, cache: BankCache | None = None) -> dict[str, Bank]:
+    """Each modality's bank of `split` in the model's input space; augmentation applies to training speech
+    only; `limit` caps each bank; `cache` (mvae.data.cache.BankCache) keeps the slow ones for the next run."""
+    banks = {}
+    for name in modalities:
+        builder = BUILDERS.get(kind(name))
+        if builder is None:
+            raise NotImplementedError(f"a modality of the {kind(name).group} kind has no bank of its own")
+        banks[name] = builder(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit,
+                              cache)
+    return banks

@@ -13,8 +13,9 @@ import soundfile as sf
 
 from ..config import AudioConfig
 from ..errors import DataError
-from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, _wav_shortfall
-from .sources import DOWNLOAD_HINT, Recording, read_regular
+from ..kinds import IMAGES, SPEECH, kind
+from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, wav_shortfall
+from .sources import DOWNLOAD_HINT, Recording, fsdd_recordings, load_images, read_regular
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and
 # the speech bank that follows it read each file once more between them, not twice.
@@ -34,7 +35,7 @@ def _problem(path: Path, cfg: AudioConfig) -> str | None:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError, OSError) as exc:
         return f"is damaged or is not audio ({exc})"
-    shortfall = _wav_shortfall(data)
+    shortfall = wav_shortfall(data)
     if shortfall:
         return f"is truncated: it holds {shortfall[0]:,} of the {shortfall[1]:,} bytes of audio its header declares"
     if len(samples) == 0:
@@ -77,3 +78,25 @@ def check_recordings(recordings: list[Recording], cfg: AudioConfig, data_dir=Non
         if problem:
             raise recording_error(rec.path, data_dir, problem)
         _sound.add(key)
+
+
+def _check_images(data_dir: Path, name: str, split: str, audio: AudioConfig) -> None:
+    load_images(data_dir, name, split)
+
+
+def _check_speech(data_dir: Path, name: str, split: str, audio: AudioConfig) -> None:
+    check_recordings(fsdd_recordings(data_dir, split), audio, data_dir)
+
+
+# How the files of each kind are checked, looked up here so that the kinds, below the data, need not know;
+# a label has no files of its own.
+CHECKS = {IMAGES: _check_images, SPEECH: _check_speech}
+
+
+def check_dataset(data_dir, modalities, splits=("train", "test"), audio: AudioConfig | None = None) -> None:
+    """Reads every file a run will use, before any of it is used; raises DataError naming a bad file."""
+    for split in splits:
+        for name in modalities:
+            check = CHECKS.get(kind(name))
+            if check is not None:
+                check(Path(data_dir), name, split, audio or AudioConfig())

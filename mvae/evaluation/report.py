@@ -25,15 +25,14 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..config import IMAGE_MODALITIES, INPUT_MODALITIES, LABEL, N_CLASSES
-from ..data.banks import image_bank
+from ..data.banks import image_bank, load_banks
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
 from ..errors import CheckpointError, run_cli
 from ..latent import dimension_effects
-from ..model.modalities import load_banks
+from ..model.export import lean_twin
 from ..model.model import MVAE
 from ..model.poe import subset_key, subsets
-from ..runtime import LeanMVAE
 from ..signals.audio import AudioFrontEnd
 from ..store import EVAL_JSON, EVAL_MD
 from .analysis import active_units, kl_per_dimension, latent_map, live_dimensions, posterior_means
@@ -218,7 +217,7 @@ def generation_quality(model: MVAE, judges: dict, test_banks: dict[str, Bank], p
         n = min(len(made), len(held) // 2)
         out["frechet_real_floor"][script] = frechet_distance(real_features[held[:n]], real_features[held[n:]])
     base, _ = model.full_posterior({LABEL: torch.arange(N_CLASSES)})
-    lean = LeanMVAE.from_torch(model)
+    lean = lean_twin(model)
     effects = {t: dimension_effects(lean, base.cpu().numpy(), t) for t in model.input_names}
     out["dimension_effects"] = {t: e.tolist() for t, e in effects.items()}
     out["live_dimensions"] = {s: live_dimensions(effects[s]) for s in scripts}

@@ -21,6 +21,7 @@ from ..data.sources import fsdd_recordings, load_images
 from ..errors import InputError
 from ..model.model import MVAE
 from ..signals.audio import AudioFrontEnd, resample
+from ..signals.augment import change_speed_pitch
 from ..signals.images import prepare_digit
 from .metrics import unimodal_accuracy
 
@@ -84,7 +85,7 @@ def hear(wave: np.ndarray, rate: int, front_end: AudioFrontEnd, style: Hearing,
          rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """A recording as another microphone, room or voice would deliver it: (samples[, channels]), rate."""
     if style.semitones:
-        wave = front_end.change_speed_pitch(wave, 1.0, style.semitones)
+        wave = change_speed_pitch(wave, 1.0, style.semitones)
     wave = np.asarray(wave, np.float64) * 10 ** (style.gain_db / 20)
     voice_rms = np.sqrt(np.mean(wave ** 2))
     pad = np.zeros(int(style.padding_s * rate))

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..kinds import kind
+from ..runtime.model import LeanMVAE
 from . import nets
 from .modalities import Identity, Standardise
 from .model import MVAE
@@ -66,9 +68,9 @@ def steps(module: nn.Module, prefix: str) -> list[dict]:
         return [{"op": "flatten"}]
     if isinstance(module, nn.Unflatten) and module.dim == 1:
         return [{"op": "unflatten", "shape": list(module.unflattened_size)}]
-    if isinstance(module, nets._AddChannel):
+    if isinstance(module, nets.AddChannel):
         return [{"op": "add_channel"}]
-    if isinstance(module, nets._DropChannel):
+    if isinstance(module, nets.DropChannel):
         return [{"op": "drop_channel"}]
     if isinstance(module, nn.Identity):
         return []
@@ -92,12 +94,16 @@ def program(model: MVAE) -> dict:
             "norms": {n: norm for n, norm in norms.items() if norm is not None}}
 
 
+def lean_twin(model: MVAE) -> LeanMVAE:
+    """The lean runtime's copy of a torch MVAE in memory, its program and weights as a checkpoint would carry them."""
+    tensors = {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+               for k, v in model.state_dict().items()}
+    return LeanMVAE(model.cfg, program(model), tensors)
+
+
 def check_program(model: MVAE, runtime: dict, tensors: dict[str, torch.Tensor], n: int = 4) -> None:
     """Raises unless the lean runtime, given `runtime` and the weights as they will be stored, reproduces
     the torch model on random items of every modality and random latents, to TOLERANCE."""
-    from ..kinds import kind
-    from ..runtime.model import LeanMVAE
-
     twin = MVAE(model.cfg).eval()
     stored = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k in twin.state_dict()}
     twin.load_state_dict(stored)

@@ -1,10 +1,10 @@
 """The modality registry: each entry bundles shape, networks, likelihood and every transform of its data.
 
-A modality's kind (`mvae.kinds`: a digit image, a spoken digit, the label) decides how its data is read
-into a bank, checked, prepared from a user's input, augmented in training and turned back into data after
-its decoder; this module adds, per kind, the torch side: networks, likelihood and the encoder's normaliser.
-The two are the only places that know which modality is of which kind: the rest of the package asks a
-modality, never tests its name.
+A modality's kind (`mvae.kinds`: a digit image, a spoken digit, the label) decides how its data is prepared
+from a user's input and turned back into data after its decoder; this module adds, per kind, the torch side:
+networks, likelihood, the encoder's normaliser and the augmentation of a training batch. These two, and the
+data layer's tables of how each kind's files are read and checked (`mvae.data`), are the only places that
+know which modality is of which kind: the rest of the package asks a modality, never tests its name.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ARCHITECTURES, LABEL, ModelConfig
-from ..data.paired import Bank
 from ..kinds import IMAGES, LABELS, SPEECH, Kind, kind
-from ..signals.audio import AudioFrontEnd
 from . import nets
 
 
@@ -85,14 +83,15 @@ class Standardise(nn.Module):
 OUTPUTS = {"sigmoid": torch.sigmoid, "identity": nn.Identity(), "softmax": lambda logits: torch.softmax(logits, dim=-1)}
 
 
-def load_banks(data_dir, split: str, front_end: AudioFrontEnd, modalities, aug_copies: int = 0,
-               aug_strength: float = 1.0, seed: int = 0, progress: bool = True,
-               limit: int | None = None, cache=None) -> dict[str, Bank]:
-    """Each modality's bank of `split` in the model's input space; augmentation applies to training speech
-    only; `limit` caps each bank; `cache` (mvae.data.cache.BankCache) keeps the slow ones for the next run."""
-    return {name: kind(name).bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit,
-                                  cache)
-            for name in modalities}
+def augment_images_on_device(items: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    # torchaudio comes with the augmentations: imported only by a run that augments.
+    from ..signals.augment import augment_images
+
+    return augment_images(items.cpu(), strength, generator).to(items.device)
+
+
+# Each kind's training-time variation, looked up by kind, so that the kinds (numpy, below torch) need not know.
+AUGMENTS = {IMAGES: augment_images_on_device}
 
 
 @dataclass
@@ -109,7 +108,9 @@ class Modality:
     n_classes: int
 
     def augment(self, items: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-        return self.kind.augment(items, strength, generator)
+        """A training batch varied as its kind is in the wild; as it is unless AUGMENTS has its kind."""
+        augment = AUGMENTS.get(self.kind)
+        return items if augment is None else augment(items, strength, generator)
 
 
 def _network_factories(cfg: ModelConfig, shape, digits: bool):

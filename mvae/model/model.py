@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import INPUT_MODALITIES, LABEL, ConfiguredLatent, ModelConfig
-from ..runtime.model import Encoded
+from ..encoded import Encoded
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
 

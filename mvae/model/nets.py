@@ -79,7 +79,7 @@ def conv_encoder(shape, hidden: int, latent_dim: int, width: int, extra: int = 0
     channels = [1] + [width * 2**i for i in range(downs)]
     side_h, side_w = h // 2**downs, w // 2**downs
     body = nn.Sequential(
-        _AddChannel(),
+        AddChannel(),
         *_conv_stack(channels, extra, batchnorm), nn.Flatten(),
         nn.Linear(channels[-1] * side_h * side_w, hidden), nn.SiLU(),
     )
@@ -95,15 +95,15 @@ def conv_decoder(shape, hidden: int, latent_dim: int, width: int) -> nn.Module:
         nn.Linear(latent_dim, hidden), nn.SiLU(),
         nn.Linear(hidden, channels[0] * side_h * side_w), nn.SiLU(),
         nn.Unflatten(1, (channels[0], side_h, side_w)),
-        *_deconv_stack(channels), _DropChannel(),
+        *_deconv_stack(channels), DropChannel(),
     )
 
 
-class _AddChannel(nn.Module):
+class AddChannel(nn.Module):
     def forward(self, x):
         return x.unsqueeze(1)
 
 
-class _DropChannel(nn.Module):
+class DropChannel(nn.Module):
     def forward(self, x):
         return x.squeeze(1)

@@ -8,14 +8,13 @@ arithmetic matches the torch model's to float32 rounding; `save_model` checks th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import arguments
 from ..config import LABEL, ConfiguredLatent, ModelConfig
+from ..encoded import Encoded
 from ..errors import CheckpointError
 from ..kinds import kind
 from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, damaged, misfit, model_config, model_path, unpack
@@ -40,18 +39,6 @@ BYTES_PER_NUMBER = 4  # float32
 # (MAX_PARAMETERS), within its 1.5 GB.
 MAX_MULTIPLY_ADDS = 16 * 10**9  # all networks together
 MAX_ACTIVATION_BYTES = 512 * 2**20  # the most one step holds at once: its input, its scratch, its output
-
-
-@dataclass
-class Encoded:
-    """Encoder outputs of the given modalities, numpy arrays here and torch tensors in the torch model: shared
-    experts (E, B, D) and each one's style (B, S)."""
-
-    names: tuple[str, ...]
-    mu: Any
-    logvar: Any
-    styles: dict[str, tuple[Any, Any]]
-    inputs: dict[str, Any]  # what each encoder was fed: the given data, normalised
 
 
 def product_of_experts(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,15 +129,6 @@ class LeanMVAE(ConfiguredLatent):
         return out
 
     # -- building one ------------------------------------------------------------------------------------
-    @classmethod
-    def from_torch(cls, model) -> LeanMVAE:
-        """The lean twin of a torch MVAE in memory (needs torch, as the model does)."""
-        from ..model.export import program
-
-        tensors = {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
-                   for k, v in model.state_dict().items()}
-        return cls(model.cfg, program(model), tensors)
-
     @classmethod
     def load(cls, path) -> tuple[LeanMVAE, dict]:
         """The model in a checkpoint folder or model.safetensors file, and its metadata."""

@@ -97,7 +97,7 @@ def _check_rate(rate) -> int:
     return rate
 
 
-def _wav_shortfall(data: bytes) -> tuple[int, int] | None:
+def wav_shortfall(data: bytes) -> tuple[int, int] | None:
     """(bytes present, bytes declared) of a WAV's data chunk when the file ends before it does, else None.
 
     libsndfile quietly reads what is there, so a cut-off upload would be heard as a shorter word.
@@ -634,7 +634,7 @@ class AudioFrontEnd:
         if info.format not in ACCEPTED_FORMATS:
             raise InputError(f"This is an audio file of a kind this demo does not read ({info.format_info}); please "
                              f"give a {FORMATS} file.")
-        shortfall = _wav_shortfall(data)
+        shortfall = wav_shortfall(data)
         if shortfall:
             raise self._truncated(info.format, shortfall[0] / shortfall[1])
         if (info.format == "MP3" and _mp3_shortfall(data)) or (info.format == "OGG" and _ogg_truncated(data)):
@@ -822,18 +822,6 @@ class AudioFrontEnd:
             angles = angles / (np.abs(angles) + 1e-16)
             previous = rebuilt
         return istft(magnitude * angles, cfg.n_fft, cfg.hop_length, window)
-
-    def change_speed_pitch(self, wave: np.ndarray, speed: float = 1.0, semitones: float = 0.0) -> np.ndarray:
-        """Training-time (needs torch): `wave` played `speed` times faster, its pitch shifted by `semitones`."""
-        from .augment import change_speed_pitch
-
-        return change_speed_pitch(wave, speed, semitones)
-
-    def augment(self, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-        """Training-time (needs torch): a plausible new speaker and room; strength=0 is the identity."""
-        from .augment import augment_speech
-
-        return augment_speech(self.cfg, wave, rng, strength)
 
 
 def wav_bytes(waveform: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
+from ..data.banks import load_banks
 from ..data.cache import BankCache
 from ..data.paired import PairedDataset
 from ..errors import CheckpointError, InputError
 from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
-from ..model.modalities import load_banks
 from ..model.model import MVAE
 from ..model.objectives import beta_at, mvae_objective
 from ..signals.audio import AudioFrontEnd
