@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import io
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from benchmarks.inputs import canvas_drawing
+from benchmarks.machine import machine
 from mvae.evaluation.report import replace_block
 from mvae.store import atomic_write
 
@@ -71,28 +71,6 @@ QUICK = Settings(throughput_repeats=3, throughput_steps=2, latency_runs=20, app_
 
 
 # -- the machine ------------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
-        memory = f", {kb / 2**20:.0f} GB RAM"
-    except (OSError, IndexError, ValueError):
-        pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = f", load average {os.getloadavg()[0]:.1f} at the start"
-    return (f"{cpu}, {os.cpu_count()} logical CPUs{memory}{load}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}; {platform.system()}")
-
-
 def checkpoint_path() -> Path | None:
     """The folder `mvae.load()` would use, or None when there is no checkpoint to load."""
     from mvae.checkpoint import model_path

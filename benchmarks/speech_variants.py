@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.run import machine
+from benchmarks.machine import machine
 from mvae.checkpoint import atomic_write_json
 from mvae.config import shipped_configs
 from mvae.data.cache import BankCache
