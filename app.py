@@ -23,7 +23,8 @@ PAGES = [
 # the model, and until st.navigation runs Streamlit shows its own menu of the pages/ file names.
 page = st.navigation(PAGES)
 with st.spinner("Starting up: loading the model…"):
-    from webapp import ui
+    # Every page's modules, plotly among them, load here under the spinner; the pages then find them loaded.
+    from webapp import inputs, show, state  # noqa: F401
 
-with ui.guard():
+with state.guard():
     page.run()

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from webapp import ui
+from webapp import figures, inputs, names, show, state
 
 st.title("Combine inputs")
 st.markdown(
@@ -8,28 +8,28 @@ st.markdown(
     "Each input is an *expert* with its own Gaussian belief about the latent; the model multiplies them with "
     "the prior. Confident experts (small variance) pull the product towards themselves."
 )
-pipe = ui.pipeline()
-width = ui.stroke_width("combine")
+pipe = state.pipeline()
+width = inputs.stroke_width("combine")
 
-inputs = {}
+given = {}
 for col, name in zip(st.columns(3), ("farsi", "kannada", "speech")):
     with col:
-        use = st.toggle(ui.NAMES[name], value=True, key=f"combine-use-{name}")
-        value = ui.speech_input("combine-speech") if name == "speech" else ui.drawing(f"combine-{name}", width)
+        use = st.toggle(names.NAMES[name], value=True, key=f"combine-use-{name}")
+        value = inputs.speech_input("combine-speech") if name == "speech" else inputs.drawing(f"combine-{name}", width)
         if use and value is not None:
-            inputs[name] = value
+            given[name] = value
 
-if not inputs:
+if not given:
     st.info("Draw, record or switch on at least one input.", icon=":material/join_inner:")
 else:
-    with ui.guard(), ui.heavy():
-        pred = pipe.predict(inputs)
-        ui.remember(pred, "your combined inputs")
-        st.subheader("Given: " + ", ".join(ui.NAMES[n] for n in inputs))
-        alone = st.columns(len(inputs) + 1)
-        for col, name in zip(alone, inputs):
-            col.metric(f"{ui.NAMES[name]} alone", str(pipe.predict({name: inputs[name]}).label))
+    with state.guard(), state.heavy():
+        pred = pipe.predict(given)
+        state.remember(pred, "your combined inputs")
+        st.subheader("Given: " + ", ".join(names.NAMES[n] for n in given))
+        alone = st.columns(len(given) + 1)
+        for col, name in zip(alone, given):
+            col.metric(f"{names.NAMES[name]} alone", str(pipe.predict({name: given[name]}).label))
         alone[-1].metric("All together", str(pred.label))
-        st.plotly_chart(ui.posterior_figure(pred.experts, (pred.latent_mean, pred.latent_logvar)))
-        st.plotly_chart(ui.prob_bar(pred.probs), key="combine-probs")
-        ui.show_reconstructions(pred)
+        st.plotly_chart(figures.posterior_figure(pred.experts, (pred.latent_mean, pred.latent_logvar)))
+        st.plotly_chart(figures.prob_bar(pred.probs), key="combine-probs")
+        show.show_reconstructions(pred)

@@ -1,11 +1,11 @@
 import streamlit as st
 
-from webapp import ui
+from webapp import figures, names, show, state
 
 st.title("Generate")
 st.markdown("Pick a digit and the model imagines it in every modality, sampling its latent belief about that "
             "digit. A higher temperature widens the belief and gives more varied, less tidy samples.")
-pipe = ui.pipeline()
+pipe = state.pipeline()
 
 digit_col, temp_col, seed_col, n_col = st.columns(4)
 digit = digit_col.selectbox("Digit", range(10), index=3, key="gen-digit")
@@ -13,15 +13,15 @@ temperature = temp_col.slider("Temperature", 0.0, 3.0, 1.0, 0.1, key="gen-temper
 seed = seed_col.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
 n = n_col.slider("Samples", 1, 8, 6, key="gen-n")
 
-with ui.guard(), ui.heavy():
+with state.guard(), state.heavy():
     samples = pipe.generate(digit, n=n, temperature=temperature, seed=int(seed))
     titles = [f"#{i + 1}" for i in range(n)]
-    rows = [ui.SCRIPTS[s] for s in ui.SCRIPTS]
-    st.plotly_chart(ui.image_grid([samples.images[s] for s in ui.SCRIPTS], rows, titles))
+    rows = [names.SCRIPTS[s] for s in names.SCRIPTS]
+    st.plotly_chart(figures.image_grid([samples.images[s] for s in names.SCRIPTS], rows, titles))
     st.caption("The spoken samples")
     labels = samples.labels
-    for start in range(0, n, ui.PLAYERS_PER_ROW):
-        for col, i in zip(st.columns(ui.PLAYERS_PER_ROW), range(start, min(start + ui.PLAYERS_PER_ROW, n))):
+    for start in range(0, n, show.PLAYERS_PER_ROW):
+        for col, i in zip(st.columns(show.PLAYERS_PER_ROW), range(start, min(start + show.PLAYERS_PER_ROW, n))):
             with col:
                 st.caption(f"#{i + 1}, which the model reads as {labels[i]}")
-                ui.show_audio(samples.speech[i])
+                show.show_audio(samples.speech[i])

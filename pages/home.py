@@ -1,6 +1,6 @@
 import streamlit as st
 
-from webapp import ui
+from webapp import names, show, state
 
 st.title("Digits you can draw and say")
 st.markdown(
@@ -19,16 +19,16 @@ steps[1].markdown("**2. Read the answer.** You get the predicted digit, the digi
 steps[2].markdown("**3. Explore.** *Combine* inputs and switch them off, *Generate* new samples, and walk the "
                   "*Latent explorer*; the *Report* shows how well the model does.")
 
-pipe = ui.pipeline()
+pipe = state.pipeline()
 cfg, info = pipe.config, pipe.metadata.get("info", {})
-evaluation = ui.report(pipe)
+evaluation = state.report(pipe)
 
 st.subheader("Model card")
 left, right = st.columns(2)
 with left:
     st.markdown(
         f"""
-**Model.** {ui.latent_sentence(cfg)}; {cfg.architecture} networks ({cfg.hidden} hidden units), a linear
+**Model.** {names.latent_sentence(cfg)}; {cfg.architecture} networks ({cfg.hidden} hidden units), a linear
 label head, trained on every non-empty subset of the three inputs.
 Speech is an 8 kHz log-mel spectrogram ({cfg.audio.n_mels} mel bins); what you hear is rebuilt from it with
 Griffin-Lim, so it sounds robotic by design.
@@ -55,11 +55,11 @@ Because of the Hoda terms, this demo and its model are for research and non-comm
 
 st.subheader("How well it does")
 if evaluation is None:
-    ui.not_evaluated()
+    show.not_evaluated()
 else:
     accuracy = {**evaluation.get("accuracy", {}), **evaluation.get("unimodal_accuracy", {})}
     st.markdown("**Accuracy of the predicted digit on the test splits, by the input given**")
-    for col, (key, label) in zip(st.columns(len(ui.HOME_ACCURACY)), ui.HOME_ACCURACY.items()):
+    for col, (key, label) in zip(st.columns(len(names.HOME_ACCURACY)), names.HOME_ACCURACY.items()):
         if key in accuracy:
             col.metric(label, f"{accuracy[key]:.1%}")
     coherence = {k: v for k, v in evaluation.get("coherence", {}).items() if "+" not in k}

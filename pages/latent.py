@@ -1,11 +1,11 @@
 import numpy as np
 import streamlit as st
 
-from webapp import ui
+from webapp import figures, names, show, state
 
 st.title("Latent explorer")
-pipe = ui.pipeline()
-evaluation = ui.report(pipe) or {}
+pipe = state.pipeline()
+evaluation = state.report(pipe) or {}
 
 
 def start_point(key: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -22,24 +22,24 @@ def start_point(key: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 def listen(decoded, options: list, labels: list[str], key: str) -> None:
     pick = st.select_slider("Listen at", options, format_func=lambda i: labels[i], key=key)
-    ui.show_audio(pipe.decode(decoded.latents[pick]).speech[0])
+    show.show_audio(pipe.decode(decoded.latents[pick]).speech[0])
 
 
 @st.fragment
-@ui.guarded
-@ui.pooled
+@state.guarded
+@state.pooled
 def traversal() -> None:
     st.subheader("Traverse the latent")
     z, _, source = start_point("trav-start")
-    parts = ui.latent_parts(pipe)
+    parts = names.latent_parts(pipe)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
-    script = c1.radio("Show", list(ui.SCRIPTS), format_func=ui.SCRIPTS.get, key="trav-script", horizontal=True)
+    script = c1.radio("Show", list(names.SCRIPTS), format_func=names.SCRIPTS.get, key="trav-script", horizontal=True)
     part = c2.radio("Move", [p for p in parts if p in ("shared", script)], format_func=parts.get, key="trav-part",
                     horizontal=True)
     reach = c3.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
     steps = c4.slider("Steps", 3, 11, 7, 2, key="trav-steps")
     # Measured, not guessed: the dimensions that change the shown digit most, from this starting point.
-    dims = ui.dimension_picker(pipe, z, source, script, part)
+    dims = show.dimension_picker(pipe, z, source, script, part)
     if not dims:
         st.info("Choose at least one dimension.")
         return
@@ -48,14 +48,15 @@ def traversal() -> None:
     st.caption(f"From {source}. Each row sets one dimension to the value above each column "
                "(the prior's standard deviation is 1); everything else stays as it was.")
     images = decoded.images[script].reshape(len(dims), steps, 28, 28)
-    st.plotly_chart(ui.image_grid(images, [ui.dimension_name(pipe, d) for d in dims], [f"{v:+.1f}" for v in values]))
-    labels = [f"{ui.dimension_name(pipe, d)} = {v:+.1f}" for d in dims for v in values]
+    rows = [names.dimension_name(pipe, d) for d in dims]
+    st.plotly_chart(figures.image_grid(images, rows, [f"{v:+.1f}" for v in values]))
+    labels = [f"{names.dimension_name(pipe, d)} = {v:+.1f}" for d in dims for v in values]
     listen(decoded, list(range(len(labels))), labels, "trav-listen")
 
 
 @st.fragment
-@ui.guarded
-@ui.pooled
+@state.guarded
+@state.pooled
 def interpolation() -> None:
     st.subheader("Interpolate between two digits")
     c1, c2, c3 = st.columns(3)
@@ -63,28 +64,28 @@ def interpolation() -> None:
     b = c2.selectbox("To", range(10), index=7, key="interp-b")
     steps = c3.slider("Steps", 3, 12, 8, key="interp-steps")
     decoded = pipe.interpolate(pipe.label_posterior(a)[0], pipe.label_posterior(b)[0], steps)
-    images = np.stack([decoded.images[s] for s in ui.SCRIPTS])
+    images = np.stack([decoded.images[s] for s in names.SCRIPTS])
     titles = [f"{t:.0%}" for t in np.linspace(0, 1, steps)]
-    st.plotly_chart(ui.image_grid(images, list(ui.SCRIPTS.values()), titles))
+    st.plotly_chart(figures.image_grid(images, list(names.SCRIPTS.values()), titles))
     st.caption("The label head reads the steps as: " + " → ".join(str(d) for d in decoded.labels))
     listen(decoded, list(range(steps)), titles, "interp-listen")
 
 
 @st.fragment
-@ui.guarded
-@ui.pooled
+@state.guarded
+@state.pooled
 def latent_map() -> None:
     st.subheader("Map of the test set")
     lmap = pipe.latent_map
     if lmap is None:
-        ui.not_evaluated()
+        show.not_evaluated()
         return
     last = st.session_state.get("last_latent")
     you = lmap.project(last["z"]) if last else None
     st.caption("Each point is a test example's latent, seen along the two directions that best tell the digits "
                "apart (linear discriminant analysis). "
                + ("The star is your last input. " if last else "") + "Click a point to decode it.")
-    event = st.plotly_chart(ui.latent_scatter(lmap.coords, lmap.labels, you), on_select="rerun",
+    event = st.plotly_chart(figures.latent_scatter(lmap.coords, lmap.labels, you), on_select="rerun",
                             selection_mode="points", key="latent-map")
     points = (event or {}).get("selection", {}).get("points", [])
     rows = [p["customdata"] for p in points if p.get("customdata") is not None]
@@ -94,11 +95,11 @@ def latent_map() -> None:
     decoded = pipe.decode(lmap.latents[row])
     st.markdown(f"Test example of digit **{int(lmap.labels[row])}**; the model reads it as **{decoded.labels[0]}**.")
     cols = st.columns(3)
-    for col, (name, title) in zip(cols, ui.SCRIPTS.items()):
+    for col, (name, title) in zip(cols, names.SCRIPTS.items()):
         with col:
-            ui.show_image(decoded.images[name][0], title)
+            show.show_image(decoded.images[name][0], title)
     with cols[2]:
-        ui.show_audio(decoded.speech[0])
+        show.show_audio(decoded.speech[0])
 
 
 traversal()

@@ -1,27 +1,27 @@
 import streamlit as st
 
-from webapp import ui
+from webapp import figures, inputs, show, state
 
 st.title("Say a digit")
 st.markdown("Say one digit in English (zero to nine), close to the microphone, or upload a short WAV file.")
-pipe = ui.pipeline()
+pipe = state.pipeline()
 
-audio = ui.speech_input("speak")
+audio = inputs.speech_input("speak")
 if audio is None:
     st.info("Record or upload a spoken digit to see what the model hears.", icon=":material/mic:")
 else:
-    with ui.guard(), ui.heavy():
+    with state.guard(), state.heavy():
         pred = pipe.predict({"speech": audio})
-        ui.remember(pred, "your recording")
+        state.remember(pred, "your recording")
         heard = pred.prepared_speech
         wave, used = st.columns([2, 1])
         with wave:
-            st.plotly_chart(ui.waveform_figure(heard.waveform, heard.sample_rate, heard.span))
+            st.plotly_chart(figures.waveform_figure(heard.waveform, heard.sample_rate, heard.span))
         with used:
             st.caption(f"The voiced segment it used ({len(heard.voiced) / heard.sample_rate:.2f} s), and what "
                        "the model hears of it")
-            ui.play_wave(heard.voiced, heard.sample_rate, pred.inputs["speech"])
+            show.play_wave(heard.voiced, heard.sample_rate, pred.inputs["speech"])
         label, _ = st.columns([2, 1])
         with label:
-            ui.show_label(pred)
-        ui.show_reconstructions(pred, "Generated")
+            show.show_label(pred)
+        show.show_reconstructions(pred, "Generated")

@@ -28,7 +28,7 @@ ROOT = HERE.parent
 STLITE_VERSION = "1.9.2"
 STLITE_CDN = f"https://cdn.jsdelivr.net/npm/@stlite/browser@{STLITE_VERSION}/build"
 ENTRYPOINT = "app.py"
-# The app: its entry point, its pages and the shared UI module. mvae's modules are found from their imports.
+# The app: its entry point, its pages and the shared UI modules. mvae's modules are found from their imports.
 APP_GLOBS = ("app.py", "pages/*.py", "webapp/*.py")
 CHECKPOINT_FILES = ("model.safetensors", "model.json", "eval.json", "eval.md", "latent_map.safetensors")
 SWEEP_RESULTS = "checkpoints/sweep/results.json"  # Pipeline.sweep_results reads ../sweep/results.json

@@ -26,7 +26,7 @@ import mvae  # noqa: E402
 from mvae.evaluation.analysis import latent_map  # noqa: E402
 from tests.helpers import open_page  # noqa: E402
 from tests.served_app import inflating_png  # noqa: E402
-from webapp import ui  # noqa: E402
+from webapp import figures, inputs, names, show, state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "draw", "speak", "combine", "generate", "latent", "report"]
@@ -45,7 +45,7 @@ def rerun(at: AppTest) -> AppTest:
 def assert_clean(at: AppTest) -> None:
     """No traceback and no apology reached the page."""
     assert not at.exception, [e.value for e in at.exception]
-    assert ui.APOLOGY not in [e.value for e in at.error]
+    assert state.APOLOGY not in [e.value for e in at.error]
 
 
 def shown_digit(at: AppTest, label: str = "Predicted digit") -> str:
@@ -158,7 +158,7 @@ def test_home_and_report_show_the_evaluation_when_present(evaluated):
     home = open_page("home")
     assert_clean(home)
     labels = [m.label for m in home.metric]
-    assert labels == list(ui.HOME_ACCURACY.values()) and "95.0%" in [m.value for m in home.metric]
+    assert labels == list(names.HOME_ACCURACY.values()) and "95.0%" in [m.value for m in home.metric]
     # A quarter of the page holds about 24 characters of a metric's label before the browser cuts it.
     assert max(map(len, labels)) <= 16, labels
     report = open_page("report")
@@ -268,7 +268,7 @@ def png_url(png: bytes) -> str:
 FORGED_DRAWINGS = {
     "13000x13000 (676 MB decoded)": (lambda: png_url(inflating_png(13000, 13000)), "13000×13000 pixels"),
     "one pixel": (lambda: png_url(inflating_png(1, 1)), "1×1 pixels"),
-    "over the byte cap": (lambda: png_url(inflating_png(280, 280, extra=bytes(ui.MAX_DRAWING_BYTES))), "MB"),
+    "over the byte cap": (lambda: png_url(inflating_png(280, 280, extra=bytes(inputs.MAX_DRAWING_BYTES))), "MB"),
     "not a PNG": (lambda: "data:image/png;base64," + base64.b64encode(b"GIF89a" + bytes(64)).decode(), "PNG"),
     "not base64": (lambda: "data:image/png;base64,@@@", "PNG"),
     "no data URL": (lambda: "hello", "PNG"),
@@ -283,7 +283,7 @@ def test_draw_a_forged_drawing_is_refused_in_words(case):
     at.session_state["draw-0"] = forged_canvas(make())
     rerun(at)
     refusal = [w.value for w in at.warning]
-    assert refusal and expected in refusal[0] and ui.REDRAW in refusal[0], messages(at)
+    assert refusal and expected in refusal[0] and inputs.REDRAW in refusal[0], messages(at)
     assert not [m for m in at.metric if m.label == "Predicted digit"]
 
 
@@ -293,13 +293,13 @@ def test_canvas_pixels_reads_a_real_pad_png_and_never_decodes_a_bomb():
     script = (
         "import resource\n"
         "import mvae\n"
-        "from webapp import ui\n"
+        "from webapp import inputs\n"
         "from tests.served_app import inflating_png\n"
-        "assert ui.canvas_pixels(inflating_png(280, 280)).shape == (280, 280, 4)\n"
+        "assert inputs.canvas_pixels(inflating_png(280, 280)).shape == (280, 280, 4)\n"
         "bomb = inflating_png(13000, 13000)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n"
-        "    ui.canvas_pixels(bomb)\n"
+        "    inputs.canvas_pixels(bomb)\n"
         "except mvae.InputError as exc:\n"
         "    print(exc)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
@@ -326,17 +326,17 @@ def test_speak_microphone_real_recordings(real_data, name):
     assert len(at.get("plotly_chart")) >= 2, "waveform and probabilities"
     captions = [c for image in at.image for c in image.captions]
     assert sum(c.startswith("Generated: ") for c in captions) == 2, "the generated Farsi and Kannada digits"
-    assert captions.count(ui.SPECTROGRAM_CAPTION) == 2, "what the model hears, and what it says back"
+    assert captions.count(show.SPECTROGRAM_CAPTION) == 2, "what the model hears, and what it says back"
 
 
 def test_the_players_wav_of_a_short_clip_lasts_a_second_and_starts_with_the_clip():
     rate = 8000
     clip = (0.5 * np.sin(np.arange(int(0.3 * rate)) / 5)).astype(np.float32)
-    wave, got_rate = sf.read(io.BytesIO(ui.player_wav(clip, rate)), dtype="float32")
+    wave, got_rate = sf.read(io.BytesIO(figures.player_wav(clip, rate)), dtype="float32")
     assert got_rate == rate and len(wave) == rate, "a player shows 0:00 / 0:00 for a clip under a second"
     assert np.allclose(wave[:len(clip)], clip, atol=1e-4) and not wave[len(clip):].any()
     long = np.ones(int(1.5 * rate), np.float32) * 0.25
-    assert len(sf.read(io.BytesIO(ui.player_wav(long, rate)))[0]) == len(long), "a longer clip is left as it is"
+    assert len(sf.read(io.BytesIO(figures.player_wav(long, rate)))[0]) == len(long), "a longer clip is left as it is"
 
 
 def test_speak_plays_a_short_voiced_segment_as_a_second_and_says_its_length(real_data, pipe, monkeypatch):
@@ -477,7 +477,7 @@ def ranking(pipe, latent, script="farsi") -> list[int]:
     """The library's own top dimensions of the shared latent for `script`, from `latent`."""
     shared = pipe.latent_layout["shared"]
     effects = pipe.dimension_effects(latent, script)[shared]
-    return [int(d) for d in np.argsort(-effects)[:ui.TRAVERSED_DIMS] + shared.start]
+    return [int(d) for d in np.argsort(-effects)[:show.TRAVERSED_DIMS] + shared.start]
 
 
 def test_latent_ranking_follows_the_starting_point_unless_picked_by_hand(pipe):
@@ -533,7 +533,7 @@ def test_an_unexpected_failure_shows_an_apology_not_a_traceback(monkeypatch, rea
     at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
     at.run()
     assert not at.exception
-    assert [e.value for e in at.error] == [ui.APOLOGY]
+    assert [e.value for e in at.error] == [state.APOLOGY]
     assert "internal detail" not in messages(at)
 
 
@@ -579,7 +579,7 @@ def test_the_websocket_message_cap_fits_a_10_s_recording_and_the_pad(real_data):
     assert sf.info(io.BytesIO(take)).duration >= 9.99
     message = json.dumps(json.dumps(list(take), separators=(",", ":")))
     assert len(message) < cap, f"a 10 s recording is {len(message) / 1e6:.1f} MB, over the cap of {cap / 1e6:g} MB"
-    assert len(png_url(bytes(ui.MAX_DRAWING_BYTES))) < cap / 4
+    assert len(png_url(bytes(inputs.MAX_DRAWING_BYTES))) < cap / 4
     assert cap <= 25 * 10**6, "a bigger cap lets one browser make the server hold and parse more"
 
 
@@ -606,7 +606,7 @@ def test_dockerfile_is_a_cpu_non_root_streamlit_space():
 
 
 def test_faint_generated_digits_are_shown_at_full_ink_and_blank_ones_stay_blank():
-    from webapp.ui import FAINTEST_SHOWN, stretched
+    from webapp.figures import FAINTEST_SHOWN, stretched
 
     faint = np.zeros((28, 28), np.float32)
     faint[10:18, 12:16] = 0.4
@@ -634,13 +634,13 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
     grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     styles = [g for g in grids if g["layout"].get("yaxis", {}).get("ticktext") == ["Kannada"]]
     assert len(styles) == 1, "the drawn script keeps its own style; the missing one is shown in new ones"
-    assert len(styles[0]["layout"]["xaxis"]["ticktext"]) == ui.STYLE_SAMPLES
-    assert len(at.get("audio")) == 1 + ui.STYLE_VOICES, "the reconstruction and the voices of the first columns"
+    assert len(styles[0]["layout"]["xaxis"]["ticktext"]) == names.STYLE_SAMPLES
+    assert len(at.get("audio")) == 1 + names.STYLE_VOICES, "the reconstruction and the voices of the first columns"
     sentence = " ".join(m.value for m in at.markdown if "In other styles" in m.value)
     # It once said "each column draws a new hand and voice" over six columns and three voices.
-    assert f"The first {ui.STYLE_VOICES} voices are below" in sentence, sentence
+    assert f"The first {names.STYLE_VOICES} voices are below" in sentence, sentence
     assert [c.value for c in at.caption if c.value.startswith("The voice of")] == \
-        [f"The voice of #{i + 1}" for i in range(ui.STYLE_VOICES)]
+        [f"The voice of #{i + 1}" for i in range(names.STYLE_VOICES)]
     first = styles[0]["data"][0]["z"]
     at.button(key="style-draw-button").click()
     rerun(at)
@@ -653,7 +653,7 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
 def test_every_line_of_the_shipped_bar_is_named_in_words():
     from mvae.evaluation.report import EVAL_JSON
     from mvae.inference import DEFAULT_CHECKPOINT
-    from webapp.ui import bar_line_name
+    from webapp.names import bar_line_name
 
     assert bar_line_name("coherence/kannada->farsi") == "coherence of Kannada → Farsi"
     assert bar_line_name("label_coherence/speech") == "coherence of label → speech"

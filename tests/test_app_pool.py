@@ -17,7 +17,7 @@ import soundfile as sf
 
 import mvae
 from tests.helpers import open_page, tone
-from webapp import pool, ui
+from webapp import pool, state
 from webapp.pool import Busy, HeavyPool
 
 
@@ -131,16 +131,16 @@ def test_the_server_pool_is_sized_from_the_cores():
 # -- every model call goes through it --------------------------------------------------------------------------
 def test_every_public_member_of_the_pipeline_is_sorted_into_heavy_or_light(shipped_pipeline):
     members = {name for name in [*dir(mvae.Pipeline), *vars(shipped_pipeline)] if not name.startswith("_")}
-    unsorted = members - ui.PooledPipeline.HEAVY - ui.PooledPipeline.LIGHT
+    unsorted = members - state.PooledPipeline.HEAVY - state.PooledPipeline.LIGHT
     assert not unsorted, f"say whether these take a slot of the pool: {sorted(unsorted)}"
-    assert not ui.PooledPipeline.HEAVY & ui.PooledPipeline.LIGHT
+    assert not state.PooledPipeline.HEAVY & state.PooledPipeline.LIGHT
 
 
 @pytest.fixture
 def one_slot(monkeypatch):
     """The app's pool swapped for one slot and a one-second wait."""
     heavy = HeavyPool(slots=1, wait_s=1.0, poll_s=0.05)
-    monkeypatch.setattr(ui, "POOL", heavy)
+    monkeypatch.setattr(state, "POOL", heavy)
     return heavy
 
 
@@ -157,7 +157,7 @@ def test_model_calls_and_griffin_lim_run_in_a_slot(shipped_pipeline, one_slot):
         def __getattr__(self, name):
             return spy(name, getattr(shipped_pipeline, name))
 
-    pipe = ui.PooledPipeline(Spied())
+    pipe = state.PooledPipeline(Spied())
     decoded = pipe.generate(3, n=2, seed=0)
     # On one of the pool's long-lived workers: memory that a visitor's own thread freed would stay with it.
     assert seen == {"generate": (1, True)}, "generate ran outside the pool"
@@ -215,10 +215,10 @@ def test_an_upload_is_judged_by_its_bytes_not_its_name(name):
     """A browser can send any name; Streamlit's own check of it would show its generic error box."""
     at = open_page("speak")
     upload(at, wav(), name=name)
-    assert not at.exception and ui.APOLOGY not in alerts(at), alerts(at)
+    assert not at.exception and state.APOLOGY not in alerts(at), alerts(at)
     assert [m for m in at.metric if m.label == "Predicted digit"], alerts(at)
     upload(at, b"MZ" + bytes(4000), name=name)
-    assert not at.exception and ui.APOLOGY not in alerts(at)
+    assert not at.exception and state.APOLOGY not in alerts(at)
     assert not [m for m in at.metric if m.label == "Predicted digit"] and at.info, "refused in words"
 
 
@@ -236,7 +236,7 @@ def test_the_speak_page_refuses_the_probes_flac_named_wav_in_the_front_ends_word
         shipped_pipeline.predict({"speech": data})
     at = open_page("speak")
     upload(at, data, name="digit.wav")
-    assert not at.exception and ui.APOLOGY not in alerts(at), alerts(at)
+    assert not at.exception and state.APOLOGY not in alerts(at), alerts(at)
     assert str(refused.value) in [m.value for m in at.info], alerts(at)
     assert not [m for m in at.metric if m.label == "Predicted digit"]
 

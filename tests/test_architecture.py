@@ -230,7 +230,7 @@ def test_the_import_graph_sees_lazy_and_relative_imports(imports):
     assert "mvae.model.export" in graph["mvae.inference"]  # inside Pipeline.__init__
     assert "mvae.checkpoint" in graph["mvae.evaluation.judges"]  # `from .. import checkpoint`
     assert {"mvae.errors", "mvae.inference"} <= graph["mvae"]
-    assert "webapp.ui" in graph["pages.draw"]
+    assert "webapp.inputs" in graph["pages.draw"]
 
 
 # -- the checkers can fail -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from mvae.config import ModelConfig
 from mvae.model.model import MVAE
 from tests.bad_cases import MP3, dot, encode, inked, png, random_bytes, ring, variants
 from tests.helpers import open_page, outcome, real_recording
-from webapp import ui
+from webapp import inputs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,7 +117,7 @@ def test_draw_page(draw_page, app_pipe, real_data, case):
     draw_page.session_state["draw-script"] = "farsi"
     draw_page.session_state["draw-0"] = data_url(rgba)
     draw_page.run()
-    if rgba.shape[:2] != (ui.CANVAS_PX, ui.CANVAS_PX):
+    if rgba.shape[:2] != (inputs.CANVAS_PX, inputs.CANVAS_PX):
         # The pad always sends its own size; any other is a forged message, refused before decoding.
         assert_clean(draw_page)
         assert any("but the pad is 280×280" in m for m in messages(draw_page)), messages(draw_page)
@@ -163,7 +163,7 @@ def page_recordings(real_data):
 @pytest.fixture(scope="module")
 def speak_pages():
     pages = {}
-    for source in ui.SOURCES:
+    for source in inputs.SOURCES:
         at = open_page("speak")
         at.segmented_control(key="speak-source").set_value(source)
         pages[source] = at.run()

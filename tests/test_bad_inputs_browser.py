@@ -13,7 +13,7 @@ import soundfile as sf
 from tests.bad_cases import MP3, variants
 from tests.helpers import real_recording
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, playwright_session, streamlit_server
-from webapp import ui
+from webapp import inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_uploads_over_the_limit_or_of_another_type_are_refused_in_words(served_a
     page.set_default_timeout(60_000)
     try:
         page.goto(f"{url}/speak")
-        page.get_by_text(ui.SOURCES["upload"], exact=True).click()
+        page.get_by_text(inputs.SOURCES["upload"], exact=True).click()
         chooser = page.locator("[data-testid='stFileUploaderDropzoneInput']")
         uploader = page.locator("[data-testid='stFileUploader']")
         chooser.set_input_files(str(over))

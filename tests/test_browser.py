@@ -29,7 +29,7 @@ import pytest
 import soundfile as sf
 
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, healthy, inflating_png, playwright_session, rss_mb, served_app
-from webapp import ui
+from webapp import inputs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def test_drawing_with_the_mouse_shows_the_digit(page, server, real_data):
     (ARTIFACTS / "latency.json").write_text(json.dumps({"first_drawing_s": cold, "later_drawing_s": warm,
                                                         "largest_drawing_message_bytes": sent}))
     print(f"drawing-to-result latency: first {cold:.2f} s, later {warm:.2f} s; largest message {sent} bytes")
-    assert 0 < sent < ui.MAX_DRAWING_BYTES < MAX_MESSAGE_BYTES
+    assert 0 < sent < inputs.MAX_DRAWING_BYTES < MAX_MESSAGE_BYTES
 
 
 def test_speaking_into_the_microphone_shows_the_digit(page, server):
@@ -250,7 +250,7 @@ def test_an_oversized_drawing_is_refused_in_words_before_it_is_decoded(page, ser
     assert 800_000 < len(bomb) < MAX_MESSAGE_BYTES  # small enough to arrive: the app itself must refuse it
     draw_forged(page, server.url, bomb)
     expect(page.get_by_text("13000×13000 pixels")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_text(ui.REDRAW)).to_be_visible()
+    expect(page.get_by_text(inputs.REDRAW)).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
     assert predicted(page).count() == 0
     assert largest_sent(page) > len(bomb), "the forged drawing did not go through the component"
@@ -329,7 +329,7 @@ def upload_in_cross_site_iframe(browser, url: str, wav: Path, folder: Path):
     try:
         page.goto(f"http://localhost:{host.server_address[1]}/space.html")
         frame = page.frame_locator("iframe")
-        frame.get_by_text(ui.SOURCES["upload"], exact=True).click()
+        frame.get_by_text(inputs.SOURCES["upload"], exact=True).click()
         with page.expect_response(lambda r: UPLOAD_ROUTE in r.url and r.request.method == "PUT") as upload:
             frame.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(wav))
         return page, frame, host, upload.value.status

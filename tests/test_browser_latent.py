@@ -76,11 +76,11 @@ def start_from(page, option: str) -> None:
 
 def library_ranking(pipe, digit: int) -> list[str]:
     """The library's own top dimensions for the Farsi digit, from the label's posterior mean, as the page names them."""
-    from webapp import ui
+    from webapp import names, show
 
     shared = pipe.latent_layout["shared"]
     effects = pipe.dimension_effects(pipe.label_posterior(digit)[0], "farsi")[shared]
-    return [ui.dimension_name(pipe, int(d) + shared.start) for d in np.argsort(-effects)[:ui.TRAVERSED_DIMS]]
+    return [names.dimension_name(pipe, int(d) + shared.start) for d in np.argsort(-effects)[:show.TRAVERSED_DIMS]]
 
 
 def test_the_dimensions_follow_the_starting_point_unless_picked_by_hand(page, shipped_pipeline):

@@ -238,7 +238,7 @@ APP_WITHOUT_TORCH = """
     import numpy as np
     from streamlit.testing.v1 import AppTest
     import mvae
-    from webapp import ui
+    from webapp import figures, inputs, names, show, state
 
     pipe = mvae.load()
     rng = np.random.default_rng(0)

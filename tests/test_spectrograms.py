@@ -21,7 +21,7 @@ import streamlit as st  # noqa: E402
 
 from tests.helpers import open_page  # noqa: E402
 from tests.test_app import REAL_RECORDINGS, assert_clean, canvas_value, first_of_class, recording, rerun  # noqa: E402
-from webapp import ui  # noqa: E402
+from webapp import figures, names, show, state  # noqa: E402
 
 # A spectrogram drawn from the mel a sound was made from, against the log-mel of that sound after Griffin-Lim,
 # correlates at 0.99 or more; two generated samples of one digit correlate at 0.91-0.96 (the quiet floor
@@ -78,7 +78,7 @@ def blocks(node):
 
 
 def is_spectrogram(node) -> bool:
-    return getattr(node, "type", None) == "image" and list(node.captions) == [ui.SPECTROGRAM_CAPTION]
+    return getattr(node, "type", None) == "image" and list(node.captions) == [show.SPECTROGRAM_CAPTION]
 
 
 def assert_a_spectrogram_follows_every_player(at) -> int:
@@ -98,8 +98,8 @@ def assert_a_spectrogram_follows_every_player(at) -> int:
 
 def levels(image: np.ndarray) -> np.ndarray:
     """The (n_mels, n_frames) levels a spectrogram picture shows, read back from its colours."""
-    colours = {tuple(int(v) for v in c): i for i, c in enumerate(ui.spectrogram_colours())}
-    high_px, wide_px = ui.SPECTROGRAM_SCALE
+    colours = {tuple(int(v) for v in c): i for i, c in enumerate(figures.spectrogram_colours())}
+    high_px, wide_px = figures.SPECTROGRAM_SCALE
     small = np.asarray(image)[::high_px, ::wide_px]
     return np.array([[colours[tuple(int(v) for v in px)] for px in row] for row in small], np.float64)[::-1]
 
@@ -114,7 +114,7 @@ def heard(pipe, wav: bytes) -> np.ndarray:
 
 def played_pairs(calls) -> list[tuple[bytes, np.ndarray]]:
     """(the sound, the spectrogram shown with it) for every player, in the order they were drawn."""
-    shown = [c for c in calls if c[0] == "audio" or c[2] == ui.SPECTROGRAM_CAPTION]
+    shown = [c for c in calls if c[0] == "audio" or c[2] == show.SPECTROGRAM_CAPTION]
     pairs = list(zip(shown[::2], shown[1::2]))
     assert all(a[0] == "audio" and s[0] == "image" for a, s in pairs) and len(shown) % 2 == 0, \
         "players and spectrograms do not alternate"
@@ -149,15 +149,15 @@ def check_page(pipe, at, shown, least: int) -> None:
 def test_the_picture_is_the_log_mel_with_low_pitch_at_the_bottom():
     mel = np.zeros((64, 64), np.float32)
     mel[2, 10:20] = 5.0  # a loud low band early on
-    picture = ui.spectrogram_image(mel)
-    high_px, wide_px = ui.SPECTROGRAM_SCALE
+    picture = figures.spectrogram_image(mel)
+    high_px, wide_px = figures.SPECTROGRAM_SCALE
     assert picture.shape == (64 * high_px, 64 * wide_px, 3) and picture.dtype == np.uint8
     back = levels(picture)
-    assert back[2, 10] == ui.SPECTROGRAM_LEVELS - 1 and back[2, 30] == 0 and back[60, 10] == 0
+    assert back[2, 10] == figures.SPECTROGRAM_LEVELS - 1 and back[2, 30] == 0 and back[60, 10] == 0
     bottom = picture[-1 - 2 * high_px, 10 * wide_px]
-    assert tuple(bottom) == tuple(ui.spectrogram_colours()[-1]), "mel bin 0 is drawn at the bottom"
+    assert tuple(bottom) == tuple(figures.spectrogram_colours()[-1]), "mel bin 0 is drawn at the bottom"
     with pytest.raises(ValueError):
-        ui.spectrogram_image(np.full((64, 64), np.nan, np.float32))
+        figures.spectrogram_image(np.full((64, 64), np.nan, np.float32))
 
 
 # -- every page with a player ----------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_draw_shows_a_spectrogram_with_the_reconstruction_and_each_voice(pipe, r
     at = open_page("draw")
     at.session_state["draw-0"] = canvas_value(first_of_class(real_data, "farsi", 2))
     shown.run(at)
-    check_page(pipe, at, shown, 1 + ui.STYLE_VOICES)
+    check_page(pipe, at, shown, 1 + names.STYLE_VOICES)
 
 
 def test_speak_shows_a_spectrogram_with_the_voiced_segment_and_the_reconstruction(pipe, real_data, shown):
@@ -193,7 +193,7 @@ def test_generate_shows_each_samples_own_spectrogram(pipe, shown):
     samples = pipe.generate(4, n=5, temperature=1.0, seed=0)
     pairs = played_pairs(shown.last_run)
     for (wav, picture), speech in zip(pairs, samples.speech):
-        assert np.array_equal(picture, ui.spectrogram_image(speech.mel)), "not the mel this sample was made from"
+        assert np.array_equal(picture, figures.spectrogram_image(speech.mel)), "not the mel this sample was made from"
         assert wav == speech.wav_bytes
 
 
@@ -218,30 +218,30 @@ def report_pictures(calls) -> dict[str, np.ndarray]:
 
 
 def test_report_shows_real_and_generated_spectrograms_of_every_digit(pipe, real_data, shown, monkeypatch):
-    monkeypatch.setenv(ui.DATA_ENV, str(real_data))
+    monkeypatch.setenv(state.DATA_ENV, str(real_data))
     at = open_page("report")
     assert_clean(at)
     pictures = report_pictures(shown.calls)
-    kinds = ui.DIGIT_SPECTROGRAMS.values()
+    kinds = names.DIGIT_SPECTROGRAMS.values()
     assert set(pictures) == {f"{d}, {k}" for d in range(10) for k in kinds}
     means = pipe.decode(np.stack([pipe.label_posterior(d)[0] for d in range(10)])).mels
     for d in range(10):
-        assert np.array_equal(pictures[f"{d}, at the means"], ui.spectrogram_image(means[d]))
-        sample = pipe.generate(d, n=1, temperature=1.0, seed=ui.SPECTROGRAM_SEED).mels[0]
-        assert np.array_equal(pictures[f"{d}, T = 1"], ui.spectrogram_image(sample))
+        assert np.array_equal(pictures[f"{d}, at the means"], figures.spectrogram_image(means[d]))
+        sample = pipe.generate(d, n=1, temperature=1.0, seed=state.SPECTROGRAM_SEED).mels[0]
+        assert np.array_equal(pictures[f"{d}, T = 1"], figures.spectrogram_image(sample))
         name = sorted((real_data / "fsdd" / "recordings").glob(f"{d}_*_[0-4].wav"))[0]
         real = pipe.prepare({"speech": name.read_bytes()})[1].log_mel
-        assert np.array_equal(pictures[f"{d}, real"], ui.spectrogram_image(real)), f"digit {d}'s real recording"
-    assert not [i for i in at.info if ui.DATA_ENV in i.value]
+        assert np.array_equal(pictures[f"{d}, real"], figures.spectrogram_image(real)), f"digit {d}'s real recording"
+    assert not [i for i in at.info if state.DATA_ENV in i.value]
 
 
 def test_report_says_why_real_spectrograms_are_missing_without_data(shown, monkeypatch):
-    monkeypatch.delenv(ui.DATA_ENV, raising=False)
+    monkeypatch.delenv(state.DATA_ENV, raising=False)
     at = open_page("report")
     assert_clean(at)
     pictures = report_pictures(shown.calls)
     assert len(pictures) == 20 and not [c for c in pictures if c.endswith(", real")]
-    assert ui.NO_REAL_DATA in [i.value for i in at.info]
+    assert state.NO_REAL_DATA in [i.value for i in at.info]
 
 
 def test_the_sweep_says_how_its_models_differ_from_the_shipped_one(pipe):
@@ -249,11 +249,11 @@ def test_the_sweep_says_how_its_models_differ_from_the_shipped_one(pipe):
     sweep = {"best_trials": [{"number": 1, "value": 0.9, "params": {"latent_dim": 96, "hidden": 384}},
                              {"number": 2, "value": 0.8, "params": {"latent_dim": 32, "hidden": 384}}],
              "model_config": {"architecture": "a-different-one"}}
-    note = ui.sweep_note(sweep, cfg)
+    note = names.sweep_note(sweep, cfg)
     assert f"latent size 32 or 96 (shipped: {cfg.latent_dim} shared + {cfg.style_dim} style per input)" in note
     assert f"width 384 (shipped: {cfg.hidden})" in note
     assert f"architecture a-different-one (shipped: {cfg.architecture})" in note
     shape = {"latent_dim": cfg.latent_dim, "hidden": cfg.hidden}
     same = {"best_trials": [{"number": 1, "value": 0.9, "params": shape}]}
-    assert ui.sweep_differences(same, cfg) == []
-    assert "not models like the shipped one" not in ui.sweep_note(same, cfg)
+    assert names.sweep_differences(same, cfg) == []
+    assert "not models like the shipped one" not in names.sweep_note(same, cfg)
