@@ -54,7 +54,7 @@ import numpy as np
 import psutil
 import soundfile as sf
 
-from mvae.evaluation.report import replace_block
+from mvae.evaluation.render import replace_block
 from mvae.store import atomic_write, atomic_write_json
 from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app
 from webapp.pool import WAITING

@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.inputs import canvas_drawing
 from benchmarks.machine import machine
-from mvae.evaluation.report import replace_block
+from mvae.evaluation.render import replace_block
 from mvae.store import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent

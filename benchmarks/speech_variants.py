@@ -64,8 +64,8 @@ def speech_scores(model, data_dir, pairs: int) -> dict[str, float]:
     """Each direction into speech by each speech judge, at temperature 1 and (suffix "@0") at the means."""
     from mvae.data.banks import load_banks
     from mvae.data.paired import PairedDataset
+    from mvae.evaluation.coherence import ModelGenerator, coherence_by, label_coherence_by
     from mvae.evaluation.judges import SPEECH_JUDGES, load_judges
-    from mvae.evaluation.report import ModelGenerator, coherence_by, label_coherence_by
     from mvae.signals.audio import AudioFrontEnd
 
     model = model.cpu().eval()

@@ -651,8 +651,8 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
 
 
 def test_every_line_of_the_shipped_bar_is_named_in_words():
-    from mvae.evaluation.report import EVAL_JSON
     from mvae.inference import DEFAULT_CHECKPOINT
+    from mvae.store import EVAL_JSON
     from webapp.names import bar_line_name
 
     assert bar_line_name("coherence/kannada->farsi") == "coherence of Kannada → Farsi"

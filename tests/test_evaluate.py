@@ -8,16 +8,10 @@ import pytest
 import torch
 
 from mvae.config import LABEL
-from mvae.evaluation.report import (
-    BAR,
-    EVAL_JSON,
-    EVAL_MD,
-    coherence,
-    direction_key,
-    directions,
-    evaluate_checkpoint,
-    meets_bar,
-)
+from mvae.evaluation.bar import BAR, meets_bar
+from mvae.evaluation.coherence import coherence, direction_key, directions
+from mvae.evaluation.report import evaluate_checkpoint
+from mvae.store import EVAL_JSON, EVAL_MD
 
 
 def balanced_batches(n_batches=4, size=50, seed=0):
@@ -109,7 +103,7 @@ def test_a_metric_the_report_lacks_fails_its_line():
 
 
 def test_table_marks_are_words_that_render_without_an_emoji_font():
-    from mvae.evaluation.report import at_least, at_most, generation_rows
+    from mvae.evaluation.render import at_least, at_most, generation_rows
 
     assert at_least(0.991, 0.99) == "99.10 %, met (bar ≥ 99.00 %)"
     assert at_least(0.5, 0.95) == "50.00 %, **missed** (bar ≥ 95.00 %)"
@@ -124,7 +118,7 @@ def test_table_marks_are_words_that_render_without_an_emoji_font():
 
 
 def test_frechet_bar_is_half_of_the_reference_model():
-    from mvae.evaluation.report import FRECHET_REFERENCE
+    from mvae.evaluation.bar import FRECHET_REFERENCE
 
     for script, reference in FRECHET_REFERENCE.items():
         assert reference is not None and reference > 0, "measure the reference model's Fréchet distance"
@@ -135,7 +129,8 @@ def test_frechet_bar_is_half_of_the_reference_model():
 
 
 def test_intelligibility_ratio_is_the_figure_over_the_vocoded_real_reading():
-    from mvae.evaluation.report import speech_judge_rows, speech_judge_section
+    from mvae.evaluation.coherence import speech_judge_section
+    from mvae.evaluation.render import speech_judge_rows
 
     figures = {"label_coherence": {"farsi": 0.9, "speech": 0.4}, "coherence": {"farsi->speech": 0.6,
                                                                                "speech->farsi": 0.99},
@@ -217,7 +212,7 @@ def test_frechet_distance_refuses_sets_that_do_not_match():
 
 
 def test_label_coherence_of_a_perfect_and_a_broken_generator():
-    from mvae.evaluation.report import label_coherence
+    from mvae.evaluation.coherence import label_coherence
 
     def perfect(sources, target):
         return sources[LABEL].float()[:, None, None].expand(-1, 4, 4)
@@ -375,7 +370,8 @@ def test_frechet_reference_is_the_plain_poe_checkpoints_own_report():
     import json
     from pathlib import Path
 
-    from mvae.evaluation.report import BAR, FRECHET_REFERENCE, judges_id
+    from mvae.evaluation.bar import BAR, FRECHET_REFERENCE
+    from mvae.evaluation.judges import judges_id
 
     plain = json.loads((Path(__file__).parents[1] / "checkpoints" / "plain-poe" / "eval.json").read_text())
     assert plain["judges_id"] == judges_id()

@@ -70,17 +70,11 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     checkpoint (the README's table) says what it finds, the generative lines included, met or not."""
     import json
 
-    from mvae.evaluation.report import (
-        BAR,
-        EVAL_JSON,
-        GENERATION_TEMPERATURE,
-        HELD_LINES,
-        ROBUSTNESS_AIM,
-        evaluate_checkpoint,
-        judges_id,
-        meets_bar,
-    )
+    from mvae.evaluation.bar import BAR, GENERATION_TEMPERATURE, HELD_LINES, ROBUSTNESS_AIM, meets_bar
+    from mvae.evaluation.judges import judges_id
+    from mvae.evaluation.report import evaluate_checkpoint
     from mvae.inference import DEFAULT_CHECKPOINT
+    from mvae.store import EVAL_JSON
 
     report = evaluate_checkpoint(DEFAULT_CHECKPOINT, real_data, progress=False, write=False,
                                  speech_pairs=SHIPPED_TEST_SPEECH_PAIRS, temperatures=(GENERATION_TEMPERATURE,))

@@ -1,14 +1,16 @@
-"""Latent-space analysis: per-dimension KL, active units, live dimensions and a 2-D map of the test set
-that separates the digits (linear discriminant analysis). The map's stored form and the per-dimension
-effects live in `mvae.latent`, which the facade reads too."""
+"""Latent-space analysis: per-dimension KL, active units, how much of each dimension tells the digits apart,
+live dimensions and a 2-D map of the test set that separates the digits (linear discriminant analysis). The
+map's stored form and the per-dimension effects live in `mvae.latent`, which the facade reads too."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..config import LABEL, N_CLASSES
 from ..data.paired import PairedDataset, Pairs
-from ..latent import LatentMap
+from ..latent import LatentMap, dimension_effects
+from ..model.export import lean_twin
 from ..model.model import MVAE
 from ..model.poe import kl_to_prior
 
@@ -33,6 +35,19 @@ def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
 
 def active_units(kl: np.ndarray, threshold: float = ACTIVE_UNIT_KL) -> int:
     return int((kl > threshold).sum())
+
+
+def class_variance_ratio(mu: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per dimension, the variance of the class means over the variance of every posterior mean."""
+    class_means = np.stack([mu[labels == c].mean(0) for c in range(N_CLASSES)])
+    return class_means.var(0) / np.maximum(mu.var(0), 1e-8)
+
+
+def latent_figures(mu: np.ndarray, logvar: np.ndarray, labels: np.ndarray) -> dict:
+    """The report's latent sections, from the test pairs' posterior means and log-variances."""
+    kl = kl_per_dimension(mu, logvar)
+    return {"kl_per_dim": kl.tolist(), "active_units": active_units(kl),
+            "class_variance_ratio": class_variance_ratio(mu, labels).tolist()}
 
 
 def discriminant_directions(latents: np.ndarray, labels: np.ndarray, n: int = 2) -> np.ndarray:
@@ -66,3 +81,14 @@ LIVE_CHANGE = 0.02  # mean change per pixel between -LIVE_SPAN and +LIVE_SPAN (m
 
 def live_dimensions(effects: np.ndarray, threshold: float = LIVE_CHANGE) -> int:
     return int((np.asarray(effects) >= threshold).sum())
+
+
+@torch.no_grad()
+def dimension_figures(model: MVAE, scripts) -> dict:
+    """Every latent dimension's effect on each modality, around each digit's posterior from the label, and how
+    many dimensions are live for each script."""
+    base, _ = model.full_posterior({LABEL: torch.arange(N_CLASSES)})
+    lean = lean_twin(model)
+    effects = {t: dimension_effects(lean, base.cpu().numpy(), t) for t in model.input_names}
+    return {"dimension_effects": {t: e.tolist() for t, e in effects.items()},
+            "live_dimensions": {s: live_dimensions(effects[s]) for s in scripts}}

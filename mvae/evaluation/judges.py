@@ -23,12 +23,15 @@ shares weights or statistics with the MVAE.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -245,6 +248,22 @@ def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit this version of the judges: {exc}") from exc
     return {n: j.eval() for n, j in holder.judges.items()}, meta
+
+
+def judges_id(judges_dir=None) -> str:
+    """A short fingerprint of the judges' weights: reports judged by different judges do not compare."""
+    path = Path(judges_dir or DEFAULT_JUDGES) / JUDGE_FILE
+    try:
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"Cannot read the judges at {path} ({exc}); train them with "
+                              "`python -m mvae.evaluation.judges`.") from exc
+    # The weights alone, so that rewriting the file in a newer format keeps the reports comparable.
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def main(argv=None) -> int:

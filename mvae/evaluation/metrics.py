@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import LABEL
+from ..data.banks import image_bank
 from ..data.paired import Bank, PairedDataset, Pairs
 from ..model.model import MVAE
 from ..model.objectives import mvae_objective
@@ -69,6 +70,15 @@ def unimodal_accuracy(model: MVAE, name: str, bank: Bank, batch_size: int = 1024
         predicted = model.classify(mu[0]).argmax(-1).cpu()
         correct += int((predicted == torch.as_tensor(bank.labels[start:start + batch_size])).sum())
     return correct / len(bank.labels)
+
+
+def accuracy_figures(model: MVAE, test_banks: dict[str, Bank], data_dir) -> dict:
+    """Label accuracy from each modality alone on its test split, and on the held-out real sets of other
+    writers of the same script (Dig-MNIST, Hoda's remaining digits)."""
+    alone = {n: unimodal_accuracy(model, n, b) for n, b in test_banks.items()}
+    extra = {f"{script}/{stem}": unimodal_accuracy(model, script, image_bank(data_dir, script, "extra"))
+             for script, stem in (("kannada", "dig"), ("farsi", "remaining"))}
+    return {"unimodal_accuracy": alone, "extra_accuracy": extra}
 
 
 # -- generative metrics: each compares what a model made with real test data ------------------------------

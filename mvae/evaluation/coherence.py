@@ -1,0 +1,225 @@
+"""Coherence: whether what a model generates in one modality, from others or from the label, shows the
+digit it was given, as an independent judge reads it; and each speech judge's section of the report (every
+direction into speech, and each as a ratio over the same judge's reading of real speech)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import INPUT_MODALITIES, LABEL, N_CLASSES
+from ..data.paired import Bank, PairedDataset, Pairs
+from ..model.model import MVAE
+from ..model.poe import subset_key, subsets
+from ..signals.audio import AudioFrontEnd
+from .judges import SPEECH_JUDGES, Judge, accuracy, resynthesised
+
+# The directions into speech, as the speech judges' section of the report names them: from the label, from
+# each other input and pair of inputs, and from speech itself in its own style (the reconstruction).
+OWN = "speech->speech"
+
+
+def directions(names=INPUT_MODALITIES) -> list[tuple[tuple[str, ...], str]]:
+    """(sources, target): each modality to each other, and each pair to the third."""
+    return [(s, t) for s in subsets(names) if len(s) < len(names) for t in names if t not in s]
+
+
+def direction_key(sources, target) -> str:
+    return f"{subset_key(sources)}->{target}"
+
+
+def coherence(generate: Callable[[dict, str], torch.Tensor], judge: Callable[[str, torch.Tensor], torch.Tensor],
+              batches: Iterable[dict], wanted) -> dict[str, float]:
+    """Fraction of pairs whose generated target the target's judge assigns the pair's label."""
+    return coherence_by(generate, {"": judge}, batches, wanted)[""]
+
+
+def coherence_by(generate, judges: dict[str, Callable], batches: Iterable[dict], wanted) -> dict[str, dict[str, float]]:
+    """`coherence` by several judges of the same generated items (each made once): judge name -> direction ->
+    fraction. A judge that returns None for a target does not read it, and its figures leave that target out."""
+    correct: dict[str, dict[str, int]] = {name: {} for name in judges}
+    seen = 0
+    for batch in batches:
+        for sources, target in wanted:
+            made = generate({k: batch[k] for k in sources}, target)
+            for name, judge in judges.items():
+                predicted = judge(target, made)
+                if predicted is not None:
+                    key = direction_key(sources, target)
+                    correct[name][key] = correct[name].get(key, 0) + int((predicted == batch[LABEL]).sum())
+        seen += len(batch[LABEL])
+    return {name: {direction_key(*d): counts[direction_key(*d)] / seen for d in wanted
+                   if direction_key(*d) in counts} for name, counts in correct.items()}
+
+
+class ModelGenerator:
+    """Generates a target modality from the given sources through MVAE.generate at a temperature: the
+    shared latent from the fused posterior, the target's style from its prior (0 decodes the means).
+    Speech comes back after a Griffin-Lim round trip, as it reaches the ear."""
+
+    def __init__(self, model: MVAE, front_end: AudioFrontEnd, resynthesise: bool = True, temperature: float = 0.0,
+                 seed: int = 0):
+        self.model, self.front_end, self.resynthesise = model, front_end, resynthesise
+        self.temperature, self.generator = temperature, torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, sources: dict, target: str) -> torch.Tensor:
+        self.model.eval()
+        out = self.model.generate(sources, [target], self.temperature,
+                                  self.generator)[target].cpu()
+        if target == "speech" and self.resynthesise:
+            out = resynthesised(Bank(out, np.zeros(len(out))), self.front_end).items
+        return out
+
+
+def class_labels(per_class: int) -> torch.Tensor:
+    """per_class copies of each digit, digit-major."""
+    return torch.arange(N_CLASSES).repeat_interleave(per_class)
+
+
+def label_coherence(generate: ModelGenerator, judge, targets, per_class: int) -> dict[str, float]:
+    """Fraction of digits generated from the label alone that the target's judge reads as that label."""
+    return label_coherence_by(generate, {"": judge}, targets, per_class)[""]
+
+
+def label_coherence_by(generate, judges: dict[str, Callable], targets, per_class: int) -> dict[str, dict[str, float]]:
+    """`label_coherence` by several judges of the same generated items; a judge that returns None for a target
+    does not read it."""
+    labels = class_labels(per_class)
+    out: dict[str, dict[str, float]] = {name: {} for name in judges}
+    for t in targets:
+        made = generate({LABEL: labels}, t)
+        for name, judge in judges.items():
+            predicted = judge(t, made)
+            if predicted is not None:
+                # A count over the total, not a float32 mean: 1,900 of 2,000 is 0.95, which meets a bar of 95 %.
+                out[name][t] = int((predicted == labels).sum()) / len(labels)
+    return out
+
+
+def speech_directions(figures: dict[str, dict], suffix: str) -> dict[str, float]:
+    """One speech judge's figure for each direction into speech, at one temperature (`suffix`)."""
+    out = {}
+    if "speech" in figures.get(f"label_coherence{suffix}", {}):
+        out[f"{LABEL}->speech"] = figures[f"label_coherence{suffix}"]["speech"]
+    out |= {k: v for k, v in figures.get(f"coherence{suffix}", {}).items() if k.endswith("->speech")}
+    if "speech" in figures.get(f"reconstruction_coherence{suffix}", {}):
+        out[OWN] = figures[f"reconstruction_coherence{suffix}"]["speech"]
+    return out
+
+
+def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, suffixes) -> dict:
+    """A speech judge's figures into speech and each as an intelligibility ratio: over what the same judge
+    reads on the real FSDD test recordings through the same front end and vocoder."""
+    def over(value, reference):  # a judge that reads no real clip right has no reference: no ratio (null)
+        return value / reference if reference > 0 else None
+
+    section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": over(vocoded, raw)}}
+    for suffix in suffixes:
+        directed = speech_directions(figures, suffix)
+        section[f"directions{suffix}"] = directed
+        section[f"intelligibility_ratio{suffix}"] = {k: over(v, vocoded) for k, v in directed.items()}
+    return section
+
+
+def temperature_suffix(index: int, temperature: float) -> str:
+    """How the report's keys name a temperature: the bar's (the first) bare, the posterior means (0)
+    `_at_means`, any other `_at_<T>`."""
+    return "" if index == 0 else ("_at_means" if temperature == 0 else f"_at_{temperature:g}")
+
+
+class CoherenceRun:
+    """Coherence of one model on the test pairs, by every judge at once. Digit targets are scored over every
+    test pair; speech targets over a sample of `speech_pairs` (each costs a Griffin-Lim resynthesis), and from
+    the label over as many digits.
+
+    Every speech judge reads the same generated speech: the FSDD judge's figures (under the name "speech",
+    which also reads every digit target) are the report's coherence sections; the others' (speech targets
+    only) go to their own section."""
+
+    def __init__(self, model: MVAE, front_end: AudioFrontEnd, judges: dict[str, Judge], test: PairedDataset,
+                 pairs: Pairs, batch_size: int, speech_pairs: int, progress: bool):
+        self.model, self.front_end, self.judges, self.test, self.pairs = model, front_end, judges, test, pairs
+        self.batch_size, self.progress = batch_size, progress
+        self.speech_judges = [n for n in SPEECH_JUDGES if n in judges and "speech" in model.input_names]
+        self.judges_by = {"speech": self.judge} | {n: self.speech_judge(n) for n in self.speech_judges
+                                                   if n != "speech"}
+        self.order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
+        self.speech_per_class = max(1, speech_pairs // N_CLASSES)
+
+    def judge(self, target: str, made: torch.Tensor) -> torch.Tensor:
+        return self.judges[target].predict(made)
+
+    def speech_judge(self, name: str) -> Callable:
+        return lambda target, made: self.judges[name].predict(made) if target == "speech" else None
+
+    def scored(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
+        """Coherence of each (sources, target) by each judge."""
+        test, pairs, batch_size = self.test, self.pairs, self.batch_size
+        batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=desc, disable=not self.progress,
+                       leave=False, total=-(-len(pairs) // batch_size))
+        images = coherence_by(generate, {"speech": self.judge}, batches, [d for d in wanted if d[1] != "speech"])
+        speech_batches = (test.batch(pairs, self.order[j:j + 250]) for j in range(0, len(self.order), 250))
+        speech = coherence_by(generate, self.judges_by, speech_batches, [d for d in wanted if d[1] == "speech"])
+        return {n: images.get(n, {}) | speech[n] for n in self.judges_by}
+
+    def directed(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
+        """Judge name -> direction -> coherence, in the order of `wanted` (the table's)."""
+        scores = self.scored(generate, wanted, desc)
+        keys = [direction_key(*d) for d in wanted]
+        return {n: {k: by[k] for k in keys if k in by} for n, by in scores.items()}
+
+    def from_label(self, generate, temperature: float, per_class: int) -> dict[str, dict[str, float]]:
+        """Judge name -> target -> coherence of what is generated from the label alone."""
+        names = self.model.input_names
+        # At the means every digit of a class decodes alike, so one per class says all.
+        images = label_coherence_by(generate, {"speech": self.judge}, [t for t in names if t != "speech"],
+                                    per_class if temperature else 1)
+        speech = label_coherence_by(generate, self.judges_by, [t for t in names if t == "speech"],
+                                    self.speech_per_class if temperature else 1)
+        return {n: images.get(n, {}) | speech[n] for n in self.judges_by}
+
+    def at_temperature(self, temperature: float, seed: int, own_seed: int, per_class: int) -> dict[str, dict]:
+        """Judge name -> coherence, label coherence and reconstruction coherence at one temperature."""
+        names = self.model.input_names
+        generate = ModelGenerator(self.model, self.front_end, temperature=temperature, seed=seed)
+        coherent = self.directed(generate, directions(names), f"coherence T={temperature:g}")
+        from_label = self.from_label(generate, temperature, per_class)
+        # Each modality from itself, in its own style: how readable its decoder makes what it was given is, in
+        # practice, the ceiling of the directions that end in it. A random stream of its own leaves the
+        # figures above as they were.
+        own = ModelGenerator(self.model, self.front_end, temperature=temperature, seed=own_seed)
+        itself = self.directed(own, [((n,), n) for n in names], f"reconstruction T={temperature:g}")
+        return {n: {"coherence": coherent[n], "label_coherence": from_label[n],
+                    "reconstruction_coherence": {m: itself[n][direction_key((m,), m)] for m in names
+                                                 if direction_key((m,), m) in itself[n]}}
+                for n in self.judges_by}
+
+    def speech_judge_sections(self, figures: dict[str, dict], suffixes) -> dict[str, dict]:
+        """Each speech judge's section, against its reading of the real FSDD test recordings as recorded (the
+        front end's log-mel) and through the same vocoder as generated speech (log-mel -> Griffin-Lim -> log-mel)."""
+        real = self.test.banks["speech"]
+        vocoded = resynthesised(real, self.front_end)
+        return {n: speech_judge_section(figures[n], accuracy(self.judges[n], real),
+                                        accuracy(self.judges[n], vocoded), suffixes)
+                for n in self.speech_judges}
+
+
+def coherence_figures(run: CoherenceRun, per_class: int, temperatures) -> dict:
+    """The report's coherence sections at each temperature (the first is the bar's), the speech judges'
+    sections and how many items were scored."""
+    figures: dict[str, dict] = {n: {} for n in run.judges_by}
+    suffixes = [temperature_suffix(i, t) for i, t in enumerate(temperatures)]
+    for i, (temperature, suffix) in enumerate(zip(temperatures, suffixes)):
+        by_judge = run.at_temperature(temperature, seed=i, own_seed=len(temperatures) + i, per_class=per_class)
+        for n, sections in by_judge.items():
+            figures[n] |= {f"{section}{suffix}": values for section, values in sections.items()}
+    out = dict(figures["speech"])
+    if run.speech_judges:
+        out["speech_judges"] = run.speech_judge_sections(figures, suffixes)
+    out["coherence_pairs"] = {"image_targets": len(run.pairs), "speech_target": len(run.order),
+                              "label_per_class": per_class, "label_to_speech_per_class": run.speech_per_class}
+    return out
