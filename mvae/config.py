@@ -285,7 +285,7 @@ class TrainConfig(_Checked):
 SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
               "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
-              "image_decoder": "conv", "speech_decoder": "conv", "decoded_subsets": 2},
+              "image_decoder": "conv"},
     "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4},
 }
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
