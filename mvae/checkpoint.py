@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save as st_save
 from torch.overrides import TorchFunctionMode
 
-from .config import INPUT_MODALITIES, to_dict
+from . import registry
+from .config import to_dict
 from .errors import CheckpointError
 from .model.export import check_program, program
 from .model.model import MVAE
@@ -119,8 +120,8 @@ def _model_spec(path: Path, meta: dict, found: dict) -> Spec:
 
     # Checkpoints written before each modality owned its normaliser hold the log-mel statistics whether or
     # not the model has speech; they are accepted, and dropped on loading.
-    every = shapes if set(cfg.modalities) == set(INPUT_MODALITIES) else \
-        shape_model(replace(cfg, modalities=INPUT_MODALITIES)).state_dict()
+    every = shapes if set(cfg.modalities) == set(registry.names()) else \
+        shape_model(replace(cfg, modalities=registry.names())).state_dict()
     stale = {k: spec(t) for k, t in every.items() if k.partition(".")[0].endswith("_norm") and k not in shapes}
     return Spec({k: spec(t) for k, t in shapes.items()}, stale.get)
 

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-IMAGE_MODALITIES = ("farsi", "kannada")
-INPUT_MODALITIES = ("farsi", "kannada", "speech")
+from . import registry
+
 LABEL = "label"
 N_CLASSES = 10
 IMAGE_SIZE = 28
@@ -205,14 +205,14 @@ class ModelConfig(_Checked):
         0, "subsets each training example is decoded from: the joint posterior and k - 1 drawn at random "
            "(0: every subset)", range=(0, 64))
     n_classes: int = setting(N_CLASSES, range=(2, 1_000))
-    modalities: tuple[str, ...] = INPUT_MODALITIES
+    modalities: tuple[str, ...] = setting(factory=registry.names)
     # Every reconstruction term is rescaled to the size of one 28x28 image so that the 4096-bin
     # log-mel does not drown the images; these weights act on top of that balance.
     reference_dim: int = setting(IMAGE_SIZE * IMAGE_SIZE, range=(1, 1_000_000))
     recon_weights: dict[str, float] = option(
         None, "weight of each modality's reconstruction (each already scaled to one 28x28 image), as NAME=WEIGHT "
         "pairs",
-        factory=lambda: {"farsi": 1.0, "kannada": 1.0, "speech": 1.0}, range=(0.0, 1e6))
+        factory=lambda: dict.fromkeys(registry.names(), 1.0), range=(0.0, 1e6))
     label_weight: float = option(50.0, "weight of the label cross-entropy (the MVAE paper's lambda)", range=(0.0, 1e6))
     speech_likelihood: str = option("laplace", "likelihood of the log-mel: laplace or gaussian",
                                     choices=SPEECH_LIKELIHOODS)
@@ -224,12 +224,13 @@ class ModelConfig(_Checked):
         problems = super()._problems(prefix)
         if problems:
             return problems
+        known = registry.names()
         if not self.modalities or len(set(self.modalities)) != len(self.modalities) \
-                or not set(self.modalities) <= set(INPUT_MODALITIES):
-            problems.append(f"{prefix}modalities must be distinct names from {list(INPUT_MODALITIES)}; "
+                or not set(self.modalities) <= set(known):
+            problems.append(f"{prefix}modalities must be distinct names from {list(known)}; "
                             f"got {list(self.modalities)}")
-        if not set(self.recon_weights) <= set(INPUT_MODALITIES):
-            problems.append(f"{prefix}recon_weights may only name {list(INPUT_MODALITIES)}; "
+        if not set(self.recon_weights) <= set(known):
+            problems.append(f"{prefix}recon_weights may only name {list(known)}; "
                             f"got {sorted(self.recon_weights)}")
         return problems
 

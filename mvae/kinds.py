@@ -3,8 +3,8 @@
 A kind decides a modality's shape, how a user's input is prepared for the model, what its decoder's output
 becomes (`output`) and where its items go in the facade's answers (`group`). This module and
 `mvae.model.modalities` (the networks, likelihoods and augmentation, in torch) are the only places that know
-which modality is of which kind: the rest of the package asks the kind, never tests a name. Adding a
-modality is one entry in KINDS.
+which kind serves which modality (its entry in `mvae.registry` names the kind): the rest of the package asks
+the kind, never tests a name.
 
 What else a kind decides belongs to the layers above, which look it up by kind: how its dataset files are
 read into a bank (`mvae.data.banks`) and checked (`mvae.data.checks`), and how a training batch is varied
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import arguments
-from .config import IMAGE_MODALITIES, IMAGE_SIZE, LABEL, ModelConfig
+from . import arguments, registry
+from .config import IMAGE_SIZE, LABEL, ModelConfig
 from .errors import InputError
 from .signals.images import prepare_digit
 
@@ -66,11 +66,14 @@ class LabelKind(Kind):
 
 
 IMAGES, SPEECH, LABELS = ImageKind("images", "sigmoid"), SpeechKind("mels", "identity"), LabelKind("probs", "softmax")
-KINDS: dict[str, Kind] = {**{name: IMAGES for name in IMAGE_MODALITIES}, "speech": SPEECH, LABEL: LABELS}
+BY_KIND: dict[str, Kind] = {registry.IMAGE: IMAGES, registry.SPEECH: SPEECH}
 
 
 def kind(name: str) -> Kind:
-    if name not in KINDS:
-        raise ValueError(f"unknown modality {name!r}; use any of {', '.join(KINDS)}")
-    return KINDS[name]
+    """The kind of a registered modality, or of the label."""
+    if name == LABEL:
+        return LABELS
+    if name not in registry.MODALITIES:
+        raise ValueError(f"unknown modality {name!r}; use any of {', '.join((*registry.MODALITIES, LABEL))}")
+    return BY_KIND[registry.MODALITIES[name].kind]
 

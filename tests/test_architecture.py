@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # is a module's dotted name, or `name.*` for a package and everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Words, settings and errors that everything shares, with the standard library and numpy alone.
-    ("leaves", ("mvae.errors", "mvae.config", "mvae.arguments", "mvae.requires", "mvae.encoded")),
+    ("leaves", ("mvae.registry", "mvae.errors", "mvae.config", "mvae.arguments", "mvae.requires", "mvae.encoded")),
     # Images and sound as arrays, with no notion of a modality (augment.py, in torch, for training).
     ("signals", ("mvae.signals.*",)),
     # Which modality is of which kind, and what a kind's shape and user input are.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import INPUT_MODALITIES, LABEL, ConfiguredLatent, ModelConfig
+from ..config import LABEL, ConfiguredLatent, ModelConfig
 from ..encoded import Encoded
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
@@ -130,4 +130,4 @@ class MVAE(nn.Module, ConfiguredLatent):
         return self.decoders[LABEL](mu)
 
 
-__all__ = ["MVAE", "Encoded", "Standardise", "standard_normal", "INPUT_MODALITIES"]
+__all__ = ["MVAE", "Encoded", "Standardise", "standard_normal"]
