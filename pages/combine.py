@@ -11,11 +11,12 @@ st.markdown(
 pipe = state.pipeline()
 width = inputs.stroke_width("combine")
 
+scripts, voices = state.drawn(pipe.modalities), state.spoken(pipe.modalities)
 given = {}
-for col, name in zip(st.columns(3), ("farsi", "kannada", "speech")):
+for col, name in zip(st.columns(len(scripts) + len(voices)), scripts + voices):
     with col:
-        use = st.toggle(names.NAMES[name], value=True, key=f"combine-use-{name}")
-        value = inputs.speech_input("combine-speech") if name == "speech" else inputs.drawing(f"combine-{name}", width)
+        use = st.toggle(names.noun(name), value=True, key=f"combine-use-{name}")
+        value = inputs.speech_input(f"combine-{name}") if name in voices else inputs.drawing(f"combine-{name}", width)
         if use and value is not None:
             given[name] = value
 
@@ -25,10 +26,10 @@ else:
     with state.guard(), state.heavy():
         pred = pipe.predict(given)
         state.remember(pred, "your combined inputs")
-        st.subheader("Given: " + ", ".join(names.NAMES[n] for n in given))
+        st.subheader("Given: " + ", ".join(names.noun(n) for n in given))
         alone = st.columns(len(given) + 1)
         for col, name in zip(alone, given):
-            col.metric(f"{names.NAMES[name]} alone", str(pipe.predict({name: given[name]}).label))
+            col.metric(f"{names.noun(name)} alone", str(pipe.predict({name: given[name]}).label))
         alone[-1].metric("All together", str(pred.label))
         st.plotly_chart(figures.posterior_figure(pred.experts, (pred.latent_mean, pred.latent_logvar)))
         st.plotly_chart(figures.prob_bar(pred.probs), key="combine-probs")

@@ -13,15 +13,18 @@ temperature = temp_col.slider("Temperature", 0.0, 3.0, 1.0, 0.1, key="gen-temper
 seed = seed_col.number_input("Seed", 0, 2**31 - 1, 0, key="gen-seed")
 n = n_col.slider("Samples", 1, 8, 6, key="gen-n")
 
+scripts, voices = state.drawn(pipe.modalities), state.spoken(pipe.modalities)
 with state.guard(), state.heavy():
     samples = pipe.generate(digit, n=n, temperature=temperature, seed=int(seed))
     titles = [f"#{i + 1}" for i in range(n)]
-    rows = [names.SCRIPTS[s] for s in names.SCRIPTS]
-    st.plotly_chart(figures.image_grid([samples.images[s] for s in names.SCRIPTS], rows, titles))
-    st.caption("The spoken samples")
-    labels = samples.labels
-    for start in range(0, n, show.PLAYERS_PER_ROW):
-        for col, i in zip(st.columns(show.PLAYERS_PER_ROW), range(start, min(start + show.PLAYERS_PER_ROW, n))):
-            with col:
-                st.caption(f"#{i + 1}, which the model reads as {labels[i]}")
-                show.show_audio(samples.speech[i])
+    if scripts:
+        rows = [names.modality_name(s) for s in scripts]
+        st.plotly_chart(figures.image_grid([samples.images[s] for s in scripts], rows, titles))
+    if voices:
+        st.caption("The spoken samples")
+        labels = samples.labels
+        for start in range(0, n, show.PLAYERS_PER_ROW):
+            for col, i in zip(st.columns(show.PLAYERS_PER_ROW), range(start, min(start + show.PLAYERS_PER_ROW, n))):
+                with col:
+                    st.caption(f"#{i + 1}, which the model reads as {labels[i]}")
+                    show.show_audio(samples.speech[i])

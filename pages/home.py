@@ -29,7 +29,7 @@ with left:
     st.markdown(
         f"""
 **Model.** {names.latent_sentence(cfg)}; {cfg.architecture} networks ({cfg.hidden} hidden units), a linear
-label head, trained on every non-empty subset of the three inputs.
+label head, trained on every non-empty subset of the {names.count_word(len(pipe.modalities))} inputs.
 Speech is an 8 kHz log-mel spectrogram ({cfg.audio.n_mels} mel bins); what you hear is rebuilt from it with
 Griffin-Lim, so it sounds robotic by design.
 
@@ -59,11 +59,13 @@ if evaluation is None:
 else:
     accuracy = {**evaluation.get("accuracy", {}), **evaluation.get("unimodal_accuracy", {})}
     st.markdown("**Accuracy of the predicted digit on the test splits, by the input given**")
-    for col, (key, label) in zip(st.columns(len(names.HOME_ACCURACY)), names.HOME_ACCURACY.items()):
+    shown = names.home_accuracy(pipe.modalities)
+    for col, (key, label) in zip(st.columns(len(shown)), shown.items()):
         if key in accuracy:
             col.metric(label, f"{accuracy[key]:.1%}")
     coherence = {k: v for k, v in evaluation.get("coherence", {}).items() if "+" not in k}
     if coherence:
         st.caption(f"Cross-modal coherence (a generated digit that a separate classifier reads as the right "
-                   f"digit) averages {sum(coherence.values()) / len(coherence):.1%} over the six directions. "
+                   f"digit) averages {sum(coherence.values()) / len(coherence):.1%} over the "
+                   f"{names.count_word(len(coherence))} directions. "
                    "Details are on the Report page.")

@@ -6,6 +6,7 @@ from webapp import figures, names, show, state
 st.title("Latent explorer")
 pipe = state.pipeline()
 evaluation = state.report(pipe) or {}
+scripts, voices = state.drawn(pipe.modalities), state.spoken(pipe.modalities)
 
 
 def start_point(key: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -21,6 +22,8 @@ def start_point(key: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def listen(decoded, options: list, labels: list[str], key: str) -> None:
+    if not voices:
+        return
     pick = st.select_slider("Listen at", options, format_func=lambda i: labels[i], key=key)
     show.show_audio(pipe.decode(decoded.latents[pick]).speech[0])
 
@@ -30,10 +33,13 @@ def listen(decoded, options: list, labels: list[str], key: str) -> None:
 @state.pooled
 def traversal() -> None:
     st.subheader("Traverse the latent")
+    if not scripts:
+        st.info("This model draws no digits to traverse.")
+        return
     z, _, source = start_point("trav-start")
     parts = names.latent_parts(pipe)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
-    script = c1.radio("Show", list(names.SCRIPTS), format_func=names.SCRIPTS.get, key="trav-script", horizontal=True)
+    script = c1.radio("Show", scripts, format_func=names.modality_name, key="trav-script", horizontal=True)
     part = c2.radio("Move", [p for p in parts if p in ("shared", script)], format_func=parts.get, key="trav-part",
                     horizontal=True)
     reach = c3.slider("Range ±", 0.5, 5.0, 3.0, 0.5, key="trav-range")
@@ -64,9 +70,10 @@ def interpolation() -> None:
     b = c2.selectbox("To", range(10), index=7, key="interp-b")
     steps = c3.slider("Steps", 3, 12, 8, key="interp-steps")
     decoded = pipe.interpolate(pipe.label_posterior(a)[0], pipe.label_posterior(b)[0], steps)
-    images = np.stack([decoded.images[s] for s in names.SCRIPTS])
     titles = [f"{t:.0%}" for t in np.linspace(0, 1, steps)]
-    st.plotly_chart(figures.image_grid(images, list(names.SCRIPTS.values()), titles))
+    if scripts:
+        images = np.stack([decoded.images[s] for s in scripts])
+        st.plotly_chart(figures.image_grid(images, [names.modality_name(s) for s in scripts], titles))
     st.caption("The label head reads the steps as: " + " → ".join(str(d) for d in decoded.labels))
     listen(decoded, list(range(steps)), titles, "interp-listen")
 
@@ -94,12 +101,13 @@ def latent_map() -> None:
     row = int(rows[0] if np.ndim(rows[0]) == 0 else rows[0][0])
     decoded = pipe.decode(lmap.latents[row])
     st.markdown(f"Test example of digit **{int(lmap.labels[row])}**; the model reads it as **{decoded.labels[0]}**.")
-    cols = st.columns(3)
-    for col, (name, title) in zip(cols, names.SCRIPTS.items()):
+    cols = st.columns(len(scripts) + len(voices[:1]))  # the facade voices one log-mel
+    for col, name in zip(cols, scripts):
         with col:
-            show.show_image(decoded.images[name][0], title)
-    with cols[2]:
-        show.show_audio(decoded.speech[0])
+            show.show_image(decoded.images[name][0], names.modality_name(name))
+    for col in cols[len(scripts):]:
+        with col:
+            show.show_audio(decoded.speech[0])
 
 
 traversal()

@@ -54,8 +54,8 @@ else:
         st.plotly_chart(figures.bars({names.inputs_name(f"label->{t}"): v for t, v in label_coherence.items()},
                                      "Coherence from the label alone", horizontal=True))
     coherence = evaluation.get("coherence", {})
-    judged = ["farsi", "kannada", "speech"]
-    matrix = np.full((3, 3), np.nan)
+    judged = list(pipe.modalities)
+    matrix = np.full((len(judged), len(judged)), np.nan)
     for key, value in coherence.items():
         given, _, made = key.partition("->")
         if given in judged and made in judged:
@@ -104,15 +104,16 @@ else:
         with st.expander("The evaluator's table"):
             st.markdown(table)
 
-st.header("What the digits sound like")
-with state.guard():  # on its own: when the demo is busy, the sweep below still shows
-    mels, missing = state.digit_spectrograms(pipe)
-    st.caption(names.digit_spectrograms_caption(mels))
-    if missing:
-        st.info(missing, icon=":material/folder_off:")
-    for col, digits in zip(st.columns(2), (range(0, 5), range(5, 10))):
-        with col:
-            show.show_digit_spectrograms(mels, digits)
+if state.spoken(pipe.modalities):
+    st.header("What the digits sound like")
+    with state.guard():  # on its own: when the demo is busy, the sweep below still shows
+        mels, missing = state.digit_spectrograms(pipe)
+        st.caption(names.digit_spectrograms_caption(mels))
+        if missing:
+            st.info(missing, icon=":material/folder_off:")
+        for col, digits in zip(st.columns(2), (range(0, 5), range(5, 10))):
+            with col:
+                show.show_digit_spectrograms(mels, digits)
 
 st.header("Hyper-parameter sweep")
 sweep = state.sweep_results(pipe)

@@ -11,7 +11,12 @@ from plotly.subplots import make_subplots
 
 import mvae
 from mvae.signals.audio import wav_bytes
-from webapp.names import COLOURS, DIGIT_COLOURS, NAMES
+from webapp.names import DIGIT_COLOURS, OTHER_COLOURS, colour, noun
+
+# The charts' own colours, Okabe-Ito like the modalities': a bar, a line or a point, and what a chart marks on it.
+ACCENT = "#56B4E9"
+HIGHLIGHT = "#009E73"
+FUSED, PRIOR = OTHER_COLOURS["fused"], OTHER_COLOURS["prior"]
 
 FAINTEST_SHOWN = 0.1  # a peak below this is left as it is rather than stretched into noise
 
@@ -70,7 +75,7 @@ def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
 
 def prob_bar(probs: np.ndarray) -> go.Figure:
     top = int(np.argmax(probs))
-    colours = [COLOURS["fused"] if d == top else COLOURS["prior"] for d in range(len(probs))]
+    colours = [FUSED if d == top else PRIOR for d in range(len(probs))]
     fig = go.Figure(go.Bar(x=[str(d) for d in range(len(probs))], y=probs, marker_color=colours,
                            hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"))
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title="probability")
@@ -81,9 +86,9 @@ def prob_bar(probs: np.ndarray) -> go.Figure:
 def waveform_figure(wave: np.ndarray, rate: int, span: tuple[int, int]) -> go.Figure:
     step = max(1, len(wave) // 4000)  # a few thousand points draw quickly and look the same
     t = np.arange(0, len(wave), step) / rate
-    fig = go.Figure(go.Scatter(x=t, y=wave[::step], mode="lines", line=dict(width=1, color=COLOURS["kannada"]),
+    fig = go.Figure(go.Scatter(x=t, y=wave[::step], mode="lines", line=dict(width=1, color=ACCENT),
                                name="recording", hoverinfo="skip"))
-    fig.add_vrect(x0=span[0] / rate, x1=span[1] / rate, fillcolor=COLOURS["speech"], opacity=0.25, line_width=0,
+    fig.add_vrect(x0=span[0] / rate, x1=span[1] / rate, fillcolor=HIGHLIGHT, opacity=0.25, line_width=0,
                   annotation_text="voiced segment used", annotation_position="top left")
     fig.update_xaxes(title="seconds")
     fig.update_yaxes(title="amplitude", showticklabels=False)
@@ -117,12 +122,12 @@ def posterior_figure(experts: dict[str, tuple[np.ndarray, np.ndarray]],
                         subplot_titles=("posterior mean", "posterior variance (log scale)"))
     curves = {"prior": (np.zeros_like(fused[0]), np.zeros_like(fused[1])), **experts, "fused": fused}
     for name, (mean, logvar) in curves.items():
-        style = dict(color=COLOURS[name], dash="dot" if name == "prior" else "solid",
+        style = dict(color=colour(name), dash="dot" if name == "prior" else "solid",
                      width=3 if name == "fused" else 1.5)
         for row, values in ((1, mean), (2, np.exp(logvar))):
             fig.add_trace(go.Scatter(x=dims, y=values, mode="lines+markers", marker=dict(size=4), line=style,
-                                     name=NAMES[name], legendgroup=name, showlegend=row == 1,
-                                     hovertemplate=f"{NAMES[name]}<br>dim %{{x}}: %{{y:.3g}}<extra></extra>"),
+                                     name=noun(name), legendgroup=name, showlegend=row == 1,
+                                     hovertemplate=f"{noun(name)}<br>dim %{{x}}: %{{y:.3g}}<extra></extra>"),
                           row=row, col=1)
     fig.update_yaxes(type="log", dtick=1, row=2, col=1)
     fig.update_xaxes(title="latent dimension", row=2, col=1)
@@ -143,7 +148,7 @@ def bars(values: dict[str, float], title: str, percent: bool = True, horizontal:
     text = [f"{v:.1%}" if percent else f"{v:.3g}" for v in vals] if len(vals) <= 16 else None
     bar = go.Bar(y=keys, x=vals, orientation="h", text=text) if horizontal else go.Bar(x=keys, y=vals, text=text)
     fig = go.Figure(bar)
-    fig.update_traces(marker_color=COLOURS["kannada"], textposition="auto")
+    fig.update_traces(marker_color=ACCENT, textposition="auto")
     if percent:
         (fig.update_xaxes if horizontal else fig.update_yaxes)(tickformat=".0%", range=[0, 1.05])
     if horizontal:
@@ -155,8 +160,8 @@ def recon_figure(recon: dict[str, dict[str, float]]) -> go.Figure:
     """Given against missing for each modality, each on its own scale (speech NLLs dwarf the images')."""
     fig = make_subplots(rows=1, cols=len(recon), subplot_titles=list(recon))
     for i, losses in enumerate(recon.values(), start=1):
-        for kind, colour in (("given", COLOURS["kannada"]), ("missing", COLOURS["fused"])):
-            fig.add_trace(go.Bar(x=[kind], y=[losses.get(kind)], name=kind, marker_color=colour, legendgroup=kind,
+        for kind, shade in (("given", ACCENT), ("missing", FUSED)):
+            fig.add_trace(go.Bar(x=[kind], y=[losses.get(kind)], name=kind, marker_color=shade, legendgroup=kind,
                                  showlegend=i == 1, text=[f"{losses.get(kind, 0):.4g}"], textposition="auto"),
                           row=1, col=i)
     fig.update_yaxes(title="negative log-likelihood", row=1, col=1)
@@ -168,7 +173,7 @@ def recon_figure(recon: dict[str, dict[str, float]]) -> go.Figure:
 def trials_figure(trials: list[dict]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=[t["number"] for t in trials], y=[t["value"] for t in trials], mode="markers",
                                hovertext=[json.dumps(t.get("params", {})) for t in trials],
-                               marker=dict(color=COLOURS["kannada"], size=8)))
+                               marker=dict(color=ACCENT, size=8)))
     fig.update_xaxes(title="trial")
     fig.update_yaxes(title="objective")
     return _layout(fig, 300, title=dict(text="All trials", font=dict(size=13)))
@@ -184,7 +189,7 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, you: np.ndarray | Non
                                    hovertemplate=f"digit {d}<extra></extra>"))
     if you is not None:
         fig.add_trace(go.Scatter(x=you[:, 0], y=you[:, 1], mode="markers", name="your input",
-                                 marker=dict(symbol="star", size=18, color=COLOURS["fused"],
+                                 marker=dict(symbol="star", size=18, color=FUSED,
                                              line=dict(width=1.5, color="white")),
                                  hovertemplate="your input<extra></extra>"))
     fig.update_xaxes(title="discriminant 1")

@@ -6,28 +6,39 @@ from __future__ import annotations
 import numpy as np
 
 import mvae
+from mvae import registry
+from mvae.config import LABEL
 
-SCRIPTS = {"farsi": "Farsi", "kannada": "Kannada"}
-
-NAMES = {"farsi": "Farsi drawing", "kannada": "Kannada drawing", "speech": "Speech", "prior": "Prior N(0, I)",
-         "fused": "Fused (product)"}
+# What the pages show beside the modalities' own names and colours (mvae.registry): the prior, the product of
+# the experts and the label are no modalities.
+OTHER_NOUNS = {"prior": "Prior N(0, I)", "fused": "Fused (product)"}
 
 # Okabe-Ito colours: distinguishable with colour-blindness, readable on light and dark backgrounds.
-COLOURS = {"farsi": "#E69F00", "kannada": "#56B4E9", "speech": "#009E73", "prior": "#999999", "fused": "#D55E00"}
+OTHER_COLOURS = {"prior": "#999999", "fused": "#D55E00"}
 
 # Tableau 10: ten hues that stay distinct on a white and on a near-black background.
 DIGIT_COLOURS = ["#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7",
                  "#9C755F", "#BAB0AC"]
 
-# Unicode digits, shown beside the model's own rendering of each class.
-GLYPHS = {"farsi": "۰۱۲۳۴۵۶۷۸۹", "kannada": "೦೧೨೩೪೫೬೭೮೯"}
+OTHER_TITLES = {LABEL: "the label"}
 
-MODALITY_NAMES = {"farsi": "Farsi", "kannada": "Kannada", "speech": "speech", "label": "the label"}
 
-EXTRA_SETS = {"kannada/dig": "Dig-MNIST", "farsi/remaining": "Hoda remaining"}
+def noun(name: str) -> str:
+    """What a user gives of a modality ("Farsi drawing"), or the prior's or the product's name."""
+    return registry.modality(name).noun if name in registry.MODALITIES else OTHER_NOUNS.get(name, name)
 
-BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
-             "multimodal_accuracy": "accuracy from two or three inputs",
+
+def colour(name: str) -> str:
+    return registry.modality(name).colour if name in registry.MODALITIES else OTHER_COLOURS[name]
+
+
+def glyph(name: str, digit: int) -> str:
+    """The modality's own Unicode digit, or "" when its script has none."""
+    glyphs = registry.modality(name).glyphs
+    return glyphs[digit] if digit < len(glyphs) else ""
+
+
+BAR_LINES = {"multimodal_accuracy": "accuracy from two or three inputs",
              # reports written before the bar had one line per generated target
              "label_coherence": "coherence of what the label generates",
              "coherence": "coherence from one modality to another",
@@ -36,12 +47,31 @@ BAR_LINES = {"extra_accuracy/kannada/dig": "accuracy on Dig-MNIST",
 BAR_SECTIONS = {"unimodal_accuracy": "accuracy from {} alone", "diversity": "diversity of generated {} digits",
                 "halftone": "half-tone share of generated {} digits",
                 "frechet": "Fréchet distance of generated {} digits",
-                "live_dimensions": "live latent dimensions for {}"}
+                "live_dimensions": "live latent dimensions for {}",
+                "extra_accuracy": "accuracy on {}"}
 
-# The home page's accuracy metrics. Short labels under one heading: a metric cuts its label at the column's
-# edge, and "Accuracy from farsi + kannada + speech" did not fit a quarter of the page.
-HOME_ACCURACY = {"farsi": "Farsi alone", "kannada": "Kannada alone", "speech": "Speech alone",
-                 "farsi+kannada+speech": "All three"}
+# Counts in words, as the pages write them; larger counts are written in digits.
+COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
+          11: "eleven", 12: "twelve"}
+
+
+def count_word(n: int) -> str:
+    return COUNTS.get(n, str(n))
+
+
+def home_accuracy(modalities) -> dict[str, str]:
+    """The home page's accuracy metrics, keyed like eval.json's: each input alone, then all of them together.
+    Short labels under one heading: a metric cuts its label at the column's edge, and "Accuracy from farsi +
+    kannada + speech" did not fit a quarter of the page."""
+    labels = {name: f"{_capitalised(modality_name(name))} alone" for name in modalities}
+    if len(modalities) > 1:
+        labels["+".join(modalities)] = "Both" if len(modalities) == 2 else f"All {count_word(len(modalities))}"
+    return labels
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
 
 SWEEP_PARAMS = {"latent_dim": "latent size", "hidden": "width", "label_weight": "label weight",
                 "speech_weight": "speech weight", "beta": "β", "beta_warmup_epochs": "β warm-up (epochs)",
@@ -49,7 +79,8 @@ SWEEP_PARAMS = {"latent_dim": "latent size", "hidden": "width", "label_weight": 
 
 
 def modality_name(name: str) -> str:
-    return MODALITY_NAMES.get(name, name)
+    """A modality's name in a sentence (its entry's title), or the label's."""
+    return OTHER_TITLES.get(name) or registry.title(name)
 
 
 def inputs_name(key: str) -> str:
@@ -60,7 +91,13 @@ def inputs_name(key: str) -> str:
 
 
 def extra_set_name(key: str) -> str:
-    return EXTRA_SETS.get(key, key.replace("/", " "))
+    """An extra test set (eval.json's "<modality>/<file stem>") by the name its modality's entry gives it."""
+    name, _, stem = key.partition("/")
+    source = registry.MODALITIES[name].source if name in registry.MODALITIES else None
+    extra_name = getattr(source, "extra_name", "")
+    if extra_name and source.splits.get("extra") == stem:
+        return extra_name
+    return key.replace("/", " ")
 
 
 def bar_line_name(key: str) -> str:
@@ -72,6 +109,8 @@ def bar_line_name(key: str) -> str:
         return f"coherence of label → {modality_name(rest)}"
     if section == "coherence" and rest:
         return f"coherence of {inputs_name(rest)}"
+    if section == "extra_accuracy" and rest:
+        return BAR_SECTIONS[section].format(extra_set_name(rest))
     if section in BAR_SECTIONS and rest:
         return BAR_SECTIONS[section].format(modality_name(rest))
     return key.replace("_", " ").replace("/", ", ")
@@ -159,14 +198,14 @@ def style_sentence(voiced: bool) -> str:
 
 def latent_parts(pipe: mvae.Pipeline) -> dict[str, str]:
     """The parts of the full latent a person can move, with their display names."""
-    return {part: "shared (the digit)" if part == "shared" else f"{SCRIPTS.get(part, part)} style"
+    return {part: "shared (the digit)" if part == "shared" else f"{modality_name(part)} style"
             for part in pipe.latent_layout}
 
 
 def dimension_name(pipe: mvae.Pipeline, dim: int) -> str:
     for part, where in pipe.latent_layout.items():
         if where.start <= dim < where.stop:
-            return f"{'shared' if part == 'shared' else SCRIPTS.get(part, part).lower() + ' style'} {dim - where.start}"
+            return f"{'shared' if part == 'shared' else modality_name(part).lower() + ' style'} {dim - where.start}"
     return f"dim {dim}"
 
 

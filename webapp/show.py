@@ -42,13 +42,17 @@ def show_label(pred: mvae.Prediction) -> None:
 
 
 def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction") -> None:
-    cols = st.columns([1, 1, 2])
-    for col, (name, title) in zip(cols, names.SCRIPTS.items()):
+    """Every image the model made, then the voice it made (twice as wide: a player needs the room)."""
+    modalities = state.pipeline().modalities
+    images, voices = state.drawn(modalities), state.spoken(modalities)[:1]  # the facade voices one log-mel
+    cols = st.columns([1] * len(images) + [2] * len(voices))
+    for col, name in zip(cols, images):
         with col:
-            show_image(pred.images[name], f"{captions}: {title}")
-    with cols[2]:
-        st.caption(f"{captions}: speech")
-        show_audio(pred.speech)
+            show_image(pred.images[name], f"{captions}: {names.modality_name(name)}")
+    for col, name in zip(cols[len(images):], voices):
+        with col:
+            st.caption(f"{captions}: {names.modality_name(name)}")
+            show_audio(pred.speech)
     other_styles(pred)
 
 
@@ -59,18 +63,18 @@ def _next(key: str) -> None:
 def other_styles(pred: mvae.Prediction) -> None:
     """The same digit in the missing modalities, each time in a style drawn afresh from the prior."""
     pipe = state.pipeline()
-    missing = [name for name in names.SCRIPTS if name not in pred.inputs]
+    missing = [name for name in state.drawn(pipe.modalities) if name not in pred.inputs]
     if not pipe.style_modalities or not missing:
         return
     key = "style-draw"
-    voiced = "speech" not in pred.inputs
+    voiced = any(name not in pred.inputs for name in state.spoken(pipe.modalities))
     head, button = st.columns([3, 1])
     head.markdown("**In other styles.** " + names.style_sentence(voiced))
     button.button("New styles", icon=":material/casino:", key=f"{key}-button", on_click=_next, args=(key,))
     decoded = pipe.restyle(pred.latent_mean, keep=tuple(pred.inputs), n=names.STYLE_SAMPLES,
                            seed=st.session_state.get(key, 0))
     st.plotly_chart(figures.image_grid(np.stack([decoded.images[name] for name in missing]),
-                                       [names.SCRIPTS[name] for name in missing],
+                                       [names.modality_name(name) for name in missing],
                                        [f"#{i + 1}" for i in range(names.STYLE_SAMPLES)]))
     if voiced:
         voices = decoded.speech[:names.STYLE_VOICES]
@@ -118,16 +122,16 @@ def dimension_picker(pipe: mvae.Pipeline, latent: np.ndarray, source: str, scrip
         again.button(f"Rank for {source}", key=f"{key}-again", on_click=_rank_again, args=(key,),
                      icon=":material/sort:")
     else:
-        st.caption(f"Ranked for {source}, most effective first: the dimensions that change the {names.SCRIPTS[script]} "
-                   "digit most from this starting point.")
+        st.caption(f"Ranked for {source}, most effective first: the dimensions that change the "
+                   f"{names.modality_name(script)} digit most from this starting point.")
     return list(dims)
 
 
 def reference_glyphs(pipe: mvae.Pipeline, script: str) -> None:
     """The ten digits of a script as the model draws each class, captioned with the Unicode digit."""
     images = state.class_images(pipe)[script]
-    st.image([figures.big(img, 2) for img in images], caption=[f"{d}  {names.GLYPHS[script][d]}" for d in range(10)],
-             clamp=True)
+    st.image([figures.big(img, 2) for img in images], clamp=True,
+             caption=[f"{d}  {names.glyph(script, d)}".rstrip() for d in range(10)])
 
 
 def show_digit_spectrograms(mels: dict[str, list[np.ndarray]], digits) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 
 import mvae
+from mvae import kinds, registry
 from webapp import pool
 from webapp.pool import POOL, Busy
 
@@ -56,6 +57,21 @@ def pipeline() -> mvae.Pipeline:
     except mvae.CheckpointError as exc:
         st.error(f"The model could not be loaded. {exc}")
         st.stop()
+
+
+def drawn(modalities) -> list[str]:
+    """The image-kind ones among `modalities`, in the registry's order: the facade's answers hold their
+    digits in `images`."""
+    return _of_group(modalities, kinds.IMAGES.group)
+
+
+def spoken(modalities) -> list[str]:
+    """The audio-kind ones among `modalities`, in the registry's order: the facade voices their log-mels."""
+    return _of_group(modalities, kinds.SPEECH.group)
+
+
+def _of_group(modalities, group: str) -> list[str]:
+    return [name for name in registry.names() if name in modalities and kinds.kind(name).group == group]
 
 
 @contextmanager
@@ -246,7 +262,8 @@ def _real_spectrograms(pipe: mvae.Pipeline, data_dir: str, digits) -> tuple[list
         first = {}
         for item in fsdd_recordings(data_dir, "test"):
             first.setdefault(item.digit, item)
-        return [pipe.prepare({"speech": read_regular(first[d].path, MAX_RECORDING_BYTES)})[1].log_mel
+        voice = spoken(pipe.modalities)[0]
+        return [pipe.prepare({voice: read_regular(first[d].path, MAX_RECORDING_BYTES)})[1].log_mel
                 for d in digits], None
     except (mvae.DataError, mvae.InputError, OSError, KeyError) as exc:
         LOG.warning("real recordings for the report's spectrograms: %s", exc)
