@@ -15,6 +15,7 @@ import torch
 from mvae.config import AudioConfig
 from mvae.data import banks
 from mvae.data.cache import CACHE_ENV, MAX_CACHED_BANKS, SUBFOLDER, BankCache, default_cache_dir
+from mvae.data.sources import recordings
 from mvae.signals.audio import AudioFrontEnd
 from tests.helpers import make_dataset, plain_model_flags
 
@@ -43,8 +44,8 @@ def made(monkeypatch) -> list:
 
 def bank(data: Path, cache: BankCache, audio: AudioConfig | None = None, copies: int = 1, strength: float = 1.0,
          seed: int = 0):
-    return banks.speech_bank(data, "train", AudioFrontEnd(audio or AudioConfig()), copies, strength, seed,
-                             progress=False, limit=LIMIT, cache=cache)
+    return banks.recording_bank(data, "speech", "train", AudioFrontEnd(audio or AudioConfig()), copies, strength,
+                                seed, progress=False, limit=LIMIT, cache=cache)
 
 
 def cache_in(folder: Path, lines: list) -> BankCache:
@@ -78,7 +79,7 @@ def test_a_changed_setting_or_recording_misses_the_cache(data, tmp_path, made, c
     elif change == "audio":
         kwargs["audio"] = replace(AudioConfig(), aug_pitch_semitones=1.0)
     else:
-        used = banks.fsdd_recordings(data, "train")[0].path
+        used = recordings(data, "speech", "train")[0].path
         if change == "a recording rewritten":
             used.write_bytes(used.read_bytes() + b"\0\0")  # one more sample: another size
         else:

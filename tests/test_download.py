@@ -15,14 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from mvae.data import download
-from mvae.data.download import MANIFEST, Output, arrays_sha256, download_all, main, recordings_sha256
+from mvae.data import download, fetch
+from mvae.data.download import MANIFEST, Output, arrays_sha256, download_all, main, raw_files, recordings_sha256
 from mvae.data.formats import prepare_images, write_hoda_cdb, write_idx
 from mvae.errors import DataError
 
 KANNADA_SPLITS = {"train": 200, "test": 20, "dig": 10}
 FARSI_SPLITS = {"train": "Train 60000.cdb", "test": "Test 20000.cdb", "remaining": "RemainingSamples.cdb"}
-FSDD_ZIP = MANIFEST["fsdd"].raw_files[0]
+FSDD_ZIP = raw_files(MANIFEST["fsdd"])[0]
 TRAIN_X = "X_kannada_MNIST_train-idx3-ubyte.gz"
 
 
@@ -369,7 +369,7 @@ def test_a_full_disk_says_how_much_space_is_needed(server, tmp_path, fixtures, m
 
     real_fdopen = os.fdopen
     if where == "download":
-        monkeypatch.setattr(download, "open", fake_open, raising=False)
+        monkeypatch.setattr(fetch, "open", fake_open, raising=False)
     else:
         monkeypatch.setattr(os, "fdopen", fake_fdopen)
     with pytest.raises(DataError, match="disk is full") as info:

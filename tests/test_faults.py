@@ -469,7 +469,7 @@ def test_a_damaged_dataset_stops_train_py_before_training_naming_the_file(datase
 
 def test_the_readers_the_evaluator_and_judges_use_refuse_damaged_files_too(dataset_copy):
     from mvae.config import AudioConfig
-    from mvae.data.banks import image_bank, speech_bank
+    from mvae.data.banks import image_bank, recording_bank
     from mvae.errors import DataError
     from mvae.signals.audio import AudioFrontEnd
 
@@ -478,7 +478,7 @@ def test_the_readers_the_evaluator_and_judges_use_refuse_damaged_files_too(datas
         image_bank(dataset_copy, "kannada", "extra")
     silent(dataset_copy / "fsdd" / "recordings" / "2_bob_0.wav")
     with pytest.raises(DataError, match=r"2_bob_0\.wav is silent"):
-        speech_bank(dataset_copy, "test", AudioFrontEnd(AudioConfig()), progress=False)
+        recording_bank(dataset_copy, "speech", "test", AudioFrontEnd(AudioConfig()), progress=False)
 
 
 def test_an_archive_that_claims_a_huge_array_is_refused_before_reading_it(dataset_copy, monkeypatch):
@@ -493,7 +493,7 @@ def test_an_archive_that_claims_a_huge_array_is_refused_before_reading_it(datase
 def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     """A click in silence is loud enough to pass the up-front check but holds no word to train on."""
     from mvae.config import AudioConfig
-    from mvae.data.banks import speech_bank
+    from mvae.data.banks import recording_bank
     from mvae.errors import DataError
     from mvae.signals.audio import AudioFrontEnd
 
@@ -502,16 +502,16 @@ def test_a_recording_the_front_end_cannot_use_is_named(dataset_copy):
     path = dataset_copy / "fsdd" / "recordings" / "4_alice_1.wav"
     sf.write(path, click, 8000, subtype="PCM_16")
     with pytest.raises(DataError) as info:
-        speech_bank(dataset_copy, "test", AudioFrontEnd(AudioConfig()), progress=False)
+        recording_bank(dataset_copy, "speech", "test", AudioFrontEnd(AudioConfig()), progress=False)
     assert f"The recording {path} cannot be used" in str(info.value) and "--only fsdd --force" in str(info.value)
 
 
 @pytest.mark.slow
 def test_the_whole_real_dataset_passes_the_checks(real_data):
-    from mvae.config import INPUT_MODALITIES
+    from mvae import registry
     from mvae.data.checks import check_dataset
 
-    check_dataset(real_data, INPUT_MODALITIES, ("train", "test"))
+    check_dataset(real_data, registry.names(), ("train", "test"))
 
 
 # -- a full disk --------------------------------------------------------------------------------------

@@ -61,14 +61,14 @@ def test_a_missing_class_is_refused():
 def test_test_pairs_come_from_test_splits_only(synthetic_data):
     from mvae.config import AudioConfig
     from mvae.data.banks import load_banks
-    from mvae.data.sources import fsdd_recordings, load_images
+    from mvae.data.sources import load_images, recordings
     from mvae.signals.audio import AudioFrontEnd
 
     front_end = AudioFrontEnd(AudioConfig())
     banks = load_banks(synthetic_data, "test", front_end, ("farsi", "kannada", "speech"), aug_copies=3, progress=False)
     test_images = load_images(synthetic_data, "farsi", "test").images
     assert torch.equal(banks["farsi"].items, torch.from_numpy(test_images).float() / 255)
-    recordings = fsdd_recordings(synthetic_data, "test")
-    assert {r.index for r in recordings} == set(range(5))
-    assert len(banks["speech"].labels) == len(recordings)  # no augmented copies in the test split
-    assert {r.index for r in fsdd_recordings(synthetic_data, "train")}.isdisjoint(range(5))
+    test_recordings = recordings(synthetic_data, "speech", "test")
+    assert {r.index for r in test_recordings} == set(range(5))
+    assert len(banks["speech"].labels) == len(test_recordings)  # no augmented copies in the test split
+    assert {r.index for r in recordings(synthetic_data, "speech", "train")}.isdisjoint(range(5))

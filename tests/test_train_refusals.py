@@ -229,10 +229,10 @@ DATA_CASES = {
     "no images": (lambda d: relabel(d / "farsi/test.npz", lambda lab: lab[:0]), "holds no images", "farsi/test.npz"),
     "no recordings of a digit in the test split": (
         lambda d: remove_recordings(d / "fsdd/recordings", "4_*_[0-4].wav"),
-        "The test split of the spoken digits", "fsdd/recordings"),
+        "The test split of the speech recordings", "fsdd/recordings"),
     "no recordings in the training split": (
         lambda d: [remove_recordings(d / "fsdd/recordings", f"*_{i}.wav") for i in range(5, 12)],
-        "FSDD train recordings not found", "fsdd/recordings"),
+        "The train split of the speech recordings not found", "fsdd/recordings"),
     "a named pipe among the recordings": (lambda d: (d / "fsdd/recordings/2_bob_7.wav").unlink()
                                           or os.mkfifo(d / "fsdd/recordings/2_bob_7.wav"),
                                           "is not a regular file", "fsdd/recordings/2_bob_7.wav"),

@@ -1,9 +1,9 @@
 """Datasets: readers of the prepared format, per-modality banks and label pairing."""
 
-from .sources import IMAGE_SPLITS, ImageSet, Recording, fsdd_recordings, load_images, resolve_data_dir
+from .sources import ImageSet, Recording, fsdd_recordings, load_images, recordings, resolve_data_dir
 
-__all__ = ["Bank", "PairedDataset", "Pairs", "IMAGE_SPLITS", "ImageSet", "Recording", "fsdd_recordings",
-           "load_images", "resolve_data_dir"]
+__all__ = ["Bank", "PairedDataset", "Pairs", "ImageSet", "Recording", "fsdd_recordings", "load_images", "recordings",
+           "resolve_data_dir"]
 _PAIRED = ("Bank", "PairedDataset", "Pairs")
 
 

@@ -22,7 +22,7 @@ from ..signals.augment import augment_speech
 from .cache import BankCache, cache_key, recordings_fingerprint
 from .checks import check_recordings, recording_error
 from .paired import Bank
-from .sources import fsdd_recordings, load_images, read_regular
+from .sources import load_images, read_regular, recordings, the_recorded_modality
 
 
 def spread(n: int, limit: int | None) -> np.ndarray:
@@ -32,8 +32,8 @@ def spread(n: int, limit: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, limit).round().astype(np.int64)
 
 
-def image_bank(data_dir, script: str, split: str, limit: int | None = None) -> Bank:
-    data = load_images(data_dir, script, split)
+def image_bank(data_dir, name: str, split: str, limit: int | None = None) -> Bank:
+    data = load_images(data_dir, name, split)
     keep = spread(len(data.labels), limit)
     return Bank(torch.from_numpy(data.images[keep]).float().div_(255.0), data.labels[keep])
 
@@ -46,61 +46,72 @@ def useful_copies(asked: int, draws: int, recordings: int) -> int:
     return min(asked, max(0, math.ceil(draws / max(recordings, 1)) - 1))
 
 
-def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int = 0,
-                aug_strength: float = 1.0, seed: int = 0, progress: bool = True, limit: int | None = None,
-                cache: BankCache | None = None) -> Bank:
-    """Log-mels of every recording of the split, plus `aug_copies` augmented versions of each.
+def recording_bank(data_dir, name: str, split: str, front_end: AudioFrontEnd, aug_copies: int = 0,
+                   aug_strength: float = 1.0, seed: int = 0, progress: bool = True, limit: int | None = None,
+                   cache: BankCache | None = None) -> Bank:
+    """Log-mels of every recording of a recorded modality's split, plus `aug_copies` augmented versions of each.
 
     The augmented copies are made once, here, because a pitch or speed change per batch would cost
     more than the whole model step on a CPU. With a `cache`, the making is announced in one line, and the
     bank is read from, or written to, its folder (mvae.data.cache), so that a second run skips it.
     """
-    recordings = fsdd_recordings(data_dir, split)
-    recordings = [recordings[i] for i in spread(len(recordings), limit)]
-    check_recordings(recordings, front_end.cfg, Path(data_dir))
+    found = recordings(data_dir, name, split)
+    found = [found[i] for i in spread(len(found), limit)]
+    check_recordings(found, front_end.cfg, Path(data_dir), name)
     if cache is not None and cache.draws is not None and aug_copies:
-        asked, aug_copies = aug_copies, useful_copies(aug_copies, cache.draws, len(recordings))
+        asked, aug_copies = aug_copies, useful_copies(aug_copies, cache.draws, len(found))
         if aug_copies < asked:
-            cache.say(f"speech {split}: {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each "
-                      f"recording, not {asked}: the run draws {cache.draws:,} items from {len(recordings):,} "
+            cache.say(f"{name} {split}: {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each "
+                      f"recording, not {asked}: the run draws {cache.draws:,} items from {len(found):,} "
                       "recordings, so more copies would go unseen")
     copies = f" and {aug_copies} augmented cop{'y' if aug_copies == 1 else 'ies'} of each" if aug_copies else ""
-    what = f"speech {split}: {len(recordings):,} recordings{copies}"
+    what = f"{name} {split}: {len(found):,} recordings{copies}"
+    # The file's name is the modality's and the split's, the key what the bank is made of (not the name: the
+    # shipped speech bank keeps the key, and so the cache, it had before there was a registry).
+    stored_as = f"{name}{split}"
     key = None
     if cache is not None:
         cfg = front_end.cfg
         key = cache_key({"split": split, "audio": to_dict(cfg), "copies": aug_copies, "strength": aug_strength,
-                         "seed": seed, "recordings": recordings_fingerprint([r.path for r in recordings],
+                         "seed": seed, "recordings": recordings_fingerprint([r.path for r in found],
                                                                             Path(data_dir))})
         # The labels a bank of these recordings holds, in order: a cached file must hold exactly these.
-        expected = np.repeat(np.asarray([r.digit for r in recordings], np.int64), 1 + aug_copies)
-        cached = cache.load(f"speech{split}", key, expected, (cfg.n_mels, cfg.n_frames))
+        expected = np.repeat(np.asarray([r.digit for r in found], np.int64), 1 + aug_copies)
+        cached = cache.load(stored_as, key, expected, (cfg.n_mels, cfg.n_frames))
         if cached is not None:
-            cache.say(f"{what}: read from the cache {cache.path(f'speech{split}', key)}")
+            cache.say(f"{what}: read from the cache {cache.path(stored_as, key)}")
             return Bank(torch.from_numpy(cached), expected)
         skip = " (--speech-aug-copies 0 skips the copies)" if aug_copies else ""
         cache.say(f"{what}: precomputing{skip}")
-    waves, labels = _speech_waves(data_dir, recordings, front_end, aug_copies, aug_strength, seed, progress, split)
+    waves, labels = _speech_waves(data_dir, name, found, front_end, aug_copies, aug_strength, seed, progress, split)
     log_mels = np.concatenate([front_end.log_mel(np.stack(waves[i:i + 512])) for i in range(0, len(waves), 512)])
     labels = np.asarray(labels, dtype=np.int64)
     if cache is not None and key is not None:
-        stored = cache.store(f"speech{split}", key, log_mels, labels)
+        stored = cache.store(stored_as, key, log_mels, labels)
         if stored is not None:
             cache.say(f"{what}: cached in {stored}")
     return Bank(torch.from_numpy(log_mels), labels)
 
 
-def _speech_waves(data_dir, recordings, front_end: AudioFrontEnd, aug_copies: int, aug_strength: float, seed: int,
-                  progress: bool, split: str) -> tuple[list[np.ndarray], list[int]]:
+def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int = 0, aug_strength: float = 1.0,
+                seed: int = 0, progress: bool = True, limit: int | None = None,
+                cache: BankCache | None = None) -> Bank:
+    """The bank of the one recorded modality; callers that know the modality use `recording_bank`."""
+    return recording_bank(data_dir, the_recorded_modality(), split, front_end, aug_copies, aug_strength, seed,
+                          progress, limit, cache)
+
+
+def _speech_waves(data_dir, name: str, found, front_end: AudioFrontEnd, aug_copies: int, aug_strength: float,
+                  seed: int, progress: bool, split: str) -> tuple[list[np.ndarray], list[int]]:
     rng = np.random.default_rng([seed, 7])
     shift = front_end.cfg.aug_shift_frames * front_end.cfg.hop_length
     waves, labels = [], []
-    for rec in tqdm(recordings, desc=f"speech {split}", disable=not progress, leave=False):
+    for rec in tqdm(found, desc=f"{name} {split}", disable=not progress, leave=False):
         samples, rate = sf.read(io.BytesIO(read_regular(rec.path)), dtype="float32", always_2d=True)
         try:
             prepared = front_end.prepare(samples, rate)
         except InputError as exc:  # its advice is for a person at a microphone, not for a dataset
-            raise recording_error(rec.path, Path(data_dir), f"cannot be used ({exc})") from exc
+            raise recording_error(rec.path, Path(data_dir), f"cannot be used ({exc})", name) from exc
         waves.append(front_end.fix_length(prepared.voiced))
         labels.append(rec.digit)
         for _ in range(aug_copies):
@@ -118,7 +129,7 @@ def _image_bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed
 def _speech_bank(data_dir, name, split, front_end, aug_copies, aug_strength, seed, progress, limit, cache) -> Bank:
     # Augmented copies are made for training speech only: a test split is scored as it was recorded.
     copies = aug_copies if split in ("train", "fit") else 0
-    return speech_bank(data_dir, split, front_end, copies, aug_strength, seed, progress, limit, cache)
+    return recording_bank(data_dir, name, split, front_end, copies, aug_strength, seed, progress, limit, cache)
 
 
 # The kinds with data files of their own; a label is read along with them.

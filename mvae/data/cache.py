@@ -39,7 +39,7 @@ BANK_CACHE_VERSION = 1
 MAX_CACHED_BANKS = 4
 SUFFIX = ".npz"
 SUBFOLDER = "banks"  # pruning deletes only files of this module's naming, in a folder of its own
-CACHED_NAME = re.compile(r"^[a-z]+-[0-9a-f]{32}\.npz$")
+CACHED_NAME = re.compile(r"^[a-z0-9_]+-[0-9a-f]{32}\.npz$")  # <modality><split>-<key>
 
 
 def default_cache_dir() -> Path:

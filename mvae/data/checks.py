@@ -15,7 +15,7 @@ from ..config import AudioConfig
 from ..errors import DataError
 from ..kinds import IMAGES, SPEECH, kind
 from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, wav_shortfall
-from .sources import DOWNLOAD_HINT, Recording, fsdd_recordings, load_images, read_regular
+from .sources import Recording, load_images, prepare_again, read_regular, recordings
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and
 # the speech bank that follows it read each file once more between them, not twice.
@@ -55,28 +55,30 @@ def _problem(path: Path, cfg: AudioConfig) -> str | None:
     return None
 
 
-def recording_error(path: Path, data_dir: Path | None, what: str) -> DataError:
-    again = DOWNLOAD_HINT.format(dir=data_dir if data_dir is not None else Path(path).parents[2])
-    return DataError(f"The recording {path} {what}. Delete it, or prepare the spoken digits again with: "
-                     f"{again} --only fsdd --force")
+def recording_error(path: Path, data_dir: Path | None, what: str, name: str) -> DataError:
+    """A bad recording of modality `name`, with what to do about it."""
+    data_dir = data_dir if data_dir is not None else Path(path).parents[2]  # DIR/<folder>/recordings/<file>
+    return DataError(f"The recording {path} {what}. Delete it, or replace the whole set. "
+                     f"{prepare_again(data_dir, name)}")
 
 
-def check_recordings(recordings: list[Recording], cfg: AudioConfig, data_dir=None) -> None:
+def check_recordings(found: list[Recording], cfg: AudioConfig, data_dir, name: str) -> None:
     """Every recording decodable, whole and not silent; else a DataError naming the first bad file."""
-    for rec in recordings:
+    for rec in found:
         try:
             info = os.stat(rec.path)
         except OSError as exc:
-            raise recording_error(rec.path, data_dir, f"cannot be read ({exc.strerror})") from exc
+            raise recording_error(rec.path, data_dir, f"cannot be read ({exc.strerror})", name) from exc
         if not stat.S_ISREG(info.st_mode):
             # Never opened: reading a named pipe would wait for a writer, and the run with it.
-            raise recording_error(rec.path, data_dir, "is not a regular file (a named pipe, a folder or a device)")
+            raise recording_error(rec.path, data_dir, "is not a regular file (a named pipe, a folder or a device)",
+                                  name)
         key = (str(rec.path), info.st_size, info.st_mtime_ns)
         if key in _sound:
             continue
         problem = _problem(Path(rec.path), cfg)
         if problem:
-            raise recording_error(rec.path, data_dir, problem)
+            raise recording_error(rec.path, data_dir, problem, name)
         _sound.add(key)
 
 
@@ -85,7 +87,7 @@ def _check_images(data_dir: Path, name: str, split: str, audio: AudioConfig) -> 
 
 
 def _check_speech(data_dir: Path, name: str, split: str, audio: AudioConfig) -> None:
-    check_recordings(fsdd_recordings(data_dir, split), audio, data_dir)
+    check_recordings(recordings(data_dir, name, split), audio, data_dir, name)
 
 
 # How the files of each kind are checked, looked up here so that the kinds, below the data, need not know;

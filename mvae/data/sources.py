@@ -1,4 +1,7 @@
-"""Readers of the prepared datasets: 28x28 uint8 .npz image sets and the FSDD recordings."""
+"""Readers of the prepared datasets: 28x28 uint8 .npz image sets and folders of recordings.
+
+Where a modality's files lie and which of them make each split is its entry's `source` (mvae.registry): an
+`ImageFiles` or a `Recordings`; the readers take the modality's name and ask its entry."""
 
 from __future__ import annotations
 
@@ -14,20 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import registry
 from ..config import IMAGE_SIZE, N_CLASSES
 from ..errors import DataError
 
 DOWNLOAD_HINT = "python -m mvae.data.download --data-dir {dir}"
 
-# split name -> file stem, per script; "extra" is the harder out-of-distribution set of each.
-IMAGE_SPLITS = {
-    "farsi": {"train": "train", "test": "test", "extra": "remaining"},
-    "kannada": {"train": "train", "test": "test", "extra": "dig"},
-}
-# The dataset's official split is recordings 0-4 of each speaker and digit for test, 5-49 for train;
-# a hyperparameter search holds out 5-9 of the training part for validation.
-FSDD_SPLITS = {"test": range(0, 5), "train": range(5, 50), "fit": range(10, 50), "val": range(5, 10)}
-FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+RECORDING_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
 # Pairing draws each digit's items at random: with a single item of a digit, every pair of that digit
 # repeats it, and the model learns that one drawing or recording instead of the digit. The smallest split
 # the tools read (the synthetic test data's fit split) holds 4 of each digit, the real data's 30 or more.
@@ -47,6 +43,24 @@ def _missing(data_dir: Path, what: str, where: Path) -> DataError:
         + DOWNLOAD_HINT.format(dir=data_dir)
         + "`, or point --data-dir / MVAE_DATA_DIR at a folder that holds them."
     )
+
+
+def prepare_again(data_dir, name: str, it: str = "it") -> str:
+    """What to run to replace a modality's damaged files, in a sentence: a modality that is downloaded is
+    prepared again by the downloader; one that is not must be put back by whoever made it."""
+    source = registry.modality(name).source
+    if registry.modality(name).download is None:
+        return f"Replace {it} with a sound copy in {Path(data_dir) / source.folder}."
+    return f"Prepare {it} again with: {DOWNLOAD_HINT.format(dir=data_dir)} --only {source.folder} --force"
+
+
+def _source(name: str, wanted: type, what: str):
+    """The modality's `source`, which must be of the type its reader reads."""
+    source = registry.modality(name).source
+    if not isinstance(source, wanted):
+        readable = [n for n, m in registry.MODALITIES.items() if isinstance(m.source, wanted)]
+        raise ValueError(f"modality {name!r} has no {what}; these have: {', '.join(readable) or 'none'}")
+    return source
 
 
 def open_regular(path) -> int:
@@ -158,15 +172,17 @@ def read_image_archive(path: Path) -> ImageSet:
     return ImageSet(images, labels.astype(np.int64))
 
 
-def load_images(data_dir, script: str, split: str) -> ImageSet:
+def load_images(data_dir, name: str, split: str) -> ImageSet:
+    """One split of an image modality, from DIR/<its folder>/<the split's stem>.npz."""
     data_dir = Path(data_dir)
-    try:
-        stem = IMAGE_SPLITS[script][split]
-    except KeyError:
-        raise ValueError(f"unknown image set {script}/{split}; choose from {IMAGE_SPLITS}") from None
-    path = data_dir / script / f"{stem}.npz"
+    files = _source(name, registry.ImageFiles, "image files")
+    if split not in files.splits:
+        sets = {n: dict(m.source.splits) for n, m in registry.MODALITIES.items()
+                if isinstance(m.source, registry.ImageFiles)}
+        raise ValueError(f"unknown image set {name}/{split}; choose from {sets}")
+    path = data_dir / files.folder / f"{files.splits[split]}.npz"
     if not path.exists():
-        raise _missing(data_dir, f"The {script} {split} set", path)
+        raise _missing(data_dir, f"The {name} {split} set", path)
     try:
         images = read_image_archive(path)
         shortfall = class_shortfall(images.labels, "holds")
@@ -174,8 +190,7 @@ def load_images(data_dir, script: str, split: str) -> ImageSet:
             raise DataError(f"{path} {shortfall}.")
         return images
     except DataError as exc:
-        raise DataError(f"{exc} Prepare it again with: {DOWNLOAD_HINT.format(dir=data_dir)} --only {script} --force") \
-            from exc
+        raise DataError(f"{exc} {prepare_again(data_dir, name)}") from exc
 
 
 @dataclass
@@ -186,22 +201,46 @@ class Recording:
     index: int
 
 
-def fsdd_recordings(data_dir, split: str) -> list[Recording]:
+def recordings_folder(data_dir, name: str) -> Path:
+    """Where a recorded modality's wavs lie: DIR/<its folder>/recordings."""
+    return Path(data_dir) / _source(name, registry.Recordings, "recordings").folder / "recordings"
+
+
+def recordings(data_dir, name: str, split: str) -> list[Recording]:
+    """The recordings of one split of a recorded modality: those whose index falls in the split's range."""
     data_dir = Path(data_dir)
-    folder = data_dir / "fsdd" / "recordings"
+    source = _source(name, registry.Recordings, "recordings")
+    if split not in source.splits:
+        raise ValueError(f"unknown split {split!r} of the {name} recordings; choose from {', '.join(source.splits)}")
+    folder = recordings_folder(data_dir, name)
+    title = registry.title(name)
     if not folder.is_dir():
-        raise _missing(data_dir, "The spoken digits (FSDD)", folder)
-    recordings = []
+        raise _missing(data_dir, f"The {title} recordings", folder)
+    found = []
     for path in sorted(folder.glob("*.wav")):
-        match = FSDD_NAME.match(path.name)
+        match = RECORDING_NAME.match(path.name)
         if match:
             digit, speaker, index = int(match[1]), match[2], int(match[3])
-            if index in FSDD_SPLITS[split]:
-                recordings.append(Recording(path, digit, speaker, index))
-    if not recordings:
-        raise _missing(data_dir, f"FSDD {split} recordings", folder)
-    shortfall = class_shortfall([r.digit for r in recordings], "has")
+            if index in source.splits[split]:
+                found.append(Recording(path, digit, speaker, index))
+    if not found:
+        raise _missing(data_dir, f"The {split} split of the {title} recordings", folder)
+    shortfall = class_shortfall([r.digit for r in found], "has")
     if shortfall:
-        raise DataError(f"The {split} split of the spoken digits in {folder} {shortfall}. Prepare them again with: "
-                        f"{DOWNLOAD_HINT.format(dir=data_dir)} --only fsdd --force")
-    return recordings
+        raise DataError(f"The {split} split of the {title} recordings in {folder} {shortfall}. "
+                        f"{prepare_again(data_dir, name, 'them')}")
+    return found
+
+
+def the_recorded_modality() -> str:
+    """The one registered modality read from recordings, for callers written before a second could exist."""
+    recorded = [n for n, m in registry.MODALITIES.items() if isinstance(m.source, registry.Recordings)]
+    if len(recorded) != 1:
+        raise ValueError(f"{len(recorded)} modalities are read from recordings ({', '.join(recorded) or 'none'}); "
+                         "name the one you mean with recordings(data_dir, name, split)")
+    return recorded[0]
+
+
+def fsdd_recordings(data_dir, split: str) -> list[Recording]:
+    """The recordings of the one recorded modality; callers that know the modality use `recordings`."""
+    return recordings(data_dir, the_recorded_modality(), split)
