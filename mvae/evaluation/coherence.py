@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import INPUT_MODALITIES, LABEL, N_CLASSES
+from .. import registry
+from ..config import LABEL, N_CLASSES
 from ..data.paired import Bank, PairedDataset, Pairs
 from ..model.model import MVAE
 from ..model.poe import subset_key, subsets
@@ -22,8 +23,10 @@ from .judges import SPEECH_JUDGES, Judge, accuracy, resynthesised
 OWN = "speech->speech"
 
 
-def directions(names=INPUT_MODALITIES) -> list[tuple[tuple[str, ...], str]]:
-    """(sources, target): each modality to each other, and each pair to the third."""
+def directions(names=None) -> list[tuple[tuple[str, ...], str]]:
+    """(sources, target): each modality to each other, and each subset to each modality outside it (all the
+    registered modalities where no names are given)."""
+    names = registry.names() if names is None else tuple(names)
     return [(s, t) for s in subsets(names) if len(s) < len(names) for t in names if t not in s]
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import IMAGE_MODALITIES, LABEL, N_CLASSES
+from .. import registry
+from ..config import LABEL, N_CLASSES
 from ..data.paired import Bank
 from ..model.model import MVAE
 from ..signals.audio import AudioFrontEnd
@@ -48,7 +49,7 @@ def generation_quality(model: MVAE, judges: dict, test_banks: dict[str, Bank], p
     rng = np.random.default_rng(seed)
     generate = ModelGenerator(model, AudioFrontEnd(model.cfg.audio), temperature=GENERATION_TEMPERATURE, seed=seed)
     labels = class_labels(per_class)
-    scripts = [s for s in IMAGE_MODALITIES if s in model.input_names]
+    scripts = [s for s in registry.names(registry.IMAGE) if s in model.input_names]
     out = {"diversity": {}, "halftone": {}, "frechet": {}, "frechet_real_floor": {}}
     for script in scripts:
         made = generate({LABEL: labels}, script)

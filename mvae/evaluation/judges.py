@@ -35,8 +35,8 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import checkpoint
-from ..config import IMAGE_MODALITIES, N_CLASSES, AudioConfig
+from .. import checkpoint, registry
+from ..config import N_CLASSES, AudioConfig
 from ..data.banks import image_bank, speech_bank
 from ..data.paired import Bank
 from ..data.sources import resolve_data_dir
@@ -52,14 +52,16 @@ RULE = ("real training data only; geometric augmentation (images), speed/pitch/n
         "trip of real recordings (speech); speech_synthetic: espeak-ng voices only (speed, pitch, room, noise, gain "
         "and Griffin-Lim round trip), never FSDD")
 SYNTHETIC = "speech_synthetic"  # the speech judge that never heard FSDD
-SPEECH_JUDGES = ("speech", SYNTHETIC)
-JUDGE_NAMES = (*IMAGE_MODALITIES, *SPEECH_JUDGES)
+# The judges that read speech, and every judge, as the registry's entries name them.
+SPEECH_JUDGES = tuple(dict.fromkeys(j for n in registry.names(registry.SPEECH) for j in registry.modality(n).reads))
+JUDGE_NAMES = tuple(dict.fromkeys(j for m in registry.MODALITIES.values() for j in m.reads))
 SYNTHETIC_EPOCHS = 10
 SYNTHETIC_RENDITIONS = 1  # of each digit per voice (English voice x variant), each at its own speed and pitch
 DEFAULT_JUDGES = Path(__file__).resolve().parents[2] / "checkpoints" / "judges"
 # Held-out real sets beside the test split that a judge is also scored on (Hoda's remaining digits,
-# Dig-MNIST: other writers of the same script), under these names in the report.
-EXTRA_NAMES = {"farsi": "remaining", "kannada": "dig"}
+# Dig-MNIST: other writers of the same script), under the names of their files in the report.
+EXTRA_NAMES = {n: registry.modality(n).source.splits["extra"] for n in registry.names(registry.IMAGE)
+               if "extra" in registry.modality(n).source.splits}
 
 
 class PeakNormalise(nn.Module):
@@ -195,21 +197,21 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epoch
     front_end = AudioFrontEnd(audio_cfg)
     judges, report = dict(judges or {}), dict(report or {})
     only = set(only or JUDGE_NAMES)
-    for name in IMAGE_MODALITIES:
-        if name not in only:
-            continue
+    for name in (n for n in registry.names(registry.IMAGE) if n in only):
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
         judges[name] = fit(Judge(), train, epochs, seed, image_aug, progress)
-        report[name] = {"test_accuracy": accuracy(judges[name], test),
-                        f"{EXTRA_NAMES[name]}_accuracy": accuracy(judges[name], image_bank(data_dir, name, "extra"))}
-    if "speech" in only:
+        report[name] = {"test_accuracy": accuracy(judges[name], test)}
+        if name in EXTRA_NAMES:
+            report[name][f"{EXTRA_NAMES[name]}_accuracy"] = accuracy(judges[name], image_bank(data_dir, name, "extra"))
+    # The judge named after a speech modality learns its real recordings; the others it lists are trained below.
+    for name in (n for n in registry.names(registry.SPEECH) if n in only):
         train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
         judge = Judge(audio_cfg.n_mels)
         judge.norm.fit(train.items)
-        judges["speech"] = fit(judge, with_round_trip(train, front_end), speech_epochs, seed, 0.0, progress)
+        judges[name] = fit(judge, with_round_trip(train, front_end), speech_epochs, seed, 0.0, progress)
         test = speech_bank(data_dir, "test", front_end, progress=False)
-        report["speech"] = {"test_accuracy": accuracy(judges["speech"], test),
-                            "griffin_lim_test_accuracy": accuracy(judges["speech"], resynthesised(test, front_end))}
+        report[name] = {"test_accuracy": accuracy(judges[name], test),
+                        "griffin_lim_test_accuracy": accuracy(judges[name], resynthesised(test, front_end))}
     if SYNTHETIC in only:
         judges[SYNTHETIC], report[SYNTHETIC] = train_synthetic_judge(audio_cfg, synthetic_epochs, seed, renditions,
                                                                      progress)
