@@ -24,11 +24,13 @@ def test_a_small_study_writes_results_and_can_be_resumed(synthetic_data, tmp_pat
 
 def test_validation_never_touches_the_test_split(synthetic_data):
     from mvae.config import ModelConfig, TrainConfig
-    from mvae.data.sources import FSDD_SPLITS
+    from mvae.data.sources import recordings
 
     data = sweep.validation_data(synthetic_data, ModelConfig(), TrainConfig(speech_aug_copies=0))
-    assert set(FSDD_SPLITS["val"]).isdisjoint(FSDD_SPLITS["test"])
-    assert set(FSDD_SPLITS["fit"]).isdisjoint(FSDD_SPLITS["val"])
+    indices = {split: {r.index for r in recordings(synthetic_data, "speech", split)} for split in ("fit", "val", "test")}
+    assert indices["val"].isdisjoint(indices["test"]) and indices["fit"].isdisjoint(indices["val"])
+    assert indices["fit"].isdisjoint(indices["test"])
+    assert len(data.test.banks["speech"].labels) == len(recordings(synthetic_data, "speech", "val"))
     n_train = 300  # synthetic per-class 30 x 10
     assert len(data.test.banks["farsi"].labels) == n_train // sweep.VALIDATION_EVERY
     assert len(data.train.banks["farsi"].labels) + len(data.test.banks["farsi"].labels) == n_train

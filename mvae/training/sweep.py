@@ -3,8 +3,9 @@
     python -m mvae.training.sweep --data-dir data --trials 20
     python -m mvae.training.sweep --storage postgresql://user:pass@host/db --study-name shared   # on many machines
 
-The test splits are never seen: Farsi and Kannada hold out one training image in ten, at random, and speech holds
-out recordings 5-9 of each speaker and digit. Results go to checkpoints/sweep/results.json for the app.
+The test splits are never seen: a modality whose source names "fit" and "val" splits (the spoken digits: recordings
+5-9 of each speaker and digit are held out) trains on the one and is scored on the other; any other holds out one
+training item in ten, at random. Results go to checkpoints/sweep/results.json for the app.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from ..config import IMAGE_MODALITIES, LABEL, N_CLASSES, ModelConfig, TrainConfig
-from ..data.banks import image_bank, speech_bank
+from .. import registry
+from ..config import LABEL, N_CLASSES, ModelConfig, TrainConfig
+from ..data.banks import load_banks
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
 from ..errors import run_cli
@@ -28,26 +30,41 @@ from ..store import atomic_write_json
 from .loop import Trainer, TrainingData
 
 DEFAULT_OUT = Path("checkpoints") / "sweep"
-VALIDATION_EVERY = 10  # one training image in ten, drawn at random, is held out
+VALIDATION_EVERY = 10  # one training item in ten, drawn at random, is held out
+HELD_OUT_SPLITS = ("fit", "val")  # a source's own split of its training part: (trained on, scored on)
+
+
+def _hold_out(bank: Bank, rng: np.random.Generator) -> tuple[Bank, Bank]:
+    """(the bank less a tenth of each class, that tenth)."""
+    held = np.zeros(len(bank.labels), bool)
+    # At random within each class: every tenth row of a set stored in label order would be one class.
+    for c in range(N_CLASSES):
+        rows = rng.permutation(np.flatnonzero(bank.labels == c))
+        held[rows[: max(1, len(rows) // VALIDATION_EVERY)]] = True
+    return Bank(bank.items[~held], bank.labels[~held]), Bank(bank.items[held], bank.labels[held])
 
 
 def validation_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig, progress=False) -> TrainingData:
     fit, val = {}, {}
     rng = np.random.default_rng([train_cfg.seed, 11])
-    for script in IMAGE_MODALITIES:
-        bank = image_bank(data_dir, script, "train")
-        held = np.zeros(len(bank.labels), bool)
-        # At random within each class: every tenth row of a set stored in label order would be one class.
-        for c in range(N_CLASSES):
-            rows = rng.permutation(np.flatnonzero(bank.labels == c))
-            held[rows[: max(1, len(rows) // VALIDATION_EVERY)]] = True
-        fit[script] = Bank(bank.items[~held], bank.labels[~held])
-        val[script] = Bank(bank.items[held], bank.labels[held])
     front_end = AudioFrontEnd(model_cfg.audio)
-    fit["speech"] = speech_bank(data_dir, "fit", front_end, train_cfg.speech_aug_copies, train_cfg.aug_strength,
-                                train_cfg.seed, progress)
-    val["speech"] = speech_bank(data_dir, "val", front_end, progress=False)
+    for name in model_cfg.modalities:
+        if set(HELD_OUT_SPLITS) <= set(registry.modality(name).source.splits):
+            # Augmented copies (of the fit split only, as load_banks makes them) never reach the scored split.
+            fit.update(load_banks(data_dir, "fit", front_end, (name,), train_cfg.speech_aug_copies,
+                                  train_cfg.aug_strength, train_cfg.seed, progress))
+            val.update(load_banks(data_dir, "val", front_end, (name,), progress=False))
+        else:
+            # Without copies: a copy of a held-out item left in the training part would leak it.
+            (bank,) = load_banks(data_dir, "train", front_end, (name,), progress=False).values()
+            fit[name], val[name] = _hold_out(bank, rng)
     return TrainingData(PairedDataset(fit, train_cfg.seed), PairedDataset(val, train_cfg.seed))
+
+
+def weighted_modalities(model_cfg: ModelConfig) -> tuple[str, ...]:
+    """The modalities whose reconstruction weight the study tunes (the images keep theirs): the recorded
+    ones. Each one's parameter is "<name>_weight", so the shipped study's "speech_weight" keeps its name."""
+    return tuple(n for n in model_cfg.modalities if n in registry.names(registry.SPEECH))
 
 
 def suggest(trial: optuna.Trial, model_cfg: ModelConfig, train_cfg: TrainConfig):
@@ -56,7 +73,8 @@ def suggest(trial: optuna.Trial, model_cfg: ModelConfig, train_cfg: TrainConfig)
         latent_dim=trial.suggest_categorical("latent_dim", [32, 64, 96]),
         hidden=trial.suggest_categorical("hidden", [128, 256, 384]),
         label_weight=trial.suggest_float("label_weight", 10.0, 200.0, log=True),
-        recon_weights={**model_cfg.recon_weights, "speech": trial.suggest_float("speech_weight", 0.3, 3.0, log=True)},
+        recon_weights={**model_cfg.recon_weights, **{name: trial.suggest_float(f"{name}_weight", 0.3, 3.0, log=True)
+                                                     for name in weighted_modalities(model_cfg)}},
     )
     train_cfg = replace(
         train_cfg,
