@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mvae import registry
 from mvae.config import (
     SHIPPED_RECIPE,
     SHIPPED_SAVE_DTYPE,
@@ -50,7 +51,8 @@ def boolean(text: str) -> bool:
 
 
 def weights(text: str) -> dict[str, float]:
-    """NAME=NUMBER pairs, comma-separated: the flag of a mapping field (such as --recon-weights speech=2)."""
+    """NAME=NUMBER pairs, comma-separated: the flag of a mapping field (such as --recon-weights NAME=2, NAME a
+    registered modality)."""
     pairs = {}
     for part in text.split(","):
         name, sep, value = part.partition("=")
@@ -59,7 +61,8 @@ def weights(text: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs such as speech=2, not {text!r}")
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs such as {registry.names()[-1]}=2, "
+                                             f"not {text!r}")
     return pairs
 
 
@@ -97,10 +100,10 @@ def parse_args(argv=None):
                    help="precision of the weights in model.safetensors (float16 halves the size)")
     p.add_argument("--no-progress", action="store_true",
                    help="hide the progress bars (each phase is still announced in a line)")
-    p.add_argument("--cache-dir", help="where the precomputed speech banks (the augmented copies above all) are kept "
-                   f"for the next run, keyed by the recordings and the settings (default: ${CACHE_ENV}, else "
+    p.add_argument("--cache-dir", help="where the precomputed banks of recordings (their augmented copies above all) "
+                   f"are kept for the next run, keyed by the recordings and the settings (default: ${CACHE_ENV}, else "
                    "$XDG_CACHE_HOME/mvae, else ~/.cache/mvae)")
-    p.add_argument("--no-cache", action="store_true", help="make the speech banks afresh and keep nothing")
+    p.add_argument("--no-cache", action="store_true", help="make the banks of recordings afresh and keep nothing")
     # Config flags stay absent unless given, so --config's values survive; their help shows the recipe's value.
     for cfg in shipped_configs():
         for f in flag_fields(type(cfg)):
@@ -197,68 +200,67 @@ def recipe(argv: list[str]) -> str:
     return " ".join(["python", "train.py", *words])
 
 
+def checked_configs(args, data_dir: Path, out: Path) -> tuple[ModelConfig, TrainConfig]:
+    """The run's settings, once they, the folders, a state to resume, the data set, the device and the model's
+    size have passed their checks: cheapest first, all before any work, only the last two needing torch."""
+    model_cfg, train_cfg = build_configs(args)
+    problem = settings_problem(model_cfg, train_cfg)
+    if problem:
+        raise InputError(problem)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file, not a folder; choose another --out.")
+    if args.resume:
+        check_resume(out, train_cfg)
+    # Every file is read once up front, so a damaged one stops the run in seconds, not an hour in.
+    check_dataset(data_dir, model_cfg.modalities, ("train", "test"), model_cfg.audio)
+    from mvae.training.preflight import check_device, model_size_problem
+
+    check_device(args.device)
+    problem = model_size_problem(model_cfg)
+    if problem:
+        raise InputError(problem)
+    return model_cfg, train_cfg
+
+
+def run_training(args, argv, data_dir: Path, out: Path, started: float) -> int:
+    model_cfg, train_cfg = checked_configs(args, data_dir, out)
+    from mvae.training.lock import lock_output_dir
+    from mvae.training.loop import Interrupted, Trainer
+    from mvae.training.preflight import describe_device
+
+    with lock_output_dir(out):
+        folder = None if args.no_cache else Path(args.cache_dir).expanduser() if args.cache_dir else \
+            default_cache_dir()
+        data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress,
+                                  cache=BankCache(folder))
+        trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
+                          run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
+                          save_dtype=args.save_dtype, started=started)
+        print(f"training: {train_cfg.epochs} epoch(s) of {train_cfg.pairs_per_epoch:,} pairs on "
+              f"{describe_device(trainer.device)}")
+        if args.resume:
+            if not trainer.resume():
+                raise CheckpointError(f"The training state in {out} disappeared before it could be read.")
+            print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
+        try:
+            metrics = trainer.fit()
+        except Interrupted as exc:
+            print(exc, file=sys.stderr)
+            return 130
+        except FloatingPointError as exc:  # the loss diverged; the last saved epoch is kept
+            raise InputError(f"Training diverged: {exc}") from None
+    print(json.dumps({"unimodal_accuracy": metrics.get("unimodal_accuracy"), "elbo": metrics.get("elbo")}, indent=2))
+    print(f"checkpoint written to {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     # A line per phase, as it starts: when stdout is a file or a pipe, Python would otherwise hold them back.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    data_dir = resolve_data_dir(args.data_dir)
-    out = Path(args.out)
-
-    def body():
-        # Cheapest first, all before any work: the settings, the folders, a state to resume, the data set, then
-        # what needs torch: the device and the model's size.
-        model_cfg, train_cfg = build_configs(args)
-        problem = settings_problem(model_cfg, train_cfg)
-        if problem:
-            raise InputError(problem)
-        if out.exists() and not out.is_dir():
-            raise CheckpointError(f"--out {out} is a file, not a folder; choose another --out.")
-        if args.resume:
-            check_resume(out, train_cfg)
-        # Every file is read once up front, so a damaged one stops the run in seconds, not an hour in.
-        check_dataset(data_dir, model_cfg.modalities, ("train", "test"), model_cfg.audio)
-        from mvae.training.loop import (
-            Interrupted,
-            Trainer,
-            check_device,
-            describe_device,
-            hold_out_dir,
-            model_size_problem,
-        )
-
-        check_device(args.device)
-        problem = model_size_problem(model_cfg)
-        if problem:
-            raise InputError(problem)
-        with hold_out_dir(out):
-            folder = None if args.no_cache else Path(args.cache_dir).expanduser() if args.cache_dir else \
-                default_cache_dir()
-            data = load_training_data(data_dir, model_cfg, train_cfg, progress=not args.no_progress,
-                                      cache=BankCache(folder))
-            trainer = Trainer(model_cfg, train_cfg, data, out, device=args.device, progress=not args.no_progress,
-                              run_info={"command": recipe(argv if argv is not None else sys.argv[1:])},
-                              save_dtype=args.save_dtype, started=started)
-            print(f"training: {train_cfg.epochs} epoch(s) of {train_cfg.pairs_per_epoch:,} pairs on "
-                  f"{describe_device(trainer.device)}")
-            if args.resume:
-                if not trainer.resume():
-                    raise CheckpointError(f"The training state in {out} disappeared before it could be read.")
-                print(f"resuming at epoch {trainer.epoch + 1}, batch {trainer.batch_start}")
-            try:
-                metrics = trainer.fit()
-            except Interrupted as exc:
-                print(exc, file=sys.stderr)
-                return 130
-            except FloatingPointError as exc:  # the loss diverged; the last saved epoch is kept
-                raise InputError(f"Training diverged: {exc}") from None
-        print(json.dumps({"unimodal_accuracy": metrics.get("unimodal_accuracy"), "elbo": metrics.get("elbo")},
-                         indent=2))
-        print(f"checkpoint written to {args.out}")
-        return 0
-
-    return run_cli(body)
+    return run_cli(lambda: run_training(args, argv, resolve_data_dir(args.data_dir), Path(args.out), started))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 
+from . import registry
 from .errors import InputError
 
 MAX_SAMPLES = 256  # generate's n, and the size of any batch of latents decoded at once
@@ -83,15 +84,24 @@ def seed(value) -> int | None:
     return None if value is None else whole_number(value, "The seed", 0, MAX_SEED, "2**128 - 1")
 
 
+# What a caller gives for a modality of each kind, in the examples of a refusal.
+EXAMPLE_VALUES = {registry.IMAGE: "image", registry.SPEECH: "wav_bytes"}
+
+
+def _either(words: Sequence[str]) -> str:
+    return " or ".join(filter(None, [", ".join(words[:-1]), *words[-1:]]))
+
+
 def inputs(value) -> dict:
     """predict's inputs: a mapping from modality names (strings) to values."""
     if not isinstance(value, Mapping):
-        raise InputError("predict takes a dict such as {'kannada': image} or {'speech': wav_bytes}, "
-                         f"not {type(value).__name__}.")
+        examples = [f"{{{names[-1]!r}: {example}}}" for kind, example in EXAMPLE_VALUES.items()
+                    if (names := registry.names(kind))]
+        raise InputError(f"predict takes a dict such as {_either(examples)}, not {type(value).__name__}.")
     for key in value:
         if not isinstance(key, str):
-            raise InputError(f"Input names must be strings such as 'farsi', 'kannada' or 'speech'; got {shown(key)} "
-                             f"({type(key).__name__}).")
+            raise InputError(f"Input names must be strings such as {_either([repr(n) for n in registry.names()])}; "
+                             f"got {shown(key)} ({type(key).__name__}).")
     return dict(value)
 
 

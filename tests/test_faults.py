@@ -29,7 +29,7 @@ from mvae.checkpoint import load_training_state, read_metadata, save_model, save
 from mvae.config import ModelConfig
 from mvae.model.model import MVAE
 from mvae.store import MODEL_FILE, MODEL_JSON, STATE_FILE, model_path
-from mvae.training.loop import LOCK_FILE
+from mvae.training.lock import LOCK_FILE
 from tests.helpers import plain_model_flags
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -611,10 +611,10 @@ def test_a_full_disk_on_a_stop_signal_is_a_clear_error(synthetic_data, tmp_path,
 
 
 def test_a_second_trainer_on_a_locked_folder_refuses(synthetic_data, tmp_path, capsys):
-    from mvae.training.loop import hold_out_dir
+    from mvae.training.lock import lock_output_dir
 
     out = tmp_path / "run"
-    with hold_out_dir(out):
+    with lock_output_dir(out):
         assert train_main(synthetic_data, out) == 2
         err = capsys.readouterr().err
         assert f"error: Another training run (process {os.getpid()}) is writing to {out}." in err, err

@@ -27,7 +27,8 @@ def test_validation_never_touches_the_test_split(synthetic_data):
     from mvae.data.sources import recordings
 
     data = sweep.validation_data(synthetic_data, ModelConfig(), TrainConfig(speech_aug_copies=0))
-    indices = {split: {r.index for r in recordings(synthetic_data, "speech", split)} for split in ("fit", "val", "test")}
+    indices = {split: {r.index for r in recordings(synthetic_data, "speech", split)}
+               for split in ("fit", "val", "test")}
     assert indices["val"].isdisjoint(indices["test"]) and indices["fit"].isdisjoint(indices["val"])
     assert indices["fit"].isdisjoint(indices["test"])
     assert len(data.test.banks["speech"].labels) == len(recordings(synthetic_data, "speech", "val"))

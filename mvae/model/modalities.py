@@ -113,18 +113,39 @@ class Modality:
         return items if augment is None else augment(items, strength, generator)
 
 
-def _network_factories(cfg: ModelConfig, shape, digits: bool):
+@dataclass(frozen=True)
+class Networks:
+    """What a kind's networks are made of, beyond the architecture's shared settings."""
+
+    decoder: str | None  # "mlp" or "conv" where the kind's decoder differs from the architecture's
+    conv_extra: int  # extra conv layers of the encoder
+    conv_batchnorm: bool
+    decoder_width: int  # channels of a conv decoder
+
+
+# Per kind: its likelihood and its encoder's normaliser (cfg -> (nll, make_norm)), and its networks.
+LIKELIHOODS: dict[Kind, Callable] = {
+    IMAGES: lambda cfg: (bernoulli_nll, Identity),
+    SPEECH: lambda cfg: ({"laplace": laplace_nll, "gaussian": gaussian_nll}[cfg.speech_likelihood](cfg.speech_scale),
+                         lambda: Standardise(cfg.audio.n_mels)),
+}
+NETWORKS: dict[Kind, Callable[[ModelConfig], Networks]] = {
+    IMAGES: lambda cfg: Networks(cfg.image_decoder, cfg.image_conv_extra, cfg.image_conv_batchnorm, cfg.conv_channels),
+    SPEECH: lambda cfg: Networks(cfg.speech_decoder, 0, False, cfg.speech_conv_channels or cfg.conv_channels),
+}
+
+
+def _network_factories(cfg: ModelConfig, shape, nets_of: Networks):
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; use one of {ARCHITECTURES}")
     encoder_kind, _, decoder_kind = cfg.architecture.partition("-")
-    decoder_kind = (cfg.image_decoder if digits else cfg.speech_decoder) or decoder_kind or encoder_kind
-    extra, batchnorm = (cfg.image_conv_extra, cfg.image_conv_batchnorm) if digits else (0, False)
-    decoder_width = cfg.conv_channels if digits else (cfg.speech_conv_channels or cfg.conv_channels)
+    decoder_kind = nets_of.decoder or decoder_kind or encoder_kind
     size = cfg.latent_dim + cfg.style_dim  # an input modality's expert also gives its own style
     encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, size),
-                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, extra, batchnorm)}
+                "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, nets_of.conv_extra,
+                                                  nets_of.conv_batchnorm)}
     decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, size),
-                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, decoder_width)}
+                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width)}
     return encoders[encoder_kind], decoders[decoder_kind]
 
 
@@ -136,15 +157,11 @@ def build_modalities(cfg: ModelConfig) -> dict[str, Modality]:
     for name in cfg.modalities:
         data = kind(name)
         shape = data.shape(cfg)
-        if data is IMAGES:
-            nll, make_norm = bernoulli_nll, Identity
-        elif data is SPEECH:
-            nll = {"laplace": laplace_nll, "gaussian": gaussian_nll}[cfg.speech_likelihood](cfg.speech_scale)
-            make_norm = lambda: Standardise(cfg.audio.n_mels)  # noqa: E731
-        else:
+        if data not in LIKELIHOODS:
             raise ValueError(f"{name!r} cannot be an input modality")
+        nll, make_norm = LIKELIHOODS[data](cfg)
         to_output = OUTPUTS[data.output]
-        make_encoder, make_decoder = _network_factories(cfg, shape, digits=data is IMAGES)
+        make_encoder, make_decoder = _network_factories(cfg, shape, NETWORKS[data](cfg))
         registry[name] = Modality(name, shape, nll, cfg.recon_weights.get(name, 1.0) * balance(shape),
                                   make_encoder, make_decoder, to_output, make_norm, data, cfg.n_classes)
     registry[LABEL] = Modality(

@@ -17,7 +17,7 @@ def _count(value) -> bool:
 
 def settings_problem(model_cfg: ModelConfig, train_cfg: TrainConfig) -> str | None:
     """What keeps configs that are each valid from making a run worth starting, in words, or None. The size
-    of the model they describe is for `loop.model_size_problem` to judge, which needs torch."""
+    of the model they describe is for `preflight.model_size_problem` to judge, which needs torch."""
     if train_cfg.lr == 0:
         return "lr is 0: the weights would never change, so the run would train nothing; give a learning rate above 0"
     if model_cfg.n_classes != N_CLASSES:

@@ -7,9 +7,7 @@ import errno
 import json
 import math
 import numbers
-import os
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,20 +21,14 @@ from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.banks import load_banks
 from ..data.cache import BankCache
 from ..data.paired import PairedDataset
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError
 from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
 from ..model.model import MVAE
 from ..model.objectives import beta_at, mvae_objective
 from ..signals.audio import AudioFrontEnd
-from ..store import MAX_PARAMETERS, misfit
 from .checks import state_settings_problem
+from .preflight import describe_device, pick_device
 
-try:
-    import fcntl
-except ImportError:  # Windows: runs go unguarded
-    fcntl = None
-
-LOCK_FILE = ".train.lock"
 SAVE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission is denied",
                  errno.EPERM: "permission is denied"}
@@ -44,54 +36,6 @@ SAVE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota
 
 class Interrupted(Exception):
     """Training stopped on a signal after saving a resumable state."""
-
-
-@contextmanager
-def hold_out_dir(out_dir):
-    """An exclusive lock on a run's folder, held while the run lasts, so that a second trainer refuses
-    to start instead of overwriting the first one's checkpoints. The lock is the kernel's (flock), so a
-    crashed or killed run never leaves a stale one behind; a leftover lock file does not block."""
-    out_dir = Path(out_dir)
-    path = out_dir / LOCK_FILE
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise CheckpointError(f"Cannot write into the output folder {out_dir} ({exc.strerror}); "
-                              "choose another --out.") from exc
-    while fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise CheckpointError(
-                f"Another training run{f' (process {holder})' if holder.isdigit() else ''} is writing to {out_dir}. "
-                "Wait for it to finish, or train into another --out.") from None
-        except OSError as exc:  # some network file systems have no locks
-            print(f"warning: cannot lock {path} ({exc.strerror}); make sure no other run writes to {out_dir}",
-                  file=sys.stderr)
-            break
-        # A run that was finishing may have removed the file between our open and our lock; the lock
-        # must be on the file that is there now, or two runs could each hold one.
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            try:  # the holder's id makes the refusal clearer, but a full disk must not stop the run here
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError:
-                pass
-            break
-        os.close(fd)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)  # while still locked, so that no one locks the old file meanwhile
-        os.close(fd)
 
 
 def _count(value, low=0, high=None) -> bool:
@@ -148,50 +92,6 @@ def check_position(meta: dict, steps_per_epoch: int) -> str | None:
     return None
 
 
-def _loader_reason(exc: CheckpointError, name: Path) -> str:
-    """The reason in a refusal of the checkpoint loader, without the words about a file: the same check
-    here refuses settings, not a file."""
-    prefix, _, suffix = str(misfit(name, "\0")).partition("\0")
-    text = str(exc)
-    return text[len(prefix):len(text) - len(suffix)] if text.startswith(prefix) and text.endswith(suffix) else text
-
-
-def model_size_problem(model_cfg: ModelConfig) -> str | None:
-    """Whether the model these settings describe is one mvae.load reads, in words when it is not: the checks
-    it makes on a file, made on the settings. Costs milliseconds: the model is sized from its shapes on the
-    meta device, not built."""
-    model = checkpoint.shape_model(model_cfg)
-    n = sum(t.numel() for t in model.state_dict().values())
-    if n > MAX_PARAMETERS:
-        return (f"these settings make a model of {n:,} parameters, more than the {MAX_PARAMETERS:,} mvae.load reads; "
-                "choose a smaller --hidden, --latent-dim, --style-dim or --conv-channels")
-    name = Path("(these settings)")
-    try:
-        checkpoint.check_bounds(model_cfg, name)
-    except CheckpointError as exc:
-        return (f"these settings make a model that mvae.load would refuse: {_loader_reason(exc, name)}; choose a "
-                "smaller --hidden, --latent-dim, --style-dim or --conv-channels")
-    return None
-
-
-def check_device(name: str | None) -> torch.device:
-    """The torch device --device names, when this machine has it; InputError otherwise, before any work."""
-    try:
-        device = pick_device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise InputError(f"--device {name!r} is not a torch device ({exc}); use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not (torch.cuda.is_available()
-                                      and (device.index or 0) < torch.cuda.device_count()):
-        raise InputError(f"--device {name} is not available on this machine "
-                         f"({torch.cuda.device_count()} CUDA device(s)); leave out --device to train on "
-                         f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"--device {name!r} is not one this trainer supports; use cpu or cuda")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps is not available on this machine; leave out --device to train on cpu")
-    return device
-
-
 @dataclass
 class TrainingData:
     train: PairedDataset
@@ -239,18 +139,6 @@ def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use 'cosine' or 'constant'")
     progress = min(1.0, step / max(1, cfg.epochs * steps_per_epoch))
     return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def describe_device(device: torch.device) -> str:
-    """The device in words for a run's record, so a training time says what it was measured on."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"{device.type} ({os.cpu_count()} logical CPUs, {threads} torch thread{'s' * (threads != 1)})"
 
 
 class Trainer:
