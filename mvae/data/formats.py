@@ -11,6 +11,7 @@ import gzip
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,21 +87,69 @@ CDB_START = 0xFF
 assert CDB_HEADER.size == 1024
 
 
-def read_hoda_cdb(data: bytes, name: str = "the .cdb file") -> tuple[list[np.ndarray], np.ndarray]:
-    """Decode a binary Hoda .cdb file into images (uint8, ink 1, size varying) and labels (uint8)."""
+@dataclass(frozen=True)
+class CdbHeader:
+    width: int  # with height, 0 when every record carries its own size
+    height: int
+    total: int  # records
+    label_counts: np.ndarray  # records of each of the 128 labels
+    record_header: int  # bytes before a record's pixels
+
+    @property
+    def fixed_size(self) -> bool:
+        return self.width > 0 and self.height > 0
+
+
+def read_cdb_header(data: bytes, name: str) -> CdbHeader:
+    """The header of a binary .cdb file, checked against the file's length."""
     if len(data) < CDB_HEADER.size:
         raise DataError(f"{name} is too short for a Hoda .cdb header ({len(data)} of 1024 bytes).")
     _year, _month, _day, width, height, total, *rest = CDB_HEADER.unpack_from(data)
     label_counts, image_type = np.array(rest[:128], dtype=np.int64), rest[128]
     if image_type != 0:
         raise DataError(f"{name} holds grey-level images (type {image_type}); only binary .cdb files are supported.")
-    fixed_size = width > 0 and height > 0
-    record_header = 4 if fixed_size else 6
+    record_header = 4 if width > 0 and height > 0 else 6
     if total * (record_header + 1) > len(data) - CDB_HEADER.size:
         raise DataError(
             f"{name} is truncated: its header announces {total} records, more than its {len(data)} bytes can hold."
         )
+    return CdbHeader(width, height, total, label_counts, record_header)
 
+
+def read_cdb_rows(data: bytes, cursor: int, width: int, height: int, fail) -> tuple[np.ndarray, int]:
+    """One record's rows of run lengths from `cursor` -> (its image, the cursor after them); `fail(what)` is the
+    error that names the record."""
+    runs, colours = [], []
+    for _ in range(height):
+        filled, colour = 0, 0
+        while filled < width:
+            if cursor >= len(data):
+                raise fail("is cut off inside its pixels")
+            runs.append(data[cursor])
+            colours.append(colour)
+            filled += data[cursor]
+            colour ^= 1
+            cursor += 1
+        if filled != width:
+            raise fail(f"has a row of {filled} pixels in a {width} px wide image")
+    return np.repeat(np.array(colours, dtype=np.uint8), runs).reshape(height, width), cursor
+
+
+def check_label_counts(labels: np.ndarray, label_counts: np.ndarray, name: str) -> None:
+    found = np.bincount(labels, minlength=len(label_counts))
+    wrong = np.flatnonzero(found != label_counts)
+    if wrong.size:
+        label = wrong[0]
+        raise DataError(
+            f"{name} is damaged: its header counts {label_counts[label]} records of label {label} "
+            f"but the file holds {found[label]}."
+        )
+
+
+def read_hoda_cdb(data: bytes, name: str = "the .cdb file") -> tuple[list[np.ndarray], np.ndarray]:
+    """Decode a binary Hoda .cdb file into images (uint8, ink 1, size varying) and labels (uint8)."""
+    header = read_cdb_header(data, name)
+    width, height, total, record_header = header.width, header.height, header.total, header.record_header
     images: list[np.ndarray] = []
     labels = np.zeros(total, dtype=np.uint8)
     pos = CDB_HEADER.size
@@ -114,44 +163,25 @@ def read_hoda_cdb(data: bytes, name: str = "the .cdb file") -> tuple[list[np.nda
         if data[pos] != CDB_START:
             raise fail(i, f"starts with 0x{data[pos]:02x}, not 0xff")
         labels[i] = data[pos + 1]
-        if labels[i] >= len(label_counts):
-            raise fail(i, f"has label {labels[i]}, beyond the header's {len(label_counts)} classes")
-        if not fixed_size:
+        if labels[i] >= len(header.label_counts):
+            raise fail(i, f"has label {labels[i]}, beyond the header's {len(header.label_counts)} classes")
+        if not header.fixed_size:
             width, height = data[pos + 2], data[pos + 3]
         (byte_count,) = struct.unpack_from("<H", data, pos + record_header - 2)
         if width == 0 or height == 0:
             raise fail(i, f"has an empty {width}x{height} image")
-        start = cursor = pos + record_header
-        runs, colours = [], []
-        for _ in range(height):
-            filled, colour = 0, 0
-            while filled < width:
-                if cursor >= len(data):
-                    raise fail(i, "is cut off inside its pixels")
-                runs.append(data[cursor])
-                colours.append(colour)
-                filled += data[cursor]
-                colour ^= 1
-                cursor += 1
-            if filled != width:
-                raise fail(i, f"has a row of {filled} pixels in a {width} px wide image")
+        start = pos + record_header
+        image, cursor = read_cdb_rows(data, start, width, height, lambda what, i=i: fail(i, what))
         used = cursor - start
         # The published description leaves open whether the count includes the record's own header.
         if byte_count not in (used, used + record_header):
             raise fail(i, f"declares {byte_count} bytes of pixels but holds {used}")
-        images.append(np.repeat(np.array(colours, dtype=np.uint8), runs).reshape(height, width))
+        images.append(image)
         pos = cursor
 
     if pos != len(data):
         raise DataError(f"{name} has {len(data) - pos} bytes after its last record; the header says {total} records.")
-    found = np.bincount(labels, minlength=len(label_counts))
-    wrong = np.flatnonzero(found != label_counts)
-    if wrong.size:
-        label = wrong[0]
-        raise DataError(
-            f"{name} is damaged: its header counts {label_counts[label]} records of label {label} "
-            f"but the file holds {found[label]}."
-        )
+    check_label_counts(labels, header.label_counts, name)
     return images, labels
 
 
