@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from mvae import registry
 from mvae.signals.audio import AudioFrontEnd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,9 +112,20 @@ def torch_pipeline(path):
 
 
 def everything(pipe, inputs):
-    """What a page shows: the label, both decoded images and the speech as a playable WAV."""
+    """What a page shows: the label, every decoded image and the speech as a playable WAV."""
     pred = pipe.predict(inputs)
-    return pred.label, pred.images["farsi"], pred.images["kannada"], pred.speech.wav_bytes
+    return pred.label, dict(pred.images), pred.speech.wav_bytes
+
+
+def input_modalities(modalities) -> tuple[str, str]:
+    """The model's modalities that a visitor's drawing and recording are given to: its last image modality
+    (Kannada in the shipped model) and its first speech one."""
+    drawn = [n for n in registry.names(registry.IMAGE) if n in modalities]
+    heard = [n for n in registry.names(registry.SPEECH) if n in modalities]
+    if not drawn or not heard:
+        raise ValueError(f"the latency benchmark needs a model with an image and a speech modality; this one has "
+                         f"{', '.join(modalities)}")
+    return drawn[-1], heard[0]
 
 
 def predict_side_by_side(path, cases: dict, runs: int) -> dict[str, dict[str, list[float]]]:
@@ -141,8 +153,8 @@ START = """
     from benchmarks.inputs import canvas_drawing
     {load}
     recording = open({wav!r}, "rb").read()
-    first = pipe.predict({{"kannada": canvas_drawing()}}).label
-    second = pipe.predict({{"speech": recording}}).label
+    first = pipe.predict({{{drawn!r}: canvas_drawing()}}).label
+    second = pipe.predict({{{heard!r}: recording}}).label
     elapsed = time.perf_counter() - started
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
@@ -153,15 +165,17 @@ LOADS = {"lean": "import mvae\n    pipe = mvae.load({path!r})",
          "torch": "from benchmarks.lean_bench import torch_pipeline\n    pipe = torch_pipeline({path!r})"}
 
 
-def start(path, wav: bytes, runs: int) -> dict[str, list[tuple[float, float, bool]]]:
-    """{runtime: [(seconds, peak MB, torch imported)]} of fresh interpreters, alternating the runtimes."""
+def start(path, wav: bytes, runs: int, drawn: str, heard: str) -> dict[str, list[tuple[float, float, bool]]]:
+    """{runtime: [(seconds, peak MB, torch imported)]} of fresh interpreters, alternating the runtimes; each
+    gives a canvas to the modality `drawn` and the recording to `heard`."""
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "recording.wav"
         recording.write_bytes(wav)
         out = {name: [] for name in LOADS}
         for _ in range(runs):
             for name, load in LOADS.items():
-                code = textwrap.dedent(START.format(load=load.format(path=str(path)), wav=str(recording)))
+                code = textwrap.dedent(START.format(load=load.format(path=str(path)), wav=str(recording),
+                                                    drawn=drawn, heard=heard))
                 done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                       timeout=300, check=True)
                 seconds, peak, torch_seen = done.stdout.split()
@@ -189,8 +203,11 @@ def median(values) -> float:
 
 
 def rows(settings, checkpoint, recording, drawing, row) -> list:
+    import mvae
+
     wav, source = recording
-    cases = {"drawing": {"kannada": drawing}, "recording": {"speech": wav}}
+    drawn, heard = input_modalities(mvae.load(checkpoint).modalities)
+    cases = {"drawing": {drawn: drawing}, "recording": {heard: wav}}
     times = predict_side_by_side(checkpoint, cases, settings.latency_runs)
     out = []
     for case, by_runtime in times.items():
@@ -202,7 +219,7 @@ def rows(settings, checkpoint, recording, drawing, row) -> list:
                        f"interleaved; p95 {np.percentile(by_runtime['lean'], 95):.1f} / "
                        f"{np.percentile(by_runtime['torch'], 95):.1f} ms; "
                        + ("a 280×280 RGBA canvas" if case == "drawing" else f"2 s 44.1 kHz stereo WAV of {source}")))
-    starts = start(checkpoint, wav, settings.app_starts + 2)
+    starts = start(checkpoint, wav, settings.app_starts + 2, drawn, heard)
     lean_s, lean_mb = median(s for s, _, _ in starts["lean"]), median(m for _, m, _ in starts["lean"])
     old_s, old_mb = median(s for s, _, _ in starts["torch"]), median(m for _, m, _ in starts["torch"])
     imported = any(t for _, _, t in starts["lean"])

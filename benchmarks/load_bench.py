@@ -44,9 +44,7 @@ import platform
 import shlex
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -54,96 +52,31 @@ import numpy as np
 import psutil
 import soundfile as sf
 
+from benchmarks.visitors import (
+    HEALTH_PERIOD_S,
+    HEALTH_TIMEOUT_S,
+    HealthProbe,
+    RssSampler,
+    percentile,
+    sessions_at_once,
+    uploads_at_once,
+)
+from mvae import registry
+from mvae.data.sources import recordings_folder
 from mvae.evaluation.render import replace_block
 from mvae.store import atomic_write, atomic_write_json
-from tests.served_app import CHROMIUM, LAUNCH_ARGS, served_app
-from webapp.pool import WAITING
+from tests.served_app import CHROMIUM, served_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PEAK_LIMIT_MB = 1200
 RETURN_LIMIT_MB = 50
 HOSTILE_RATE = 44_101
-DIGIT_ONE = [(140 + 0.4 * i, 50 + 9 * i) for i in range(21)]  # the Farsi 1: one downward stroke
 RECORDING = "5_theo_1.wav"
-TIMEOUT_MS = 300_000  # a failure bound only
 # The probe's files: the most the front end's caps let through (8 channels, 384 kHz, 60 s), as FLAC.
 FLAC_RATE, FLAC_CHANNELS, FLAC_SECONDS = 384_000, 8, 60
 VOICE_REPEATS = 2  # the recording twice: about 0.6 s of voice, which makes the file about 600 KB
 HOSTILE_SESSIONS = 20
-HEALTH_PERIOD_S = 0.5
-HEALTH_TIMEOUT_S = 2.0  # a health check slower than this counts as unanswered
-# Alerts a page shows while there is no answer yet: its prompts and the pool's waiting notice.
-NOT_ANSWERS = ("Draw a ", "Record or upload a spoken digit", WAITING)
-
-
-class RssSampler(threading.Thread):
-    """The server's resident set (its children included) every `period` seconds, in MB."""
-
-    def __init__(self, pid: int, period: float = 0.05):
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.period = period
-        self.samples: list[float] = []
-        self.running = threading.Event()
-        self.running.set()
-
-    def rss_mb(self) -> float:
-        total = self.process.memory_info().rss
-        for child in self.process.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total / 2**20
-
-    def run(self) -> None:
-        while self.running.is_set():
-            self.samples.append(self.rss_mb())
-            time.sleep(self.period)
-
-    def peak_since(self, start: int) -> float:
-        return max(self.samples[start:], default=self.rss_mb())
-
-    def stop(self) -> None:
-        self.running.clear()
-        self.join()
-
-
-class HealthProbe(threading.Thread):
-    """GET /_stcore/health every `period` seconds: whether each answered 200 within HEALTH_TIMEOUT_S, and how fast."""
-
-    def __init__(self, url: str, period: float = HEALTH_PERIOD_S):
-        super().__init__(daemon=True)
-        self.url = f"{url}/_stcore/health"
-        self.period = period
-        self.checks: list[tuple[bool, float]] = []
-        self.missed_at: list[float] = []  # seconds after the start of each check that went unanswered
-        self.started = time.perf_counter()
-        self.running = threading.Event()
-        self.running.set()
-
-    def run(self) -> None:
-        while self.running.is_set():
-            began = time.perf_counter()
-            try:
-                with urllib.request.urlopen(self.url, timeout=HEALTH_TIMEOUT_S) as response:
-                    ok = response.status == 200
-            except OSError:
-                ok = False
-            took = time.perf_counter() - began
-            self.checks.append((ok, took))
-            if not ok:
-                self.missed_at.append(round(began - self.started, 1))
-            time.sleep(max(0.0, self.period - took))
-
-    def stop(self) -> dict:
-        self.running.clear()
-        self.join()
-        return {"checks": len(self.checks), "answered": sum(ok for ok, _ in self.checks),
-                "median_s": round(percentile([t for _, t in self.checks], 50), 3),
-                "max_s": round(max((t for _, t in self.checks), default=float("nan")), 2),
-                "missed_at_s": self.missed_at}
 
 
 # -- inputs -------------------------------------------------------------------------------------------------------
@@ -178,128 +111,7 @@ def upsampled(path: Path, repeats: int = VOICE_REPEATS) -> np.ndarray:
     return np.tile(np.interp(t, np.arange(len(wave)), wave).astype(np.float32), repeats)
 
 
-# -- one visitor ---------------------------------------------------------------------------------------------------
-async def shown(page) -> str:
-    """The digit the page shows, or the first message in words (an input refused, or the demo busy)."""
-    answer = page.locator("[data-testid='stMetric']").filter(has_text="Predicted digit") \
-        .locator("[data-testid='stMetricValue']")
-    words = page.locator("[data-testid='stAlertContainer']")
-    for text in NOT_ANSWERS:
-        words = words.filter(has_not_text=text)
-    await answer.or_(words).first.wait_for(timeout=TIMEOUT_MS)
-    if await answer.count():
-        return await answer.inner_text()
-    # The message's own text, without the name of its icon (a ligature in the icon font, text in the page).
-    return "message: " + await words.first.locator("[data-testid='stMarkdownContainer']").inner_text()
-
-
-async def settled(page) -> None:
-    await page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
-    await page.wait_for_timeout(300)
-
-
-async def upload_page(page, url: str):
-    """The Speak page with its file uploader showing; the uploader's input."""
-    await page.goto(f"{url}/speak")
-    await page.get_by_text("WAV file", exact=True).click()
-    chooser = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-    await chooser.wait_for(state="attached")
-    await settled(page)
-    return chooser
-
-
-async def one_session(browser, url: str, rounds: int, wav: Path, hostile: Path | None) -> dict:
-    """One visitor in its own browser context: `rounds` times a drawing and an upload."""
-    times, errors, answers = [], [], []
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        for round_ in range(rounds):
-            try:
-                await page.goto(f"{url}/draw")
-                pad = page.locator("canvas.upper-canvas")
-                await pad.wait_for()
-                await settled(page)
-                box = await pad.bounding_box()
-                await page.mouse.move(box["x"] + DIGIT_ONE[0][0], box["y"] + DIGIT_ONE[0][1])
-                await page.mouse.down()
-                for x, y in DIGIT_ONE[1:]:
-                    await page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
-                start = time.perf_counter()
-                await page.mouse.up()
-                answers.append(("drawing", await shown(page)))
-                times.append(time.perf_counter() - start)
-
-                chooser = await upload_page(page, url)
-                upload = hostile if (hostile is not None and round_ == 0) else wav
-                start = time.perf_counter()
-                await chooser.set_input_files(str(upload))
-                answers.append((upload.name, await shown(page)))
-                times.append(time.perf_counter() - start)
-                if await page.locator("[data-testid='stException']").count():
-                    errors.append("a traceback on the page")
-            except Exception as exc:  # a hung or broken page is what this counts
-                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    finally:
-        await context.close()
-    return {"times": times, "errors": errors, "answers": answers}
-
-
-async def one_upload(browser, url: str, upload: Path, ready) -> dict:
-    """One visitor of the hostile mix: opens the Speak page, waits until every visitor is ready, uploads."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    result = {"file": upload.name, "answer": None, "seconds": None, "error": None, "began": None}
-    try:
-        try:
-            chooser = await upload_page(page, url)
-        finally:
-            await ready.wait()  # even a visitor whose page failed must not keep the others waiting
-        start = result["began"] = time.perf_counter()
-        await chooser.set_input_files(str(upload))
-        result["answer"] = await shown(page)
-        result["seconds"] = time.perf_counter() - start
-        await settled(page)
-        if await page.locator("[data-testid='stException']").count():
-            result["error"] = "a traceback on the page"
-    except Exception as exc:  # a hung or broken page is what this counts
-        result["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    finally:
-        await context.close()
-    return result
-
-
-async def in_browser(visit, count: int, *args):
-    """`count` visitors at once, each a context of one headless Chromium: visit(browser, i, *args)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            return await asyncio.gather(*(visit(browser, i, *args) for i in range(count)))
-        finally:
-            await browser.close()
-
-
-async def sessions_at_once(url: str, sessions: int, rounds: int, wav: Path, hostile: Path | None) -> list[dict]:
-    """`sessions` visitors at once; the first sends `hostile`."""
-    return await in_browser(lambda browser, i: one_session(browser, url, rounds, wav, hostile if i == 0 else None),
-                            sessions)
-
-
-async def uploads_at_once(url: str, uploads: list[Path]) -> list[dict]:
-    """One visitor per upload; all choose their file at the same moment."""
-    ready = asyncio.Barrier(len(uploads))
-    return await in_browser(lambda browser, i: one_upload(browser, url, uploads[i], ready), len(uploads))
-
-
 # -- measuring ------------------------------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 def run_level(url: str, sampler: RssSampler, sessions: int, rounds: int, wav: Path, hostile: Path,
               settle_s: float) -> dict:
     before = sampler.rss_mb()
@@ -403,7 +215,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command's arguments; a measuring run also checks that Chromium and the recording are there."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("MVAE_DATA_DIR", "data"),
                         help="the prepared datasets; the uploads are FSDD recordings from it")
@@ -422,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure nothing: print (and with --readme write) the table of the results in --out")
     args = parser.parse_args(argv)
     if args.render:
-        report = json.loads(args.out.read_text())
-        return publish(report, args.readme)
+        return args
     if not CHROMIUM.is_file():
         parser.error(f"Debian's Chromium is not at {CHROMIUM} (apt-get install -y chromium)")
     if not 1 <= args.rounds <= 20 or not all(1 <= n <= 64 for n in args.sessions) \
@@ -431,53 +243,75 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be 1-20, each --sessions 1-64 and --hostile-sessions 0-64")
     if not args.sessions and not args.hostile_sessions:
         parser.error("nothing to run: give --sessions or --hostile-sessions")
-    wav = Path(args.data_dir) / "fsdd" / "recordings" / RECORDING
-    if not wav.is_file():
-        parser.error(f"{wav} is missing: pass --data-dir with the prepared datasets")
+    args.wav = recordings_folder(args.data_dir, registry.names(registry.SPEECH)[0]) / RECORDING
+    if not args.wav.is_file():
+        parser.error(f"{args.wav} is missing: pass --data-dir with the prepared datasets")
+    return args
 
+
+def ordinary_levels(url: str, sampler: RssSampler, args, hostile: Path) -> list[dict]:
+    """Each level of ordinary visitors in turn, each printed as it ends."""
+    levels = []
+    for n in args.sessions:
+        level = run_level(url, sampler, n, args.rounds, args.wav, hostile, args.settle)
+        levels.append(level)
+        print(f"{n} sessions: p50 {level['p50_s']} s, p95 {level['p95_s']} s, errors {len(level['errors'])}, "
+              f"refused {level['refused']}, RSS {level['rss_before_mb']} → peak {level['rss_peak_mb']} → "
+              f"{level['rss_after_mb']} MB; the {args.hostile_rate} Hz upload got {level['hostile_answer']}",
+              flush=True)
+    return levels
+
+
+def the_mix(url: str, sampler: RssSampler, args, flacs: list[Path]) -> dict:
+    """The hostile mix, the two FLACs taken in turn by its sessions; printed when it ends."""
+    mix = hostile_mix(url, sampler, [flacs[i % 2] for i in range(args.hostile_sessions)], args.settle)
+    print(f"hostile mix of {mix['sessions']}: answered {mix['answered']}, refused {mix['refused']}, "
+          f"errors {mix['errors']}, p50 {mix['p50_s']} s, max {mix['max_s']} s, health {mix['health']}, "
+          f"RSS {mix['rss_before_mb']} → peak {mix['rss_peak_mb']} → {mix['rss_after_mb']} MB", flush=True)
+    return mix
+
+
+def measure(args, tmp: Path) -> dict | None:
+    """The levels, then the mix, against one served app; None when the warm-up visit fails."""
+    hostile = tmp / f"hostile-{args.hostile_rate}Hz.wav"
+    hostile.write_bytes(hostile_wav(args.hostile_rate))
+    # Made here from the recording and deleted with the folder: nothing derived from the data is kept.
+    flacs = [tmp / "flac-zeros.wav", tmp / "flac-speech.wav"]
+    if args.hostile_sessions:
+        flacs[0].write_bytes(hostile_flac())
+        flacs[1].write_bytes(hostile_flac(upsampled(args.wav)))
+    with served_app(tmp / "server.log") as server:
+        sampler = RssSampler(server.pid)
+        # Load the model once, as the first visitor after a deploy would, before measuring.
+        warm = asyncio.run(sessions_at_once(server.url, 1, 1, args.wav, None))[0]
+        if warm["errors"]:
+            print(f"the warm-up visit failed: {warm['errors']}", file=sys.stderr)
+            return None
+        time.sleep(args.settle)
+        sampler.start()
+        levels = ordinary_levels(server.url, sampler, args, hostile)
+        mix = the_mix(server.url, sampler, args, flacs) if args.hostile_sessions else None
+        sampler.stop()
+        log_tail = server.log.read_text()[-2000:]
+    return {"levels": levels, "hostile_files": {path.name: path.stat().st_size for path in flacs if path.is_file()},
+            "hostile_mix": mix, "server_log_tail": log_tail}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        return publish(json.loads(args.out.read_text()), args.readme)
     with tempfile.TemporaryDirectory() as tmp:
-        hostile = Path(tmp) / f"hostile-{args.hostile_rate}Hz.wav"
-        hostile.write_bytes(hostile_wav(args.hostile_rate))
-        # Made here from the recording and deleted with the folder: nothing derived from the data is kept.
-        flacs = [Path(tmp) / "flac-zeros.wav", Path(tmp) / "flac-speech.wav"]
-        if args.hostile_sessions:
-            flacs[0].write_bytes(hostile_flac())
-            flacs[1].write_bytes(hostile_flac(upsampled(wav)))
-        with served_app(Path(tmp) / "server.log") as server:
-            sampler = RssSampler(server.pid)
-            # Load the model once, as the first visitor after a deploy would, before measuring.
-            warm = asyncio.run(sessions_at_once(server.url, 1, 1, wav, None))[0]
-            if warm["errors"]:
-                print(f"the warm-up visit failed: {warm['errors']}", file=sys.stderr)
-                return 1
-            time.sleep(args.settle)
-            sampler.start()
-            levels, mix = [], None
-            for n in args.sessions:
-                level = run_level(server.url, sampler, n, args.rounds, wav, hostile, args.settle)
-                levels.append(level)
-                print(f"{n} sessions: p50 {level['p50_s']} s, p95 {level['p95_s']} s, errors {len(level['errors'])}, "
-                      f"refused {level['refused']}, RSS {level['rss_before_mb']} → peak {level['rss_peak_mb']} → "
-                      f"{level['rss_after_mb']} MB; the {args.hostile_rate} Hz upload got {level['hostile_answer']}",
-                      flush=True)
-            if args.hostile_sessions:
-                uploads = [flacs[i % 2] for i in range(args.hostile_sessions)]
-                mix = hostile_mix(server.url, sampler, uploads, args.settle)
-                print(f"hostile mix of {mix['sessions']}: answered {mix['answered']}, refused {mix['refused']}, "
-                      f"errors {mix['errors']}, p50 {mix['p50_s']} s, max {mix['max_s']} s, health {mix['health']}, "
-                      f"RSS {mix['rss_before_mb']} → peak {mix['rss_peak_mb']} → {mix['rss_after_mb']} MB",
-                      flush=True)
-            sampler.stop()
-            log_tail = server.log.read_text()[-2000:]
-        files = {path.name: path.stat().st_size for path in flacs if path.is_file()}
+        measured = measure(args, Path(tmp))
+    if measured is None:
+        return 1
     given = argv if argv is not None else sys.argv[1:]
     report = {"date": datetime.now().strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()}, {psutil.cpu_count()} logical CPUs, load average "
                          f"{os.getloadavg()[0]:.1f} at the end",
               "command": "python -m benchmarks.load_bench " + shlex.join(
                   "DATA_DIR" if i and given[i - 1] == "--data-dir" else a for i, a in enumerate(given)),
-              "rounds": args.rounds, "hostile_rate": args.hostile_rate, "levels": levels,
-              "hostile_files": files, "hostile_mix": mix, "server_log_tail": log_tail}
+              "rounds": args.rounds, "hostile_rate": args.hostile_rate, **measured}
     atomic_write_json(args.out, report)
     return publish(report, args.readme)
 

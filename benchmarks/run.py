@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import os
 import shlex
 import statistics
@@ -33,10 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmarks.inputs import canvas_drawing
+from benchmarks.inputs import canvas_drawing, random_batch, stereo_recording
 from benchmarks.machine import machine
 from mvae.evaluation.render import replace_block
 from mvae.store import atomic_write
@@ -96,17 +94,6 @@ def shipped_model_config():
 
 
 # -- 1. training throughput ---------------------------------------------------------------------------
-def random_batch(model, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A batch in the encoders' space; the work done does not depend on the values."""
-    audio = model.cfg.audio
-    return {
-        "farsi": torch.rand(batch_size, 28, 28, generator=generator),
-        "kannada": torch.rand(batch_size, 28, 28, generator=generator),
-        "speech": torch.randn(batch_size, audio.n_mels, audio.n_frames, generator=generator),
-        "label": torch.randint(0, 10, (batch_size,), generator=generator),
-    }
-
-
 def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
     from benchmarks.naive import naive_loss
     from mvae.model.model import MVAE
@@ -138,7 +125,8 @@ def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
     }
     described = (f"{cfg.architecture} hidden {cfg.hidden}, latent {cfg.latent_dim}, the plain PoE objective; "
                  f"batch {batch_size}; "
-                 f"{len(model.training_subsets())} subsets (the 7 of the inputs and the label alone); "
+                 f"{len(model.training_subsets())} subsets (the {2 ** len(cfg.modalities) - 1} of the inputs and "
+                 "the label alone); "
                  "forward + backward + Adam; both compute the same loss")
     for fn in contenders.values():  # warm-up: allocator, thread pool, Adam state
         step(fn)
@@ -165,36 +153,6 @@ def bench_throughput(settings: Settings, batch_size: int = 128) -> list[Row]:
 
 
 # -- 2. predict latency -----------------------------------------------------------------------------------
-def stereo_recording(seconds: float = 2.0, rate: int = 44100) -> tuple[bytes, str]:
-    """WAV bytes of a spoken digit as a browser records it: 16-bit stereo at 44.1 kHz, `seconds` long."""
-    import soundfile as sf
-    import torchaudio
-
-    from mvae.data.sources import fsdd_recordings
-
-    source, mono = "a synthetic tone", None
-    data_dir = os.environ.get("MVAE_DATA_DIR")
-    if data_dir:
-        try:
-            rec = fsdd_recordings(data_dir, "test")[0]
-            mono, native = sf.read(rec.path, dtype="float32")
-            source = f"FSDD test recording {rec.path.name}"
-        except Exception:  # noqa: BLE001 - any trouble with the real data falls back to the tone
-            mono = None
-    if mono is None:
-        from tests.helpers import tone
-        mono, native = tone(3, np.random.default_rng(0)), 8000
-    mono = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(mono)), native, rate).numpy()
-    n = int(seconds * rate)
-    wave = np.zeros(n, np.float32)
-    start = max((n - len(mono)) // 2, 0)
-    wave[start:start + len(mono)] = mono[: n - start]
-    wave += np.random.default_rng(1).normal(0, 1e-3, n).astype(np.float32)  # room noise, not digital silence
-    buf = io.BytesIO()
-    sf.write(buf, np.stack([wave, 0.9 * wave], axis=1), rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue(), source
-
-
 def bench_latency(settings: Settings) -> list[Row]:
     """2 and 5: the lean runtime against the torch runtime it replaced (benchmarks/lean_bench.py)."""
     from benchmarks.lean_bench import rows

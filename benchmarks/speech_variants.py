@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from benchmarks.machine import machine
+from mvae import registry
 from mvae.checkpoint import atomic_write_json
-from mvae.config import shipped_configs
+from mvae.config import LABEL, shipped_configs
 from mvae.data.cache import BankCache
 from mvae.training.loop import Trainer, load_training_data
 
@@ -46,14 +47,24 @@ VARIANTS: dict[str, dict] = {
     "conv 32, 2 subsets, speech ×2": CONV | {"speech_conv_channels": 32, "speech_weight": 2.0},
     "conv 16, 3 subsets, speech ×2": CONV | {"decoded_subsets": 3, "speech_weight": 2.0},
 }
-DIRECTIONS = ((("farsi",), "speech"), (("kannada",), "speech"), (("speech",), "speech"))
+
+
+def heard(modalities) -> tuple[str, ...]:
+    """The speech modalities among these: the ones a variant's speech side makes."""
+    return tuple(n for n in registry.names(registry.SPEECH) if n in modalities)
+
+
+def directions(modalities) -> list[tuple[tuple[str, ...], str]]:
+    """Each direction into speech: from each modality alone, the target itself (its own voice) included."""
+    return [((source,), target) for target in heard(modalities) for source in modalities]
 
 
 def configs(change: dict, epochs: int | None):
     model_cfg, train_cfg = shipped_configs()
     change = dict(change)
     if "speech_weight" in change:
-        change["recon_weights"] = {**model_cfg.recon_weights, "speech": change.pop("speech_weight")}
+        weight = change.pop("speech_weight")
+        change["recon_weights"] = {**model_cfg.recon_weights, **dict.fromkeys(heard(model_cfg.modalities), weight)}
     model_cfg = dataclasses.replace(model_cfg, **change).validate()
     # The test split is watched once, at the end: the figures below are what is compared.
     train_cfg = dataclasses.replace(train_cfg, eval_every=100_000, **({"epochs": epochs} if epochs else {}))
@@ -65,13 +76,17 @@ def speech_scores(model, data_dir, pairs: int) -> dict[str, float]:
     from mvae.data.banks import load_banks
     from mvae.data.paired import PairedDataset
     from mvae.evaluation.coherence import ModelGenerator, coherence_by, label_coherence_by
-    from mvae.evaluation.judges import SPEECH_JUDGES, load_judges
+    from mvae.evaluation.judges import load_judges
     from mvae.signals.audio import AudioFrontEnd
 
     model = model.cpu().eval()
     front_end = AudioFrontEnd(model.cfg.audio)
     judges, _ = load_judges()
-    by = {j: (lambda target, made, j=j: judges[j].predict(made)) for j in SPEECH_JUDGES}
+    targets = heard(model.input_names)
+    readers = dict.fromkeys(j for t in targets for j in registry.modality(t).reads)
+    # A judge reads only the targets whose registry entry names it.
+    by = {j: (lambda target, made, j=j: judges[j].predict(made) if j in registry.modality(target).reads else None)
+          for j in readers}
     test = PairedDataset(load_banks(data_dir, "test", front_end, model.input_names, progress=False))
     covering = test.covering_pairs()
     order = np.random.default_rng(0).permutation(len(covering))[:pairs]
@@ -79,11 +94,11 @@ def speech_scores(model, data_dir, pairs: int) -> dict[str, float]:
     for temperature, suffix in ((1.0, ""), (0.0, "@0")):
         generate = ModelGenerator(model, front_end, temperature=temperature, seed=1)
         batches = (test.batch(covering, order[i:i + 250]) for i in range(0, len(order), 250))
-        heard = coherence_by(generate, by, batches, DIRECTIONS)
-        from_label = label_coherence_by(generate, by, ["speech"], pairs // 10 if temperature else 1)
+        figures = coherence_by(generate, by, batches, directions(model.input_names))
+        from_label = label_coherence_by(generate, by, targets, pairs // 10 if temperature else 1)
         for j in by:
-            scores |= {f"{j}:{key}{suffix}": value for key, value in heard[j].items()}
-            scores[f"{j}:label->speech{suffix}"] = from_label[j]["speech"]
+            scores |= {f"{j}:{key}{suffix}": value for key, value in figures[j].items()}
+            scores |= {f"{j}:{LABEL}->{t}{suffix}": value for t, value in from_label[j].items()}
     return scores
 
 
@@ -99,8 +114,16 @@ def run_one(name: str, args) -> dict:
     return {"variant": name, "change": VARIANTS[name], "epochs": train_cfg.epochs,
             "device": str(trainer.device), "epoch_seconds": [h["seconds"] for h in trainer.history],
             "unimodal_accuracy": metrics.get("unimodal_accuracy"),
-            "speech": speech_scores(trainer.model, args.data_dir, args.pairs),
+            # Under the kind's name: the figures into every speech modality, their keys naming the target.
+            registry.SPEECH: speech_scores(trainer.model, args.data_dir, args.pairs),
             "score_seconds": time.monotonic() - scored}
+
+
+def table_line(scores: dict[str, float]) -> str:
+    """A run's figures at temperature 1: for each speech modality, each of its judges, from the label and from
+    each modality."""
+    return " ".join(f"{scores.get(f'{j}:{d}->{t}', float('nan')):.2f}" for t in registry.names(registry.SPEECH)
+                    for j in registry.modality(t).reads for d in (LABEL, *registry.names()))
 
 
 def main(argv=None) -> int:
@@ -138,9 +161,7 @@ def main(argv=None) -> int:
         "machine": machine() + (f"; {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
         "concurrent_runs": len(names), "banks_seconds": banks_seconds, "runs": results})
     for r in results:
-        s = r["speech"]
-        print(f"{r['variant']:<36} " + " ".join(f"{s[f'{j}:{d}->speech']:.2f}" for j in ("speech", "speech_synthetic")
-                                               for d in ("label", "farsi", "kannada", "speech")))
+        print(f"{r['variant']:<36} {table_line(r[registry.SPEECH])}")
     return 0 if len(results) == len(names) else 1
 
 
