@@ -1,9 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from mvae.model.poe import kl_to_prior, product_of_experts, subset_mask, subsets
+from mvae.runtime import forward, ops
 
 
 def hand_poe(mus, variances):
@@ -68,3 +70,34 @@ def test_kl_to_prior_matches_closed_form():
     want = 0.5 * (1.0 + 0.5 - 1.0 - math.log(0.5))
     assert kl_to_prior(mu, logvar).item() == pytest.approx(want)
     assert kl_to_prior(torch.zeros(3), torch.zeros(3)).abs().max().item() == 0.0
+
+
+def test_numpy_and_torch_run_the_same_product_of_experts():
+    """The lean runtime (numpy) and the torch model run one product of experts (`mvae.runtime.forward`): on the
+    same experts and subsets they agree to float32 rounding, the extreme variances included."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(3, 5, 4, generator=g) * 10
+    logvar = torch.randn(3, 5, 4, generator=g) * 30  # variances from e^-90 to e^90
+    mask = subset_mask(subsets("abc"), "abc")
+    want_mu, want_logvar = product_of_experts(mu, logvar, mask)
+    got_mu, got_logvar = forward.product_of_experts(ops.NUMPY, mu.numpy(), logvar.numpy(), mask.numpy())
+    assert got_mu.dtype == np.float32 and got_mu.shape == (7, 5, 4)
+    np.testing.assert_allclose(got_mu, want_mu.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_logvar, want_logvar.numpy(), rtol=1e-5, atol=1e-5)
+    all_mu, all_logvar = forward.product_of_experts(ops.NUMPY, mu.numpy(), logvar.numpy())
+    np.testing.assert_array_equal(all_mu, got_mu[-1:])  # no mask: every expert
+    np.testing.assert_array_equal(all_logvar, got_logvar[-1:])
+
+
+@pytest.mark.parametrize("output", sorted(forward.OUTPUTS))
+def test_numpy_and_torch_turn_decoder_outputs_into_data_alike(output):
+    x = torch.randn(4, 10, generator=torch.Generator().manual_seed(1)) * 50  # sigmoid's tails overflow exp
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a warning the app would print
+        got = forward.OUTPUTS[output](ops.NUMPY, x.numpy())
+    np.testing.assert_allclose(got, forward.OUTPUTS[output](torch, x).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_halves_splits_an_encoder_output_into_mean_and_log_variance():
+    out = np.arange(12.0).reshape(2, 6)
+    mu, logvar = forward.halves(out)
+    assert mu.tolist() == [[0, 1, 2], [6, 7, 8]] and logvar.tolist() == [[3, 4, 5], [9, 10, 11]]

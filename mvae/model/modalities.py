@@ -9,6 +9,7 @@ know which modality is of which kind: the rest of the package asks a modality, n
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..config import ARCHITECTURES, LABEL, ModelConfig
 from ..kinds import IMAGES, LABELS, SPEECH, Kind, kind
+from ..runtime.forward import standardise, to_output, unstandardise
 from . import nets
 
 
@@ -74,13 +76,10 @@ class Standardise(nn.Module):
         self.set_stats(items.mean(dim=(0, 2)), items.std(dim=(0, 2)))
 
     def forward(self, x):
-        return (x - self.mean) / self.std
+        return standardise(x, self.mean, self.std)
 
     def inverse(self, y):
-        return y * self.std + self.mean
-
-
-OUTPUTS = {"sigmoid": torch.sigmoid, "identity": nn.Identity(), "softmax": lambda logits: torch.softmax(logits, dim=-1)}
+        return unstandardise(y, self.mean, self.std)
 
 
 def augment_images_on_device(items: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
@@ -160,14 +159,14 @@ def build_modalities(cfg: ModelConfig) -> dict[str, Modality]:
         if data not in LIKELIHOODS:
             raise ValueError(f"{name!r} cannot be an input modality")
         nll, make_norm = LIKELIHOODS[data](cfg)
-        to_output = OUTPUTS[data.output]
+        output = functools.partial(to_output, torch, name)
         make_encoder, make_decoder = _network_factories(cfg, shape, NETWORKS[data](cfg))
         registry[name] = Modality(name, shape, nll, cfg.recon_weights.get(name, 1.0) * balance(shape),
-                                  make_encoder, make_decoder, to_output, make_norm, data, cfg.n_classes)
+                                  make_encoder, make_decoder, output, make_norm, data, cfg.n_classes)
     registry[LABEL] = Modality(
         LABEL, (), categorical_nll, cfg.label_weight,
         lambda: nets.label_encoder(cfg.n_classes, cfg.hidden, cfg.latent_dim),
         lambda: nets.label_head(cfg.n_classes, cfg.latent_dim),
-        OUTPUTS[LABELS.output], Identity, LABELS, cfg.n_classes,
+        functools.partial(to_output, torch, LABEL), Identity, LABELS, cfg.n_classes,
     )
     return registry

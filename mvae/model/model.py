@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import LABEL, ConfiguredLatent, ModelConfig
+from ..config import LABEL, ModelConfig
 from ..encoded import Encoded
+from ..runtime.forward import ForwardPass
 from .modalities import Standardise, build_modalities
 from .poe import product_of_experts, subset_mask, subsets
 
@@ -18,7 +19,12 @@ def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None
     return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 
-class MVAE(nn.Module, ConfiguredLatent):
+class MVAE(nn.Module, ForwardPass):
+    """The torch model: its networks, normalisers and training-time posteriors. Encoding, the full posterior and
+    decoding are `ForwardPass`'s, the lean runtime's too."""
+
+    xp = torch
+
     def __init__(self, cfg: ModelConfig, encoders: dict | None = None, decoders: dict | None = None):
         super().__init__()
         self.cfg = cfg
@@ -43,23 +49,20 @@ class MVAE(nn.Module, ConfiguredLatent):
 
     def normalise(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Model-space data (speech as raw log-mel) -> what the encoders take."""
-        return {n: self.norm(n)(x) for n, x in inputs.items()}
+        return {n: self._feed(n, x) for n, x in inputs.items()}
 
-    def encode(self, inputs: dict[str, torch.Tensor]) -> Encoded:
-        """Normalise each given modality's data and run its encoder once, splitting the output into shared
-        expert and own style. `inputs` are in the model's data space (speech as raw log-mel)."""
-        given = [n for n in self.names if n in inputs]
-        if not given:
-            raise ValueError("at least one modality must be given")
-        fed = self.normalise({n: inputs[n] for n in given})
-        shared, mus, logvars, styles = self.cfg.latent_dim, [], [], {}
-        for name in given:
-            mu, logvar = self.encoders[name](fed[name])
-            mus.append(mu[:, :shared])
-            logvars.append(logvar[:, :shared])
-            if name in self.style_names:
-                styles[name] = (mu[:, shared:], logvar[:, shared:])
-        return Encoded(tuple(given), torch.stack(mus), torch.stack(logvars), styles, fed)
+    # -- the hooks of the forward pass ---------------------------------------------------------------------
+    def _feed(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(name)(x)
+
+    def _expert(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoders[name](x)
+
+    def _decoder(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        return self.decoders[name](z)
+
+    def _inverse(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        return self.norm(name).inverse(y)
 
     def posterior(self, inputs: dict[str, torch.Tensor] | None = None, subset_list=None,
                   encoded: Encoded | None = None):
@@ -73,46 +76,6 @@ class MVAE(nn.Module, ConfiguredLatent):
         if missing:
             raise ValueError(f"subsets name modalities that were not given: {sorted(missing)}")
         return product_of_experts(encoded.mu, encoded.logvar, subset_mask(subset_list, given))
-
-    def decode_parts(self, shared: torch.Tensor, styles: dict[str, torch.Tensor], names=None):
-        """Decoder outputs from a shared latent (N, D) and each decoded modality's style (N, S)."""
-        out = {}
-        for name in names or self.names:
-            z = torch.cat([shared, styles[name]], dim=-1) if name in self.style_names else shared
-            out[name] = self.decoders[name](z)
-        return out
-
-    def split(self, latents: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Full latents (N, full_latent_dim) -> shared (N, D) and {modality: style (N, S)}."""
-        layout = self.latent_layout()
-        return latents[:, layout["shared"]], {n: latents[:, layout[n]] for n in self.style_names}
-
-    def decode(self, latents: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
-        """Decoder outputs (likelihood parameters) for a batch of full latents (N, full_latent_dim)."""
-        return self.decode_parts(*self.split(latents), names)
-
-    def to_data(self, decoded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Decoder outputs -> data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
-        return {n: self.norm(n).inverse(self.modalities[n].to_output(v)) for n, v in decoded.items()}
-
-    def outputs(self, latents: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
-        """Decoded data for a batch of full latents."""
-        return self.to_data(self.decode(latents, names))
-
-    def full_posterior(self, inputs: dict[str, torch.Tensor] | Encoded) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the full latent given all inputs: the fused shared posterior, each given
-        modality's style posterior, and the prior N(0, I) for the style of each missing one -> (B, F) twice."""
-        encoded = inputs if isinstance(inputs, Encoded) else self.encode(inputs)
-        mu, logvar = self.posterior(encoded=encoded)
-        mus, logvars = [mu[0]], [logvar[0]]
-        for name in self.style_names:
-            if name in encoded.styles:
-                style_mu, style_logvar = encoded.styles[name]
-            else:
-                style_mu = style_logvar = mu.new_zeros(mu.shape[1], self.cfg.style_dim)
-            mus.append(style_mu)
-            logvars.append(style_logvar)
-        return torch.cat(mus, -1), torch.cat(logvars, -1)
 
     @torch.no_grad()
     def generate(self, inputs: dict[str, torch.Tensor], targets, temperature: float = 0.0,

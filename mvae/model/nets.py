@@ -10,6 +10,8 @@ import math
 
 from torch import nn
 
+from ..runtime.forward import halves
+
 
 class Encoder(nn.Module):
     def __init__(self, body: nn.Module, features: int, latent_dim: int):
@@ -18,8 +20,7 @@ class Encoder(nn.Module):
         self.head = nn.Linear(features, 2 * latent_dim)
 
     def forward(self, x):
-        mu, logvar = self.head(self.body(x)).chunk(2, dim=-1)
-        return mu, logvar
+        return halves(self.head(self.body(x)))
 
 
 def mlp_encoder(shape, hidden: int, latent_dim: int) -> Encoder:

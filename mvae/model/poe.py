@@ -1,10 +1,12 @@
-"""Product of Gaussian experts, with the N(0, I) prior expert counted exactly once."""
+"""Subsets of the experts, and their product in torch, with the N(0, I) prior expert counted exactly once."""
 
 from __future__ import annotations
 
 import itertools
 
 import torch
+
+from ..runtime import forward
 
 
 def subsets(names) -> list[tuple[str, ...]]:
@@ -24,23 +26,9 @@ def subset_mask(subset_list, expert_names) -> torch.Tensor:
 
 
 def product_of_experts(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor | None = None):
-    """Fuse experts (E, B, D) into one Gaussian per subset of the mask (S, E): returns (S, B, D) twice.
-
-    The product of Gaussians has precision sum_i 1/var_i and mean sum_i mu_i/var_i / sum_i 1/var_i.
-    Both are computed from -logvar with logsumexp / softmax, so neither a tiny nor a huge variance
-    overflows; the prior N(0, I) is prepended here and nowhere else.
-    """
-    if mask is None:
-        mask = torch.ones(1, mu.shape[0], dtype=torch.bool, device=mu.device)
-    mask = mask.to(mu.device)
-    prior = torch.zeros_like(mu[:1])
-    mu_all = torch.cat([prior, mu])  # (E+1, B, D)
-    neg_logvar = torch.cat([prior, -logvar])
-    present = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # (S, E+1)
-    neg_logvar = neg_logvar.unsqueeze(0).masked_fill(~present[:, :, None, None], float("-inf"))
-    joint_logvar = -torch.logsumexp(neg_logvar, dim=1)
-    joint_mu = (torch.softmax(neg_logvar, dim=1) * mu_all.unsqueeze(0)).sum(dim=1)
-    return joint_mu, joint_logvar
+    """Fuse experts (E, B, D) and the N(0, I) prior into one Gaussian per subset of the mask (S, E): returns
+    (S, B, D) twice. The arithmetic is the lean runtime's too (`mvae.runtime.forward.product_of_experts`)."""
+    return forward.product_of_experts(torch, mu, logvar, None if mask is None else mask.to(mu.device))
 
 
 def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

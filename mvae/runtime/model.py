@@ -1,8 +1,9 @@
 """The multimodal VAE's forward pass in numpy: what the app and `mvae.load()` run, with no torch.
 
 It runs the program a checkpoint carries (`runtime` in its metadata, written by `mvae.model.export` with
-the weights): each modality's encoder, the product of experts, each decoder and the label head. The
-arithmetic matches the torch model's to float32 rounding; `save_model` checks that before it writes.
+the weights): each modality's encoder, each decoder and the label head, as `mvae.runtime.ops` steps. The
+product of experts and the rest of the forward pass are `mvae.runtime.forward`'s, which the torch model runs
+too. The arithmetic matches the torch model's to float32 rounding; `save_model` checks that before it writes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import arguments
-from ..config import LABEL, ConfiguredLatent, ModelConfig
-from ..encoded import Encoded
+from ..config import LABEL, ModelConfig
 from ..errors import CheckpointError
 from ..kinds import kind
-from ..store import FLOAT_NAMES, MAX_PARAMETERS, Spec, damaged, misfit, model_config, model_path, unpack
+from ..store import FLOAT_NAMES, MAX_PARAMETERS, model_config, model_path, unpack
+from ..store_checks import Spec, damaged, misfit
 from . import ops
+from .forward import ForwardPass, halves, standardise, unstandardise
 
 PROGRAM_VERSION = 1
 MAX_STEPS = 100  # of one network; the recipe's longest has 17
@@ -41,19 +43,10 @@ MAX_MULTIPLY_ADDS = 16 * 10**9  # all networks together
 MAX_ACTIVATION_BYTES = 512 * 2**20  # the most one step holds at once: its input, its scratch, its output
 
 
-def product_of_experts(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Experts (E, B, D) and the N(0, I) prior fused into one Gaussian (B, D): precision-weighted, computed
-    from -logvar with a log-sum-exp so that neither a tiny nor a huge variance overflows."""
-    neg = np.concatenate([np.zeros_like(logvar[:1]), -logvar])
-    top = neg.max(axis=0)
-    weights = np.exp(neg - top)
-    total = weights.sum(axis=0)
-    joint_mu = (weights * np.concatenate([np.zeros_like(mu[:1]), mu])).sum(axis=0) / total
-    return joint_mu, -(top + np.log(total))
+class LeanMVAE(ForwardPass):
+    """A trained MVAE as numpy arrays and the program that runs them; the forward pass is `ForwardPass`'s."""
 
-
-class LeanMVAE(ConfiguredLatent):
-    """A trained MVAE as numpy arrays and the program that runs them."""
+    xp = ops.NUMPY
 
     def __init__(self, cfg: ModelConfig, runtime: dict, tensors: dict[str, np.ndarray]):
         self.cfg = cfg
@@ -70,63 +63,24 @@ class LeanMVAE(ConfiguredLatent):
         self.norms = {n: (arrays[norm["mean"]["name"]], arrays[norm["std"]["name"]])
                       for n, norm in runtime["norms"].items()}
 
-    # -- the forward pass --------------------------------------------------------------------------------
-    def normalise(self, name: str, x: np.ndarray) -> np.ndarray:
-        if name not in self.norms:
-            return x
-        mean, std = self.norms[name]
-        return (x - mean) / std
+    # -- the hooks of the forward pass ---------------------------------------------------------------------
+    def _feed(self, name: str, x) -> np.ndarray:
+        x = np.asarray(x)  # a label is a class index: only floating data becomes float32
+        x = x.astype(np.float32, copy=False) if x.dtype.kind == "f" else x
+        return standardise(x, *self.norms[name]) if name in self.norms else x
 
-    def inverse(self, name: str, y: np.ndarray) -> np.ndarray:
-        if name not in self.norms:
-            return y
-        mean, std = self.norms[name]
-        return y * std + mean
+    def _expert(self, name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return halves(ops.run(self.encoders[name], x))
 
-    def run_network(self, steps: list[dict], x: np.ndarray) -> np.ndarray:
-        return ops.run(steps, x)
+    def _decoder(self, name: str, z: np.ndarray) -> np.ndarray:
+        return ops.run(self.decoders[name], z)
 
-    def encode(self, inputs: dict[str, np.ndarray]) -> Encoded:
-        """Each given modality's encoder, run once, on data in the model's space (speech as raw log-mel)."""
-        given = [n for n in self.names if n in inputs]
-        if not given:
-            raise ValueError("at least one modality must be given")
-        shared, mus, logvars, styles, fed = self.cfg.latent_dim, [], [], {}, {}
-        for name in given:
-            x = np.asarray(inputs[name])  # a label is a class index: only floating data becomes float32
-            fed[name] = self.normalise(name, x.astype(np.float32, copy=False) if x.dtype.kind == "f" else x)
-            out = self.run_network(self.encoders[name], fed[name])
-            mu, logvar = np.split(out, 2, axis=-1)
-            mus.append(mu[:, :shared])
-            logvars.append(logvar[:, :shared])
-            if name in self.style_names:
-                styles[name] = (mu[:, shared:], logvar[:, shared:])
-        return Encoded(tuple(given), np.stack(mus), np.stack(logvars), styles, fed)
+    def _inverse(self, name: str, y: np.ndarray) -> np.ndarray:
+        return (unstandardise(y, *self.norms[name]) if name in self.norms else y).astype(np.float32, copy=False)
 
-    def full_posterior(self, inputs: dict[str, np.ndarray] | Encoded) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and log-variance of the full latent (B, F): the fused shared posterior, each given modality's
-        style posterior, and the prior N(0, I) for the style of each missing one."""
-        encoded = inputs if isinstance(inputs, Encoded) else self.encode(inputs)
-        mu, logvar = product_of_experts(encoded.mu, encoded.logvar)
-        mus, logvars = [mu], [logvar]
-        for name in self.style_names:
-            prior = np.zeros((len(mu), self.cfg.style_dim), np.float32)
-            style_mu, style_logvar = encoded.styles.get(name, (prior, prior))
-            mus.append(style_mu)
-            logvars.append(style_logvar)
-        return np.concatenate(mus, -1), np.concatenate(logvars, -1)
-
-    def outputs(self, latents: np.ndarray, names=None) -> dict[str, np.ndarray]:
+    def outputs(self, latents, names=None) -> dict[str, np.ndarray]:
         """Decoded data for a batch of full latents (N, F): image probabilities, raw log-mel, class probabilities."""
-        latents = np.asarray(latents, np.float32)
-        layout, out = self.latent_layout(), {}
-        for name in names or self.names:
-            z = latents[:, layout["shared"]]
-            if name in self.style_names:
-                z = np.concatenate([z, latents[:, layout[name]]], axis=-1)
-            decoded = ops.OUTPUTS[kind(name).output](self.run_network(self.decoders[name], z))
-            out[name] = self.inverse(name, decoded).astype(np.float32, copy=False)
-        return out
+        return super().outputs(np.asarray(latents, np.float32), names)
 
     # -- building one ------------------------------------------------------------------------------------
     @classmethod
@@ -150,15 +104,15 @@ class LeanMVAE(ConfiguredLatent):
                 shape = kind(name).shape(cfg)
                 item = np.zeros((1, *shape), np.int64 if not shape else np.float32)
                 size = cfg.latent_dim + (cfg.style_dim if name in self.style_names else 0)
-                got = self.run_network(self.encoders[name], item).shape
+                got = ops.run(self.encoders[name], item).shape
                 if got != (1, 2 * size):
                     raise ValueError(f"the {name} encoder gives {got[1:]} numbers, not {2 * size}")
-                got = self.run_network(self.decoders[name], np.zeros((1, size), np.float32)).shape
+                got = ops.run(self.decoders[name], np.zeros((1, size), np.float32)).shape
                 want = (1, *shape) if shape else (1, cfg.n_classes)
                 if got != want:
                     raise ValueError(f"the {name} decoder gives shape {got[1:]}, not {want[1:]}")
                 if name in self.norms:
-                    self.inverse(name, np.zeros((1, *shape), np.float32))
+                    self._inverse(name, np.zeros((1, *shape), np.float32))
         except (ValueError, IndexError, KeyError, TypeError, MemoryError) as exc:
             raise misfit(Path(path), f"its networks do not fit its config ({exc})") from None
 

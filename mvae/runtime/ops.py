@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -29,9 +30,14 @@ def sigmoid(x):
         return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def logsumexp(x, axis):
+    top = x.max(axis=axis, keepdims=True)
+    return (top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def linear(x, weight, bias=None):
@@ -107,7 +113,11 @@ OPS = {"linear": ("weight", "bias"), "silu": (), "conv2d": ("weight", "bias"), "
        "add_channel": (), "drop_channel": ()}  # each operation and the tensors it may read
 SETTINGS = {"conv2d": ("stride", "padding"), "conv_transpose2d": ("stride", "padding"), "batchnorm": ("eps",),
             "unflatten": ("shape",)}  # each operation's settings, all of them required
-OUTPUTS = {"sigmoid": sigmoid, "identity": lambda x: x, "softmax": softmax}
+# numpy as `mvae.runtime.forward` calls it (torch's spelling, which numpy shares but for three functions): the
+# array library of the shared forward pass in the lean runtime, as the `torch` module is in the torch model.
+NUMPY = SimpleNamespace(concatenate=np.concatenate, stack=np.stack, where=np.where, zeros_like=np.zeros_like,
+                        ones_like=np.ones_like, broadcast_to=np.broadcast_to, sigmoid=sigmoid, softmax=softmax,
+                        logsumexp=logsumexp)
 
 
 # -- sizing a step without running it ------------------------------------------------------------------------
@@ -159,69 +169,85 @@ def infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes:
     return out, cost
 
 
-def _infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+def _linear(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    out, inp = _tensor(shapes, "weight", 2, "linear")
+    _bias(shapes, out, "linear")
+    if size.item != (inp,):
+        raise ShapeError(f"linear takes {inp} numbers per item, not shape {list(size.item)}")
+    return Size((out,)), Cost(batch * inp * out + batch * out, batch * inp + 2 * batch * out)
+
+
+def _elementwise(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    n = batch * math.prod(size.item)
+    return size, Cost(ELEMENTWISE_PASSES[step["op"]] * n, 3 * n)
+
+
+def _batchnorm(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    if not size.item:
+        raise ShapeError("batchnorm needs a channel axis")
+    for role in OPS["batchnorm"]:
+        if tuple(shapes.get(role, ())) != (size.item[0],):
+            raise ShapeError(f"batchnorm's {role} must have shape [{size.item[0]}]")
+    return _elementwise(step, shapes, size, batch, classes)
+
+
+def _conv_settings(step: dict, shapes: dict, size: Size) -> tuple[tuple[int, ...], int, int]:
+    """A convolution's weight shape, stride and padding, checked against what reaches it."""
+    op = step["op"]
+    weight = _tensor(shapes, "weight", 4, op)
+    if len(size.item) != 3:
+        raise ShapeError(f"{op} takes (channels, rows, columns) per item, not shape {list(size.item)}")
+    stride, pad = step["stride"], step["padding"]
+    if stride < 1:
+        raise ShapeError(f"{op}'s stride is {stride}; it must be 1 or more")
+    kh, kw = weight[2:]
+    if max(kh, kw) > MAX_KERNEL_SIDE:
+        raise ShapeError(f"{op}'s kernel is {kh} x {kw}; at most {MAX_KERNEL_SIDE} on a side is run")
+    return weight, stride, pad
+
+
+def _conv2d(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    (out_c, in_c, kh, kw), stride, pad = _conv_settings(step, shapes, size)
+    channels, rows, cols = size.item
+    if in_c != channels:
+        raise ShapeError(f"conv2d takes {in_c} channels, not {channels}")
+    if kh > rows + 2 * pad or kw > cols + 2 * pad:
+        raise ShapeError(f"conv2d's {kh} x {kw} kernel is larger than its padded {rows} x {cols} input")
+    _bias(shapes, out_c, "conv2d")
+    out = (out_c, (rows + 2 * pad - kh) // stride + 1, (cols + 2 * pad - kw) // stride + 1)
+    padded = batch * channels * (rows + 2 * pad) * (cols + 2 * pad)
+    windows = batch * out[1] * out[2] * channels * kh * kw  # tensordot copies the sliding windows
+    outs = batch * math.prod(out)
+    return Size(out), Cost(windows * out_c + outs, batch * math.prod(size.item) + padded + windows + 2 * outs)
+
+
+def _conv_transpose2d(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    (in_c, out_c, kh, kw), stride, pad = _conv_settings(step, shapes, size)
+    channels, rows, cols = size.item
+    if in_c != channels:
+        raise ShapeError(f"conv_transpose2d takes {in_c} channels, not {channels}")
+    full = (out_c, (rows - 1) * stride + kh, (cols - 1) * stride + kw)
+    out = (out_c, full[1] - 2 * pad, full[2] - 2 * pad)
+    if min(out) < 1:
+        raise ShapeError(f"conv_transpose2d's padding {pad} leaves nothing of its {full[1]} x {full[2]} output")
+    _bias(shapes, out_c, "conv_transpose2d")
+    stamps = batch * rows * cols * out_c * kh * kw  # every input pixel's k x k stamp, held at once
+    fulls, outs = batch * math.prod(full), batch * math.prod(out)
+    return Size(out), Cost(stamps * channels + stamps + outs, batch * math.prod(size.item) + stamps + fulls + outs)
+
+
+def _embedding(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    rows, dim = _tensor(shapes, "weight", 2, "embedding")
+    if not size.integer:
+        raise ShapeError("embedding takes class indices, not numbers")
+    if rows != classes:
+        raise ShapeError(f"embedding has {rows} rows, not one per class ({classes})")
+    out = (*size.item, dim)
+    return Size(out), Cost(batch * math.prod(out), batch * math.prod(size.item) + batch * math.prod(out))
+
+
+def _reshape(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
     op, item = step["op"], size.item
-    n = batch * math.prod(item)
-    if size.integer and op not in ("embedding", "flatten", "unflatten", "add_channel", "drop_channel"):
-        raise ShapeError(f"{op} would run on class indices; an embedding must come first")
-    if op == "linear":
-        out, inp = _tensor(shapes, "weight", 2, op)
-        _bias(shapes, out, op)
-        if item != (inp,):
-            raise ShapeError(f"linear takes {inp} numbers per item, not shape {list(item)}")
-        return Size((out,)), Cost(batch * inp * out + batch * out, n + 2 * batch * out)
-    if op == "silu":
-        return size, Cost(ELEMENTWISE_PASSES[op] * n, 3 * n)
-    if op in ("conv2d", "conv_transpose2d"):
-        weight = _tensor(shapes, "weight", 4, op)
-        if len(item) != 3:
-            raise ShapeError(f"{op} takes (channels, rows, columns) per item, not shape {list(item)}")
-        channels, rows, cols = item
-        stride, pad = step["stride"], step["padding"]
-        if stride < 1:
-            raise ShapeError(f"{op}'s stride is {stride}; it must be 1 or more")
-        kh, kw = weight[2:]
-        if max(kh, kw) > MAX_KERNEL_SIDE:
-            raise ShapeError(f"{op}'s kernel is {kh} x {kw}; at most {MAX_KERNEL_SIDE} on a side is run")
-        if op == "conv2d":
-            out_c, in_c = weight[:2]
-            if in_c != channels:
-                raise ShapeError(f"conv2d takes {in_c} channels, not {channels}")
-            if kh > rows + 2 * pad or kw > cols + 2 * pad:
-                raise ShapeError(f"conv2d's {kh} x {kw} kernel is larger than its padded {rows} x {cols} input")
-            out = (out_c, (rows + 2 * pad - kh) // stride + 1, (cols + 2 * pad - kw) // stride + 1)
-            padded = batch * channels * (rows + 2 * pad) * (cols + 2 * pad)
-            windows = batch * out[1] * out[2] * channels * kh * kw  # tensordot copies the sliding windows
-            outs = batch * math.prod(out)
-            cost = Cost(windows * out_c + outs, n + padded + windows + 2 * outs)
-        else:
-            in_c, out_c = weight[:2]
-            if in_c != channels:
-                raise ShapeError(f"conv_transpose2d takes {in_c} channels, not {channels}")
-            full = (out_c, (rows - 1) * stride + kh, (cols - 1) * stride + kw)
-            out = (out_c, full[1] - 2 * pad, full[2] - 2 * pad)
-            if min(out) < 1:
-                raise ShapeError(f"conv_transpose2d's padding {pad} leaves nothing of its {full[1]} x {full[2]} output")
-            stamps = batch * rows * cols * out_c * kh * kw  # every input pixel's k x k stamp, held at once
-            fulls, outs = batch * math.prod(full), batch * math.prod(out)
-            cost = Cost(stamps * channels + stamps + outs, n + stamps + fulls + outs)
-        _bias(shapes, out_c, op)
-        return Size(out), cost
-    if op == "batchnorm":
-        if not item:
-            raise ShapeError("batchnorm needs a channel axis")
-        for role in OPS[op]:
-            if tuple(shapes.get(role, ())) != (item[0],):
-                raise ShapeError(f"batchnorm's {role} must have shape [{item[0]}]")
-        return size, Cost(ELEMENTWISE_PASSES[op] * n, 3 * n)
-    if op == "embedding":
-        rows, dim = _tensor(shapes, "weight", 2, op)
-        if not size.integer:
-            raise ShapeError("embedding takes class indices, not numbers")
-        if rows != classes:
-            raise ShapeError(f"embedding has {rows} rows, not one per class ({classes})")
-        out = (*item, dim)
-        return Size(out), Cost(batch * math.prod(out), n + batch * math.prod(out))
     if op == "flatten":
         out = (math.prod(item),)
     elif op == "unflatten":
@@ -230,10 +256,25 @@ def _infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes
             raise ShapeError(f"unflatten cannot make {list(item)} into {list(out)}")
     elif op == "add_channel":
         out = (1, *item)
-    elif op == "drop_channel":
+    else:
         if not item:
             raise ShapeError("drop_channel needs a channel axis")
         out = item[1:]
-    else:
-        raise ShapeError(f"unknown operation {op!r:.40}")
+    n = batch * math.prod(item)
     return Size(out, size.integer), Cost(n, 2 * n)  # a reshape may copy
+
+
+# How each operation changes a batch's size, and what it costs; only an embedding and a reshape take indices.
+SIZERS = {"linear": _linear, "silu": _elementwise, "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d,
+          "batchnorm": _batchnorm, "embedding": _embedding, "flatten": _reshape, "unflatten": _reshape,
+          "add_channel": _reshape, "drop_channel": _reshape}
+TAKE_INDICES = ("embedding", "flatten", "unflatten", "add_channel", "drop_channel")
+
+
+def _infer(step: dict, shapes: dict[str, tuple], size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    op = step["op"]
+    if op not in SIZERS:
+        raise ShapeError(f"unknown operation {op!r:.40}")
+    if size.integer and op not in TAKE_INDICES:
+        raise ShapeError(f"{op} would run on class indices; an embedding must come first")
+    return SIZERS[op](step, shapes, size, batch, classes)
