@@ -43,23 +43,39 @@ class Decoded:
     """Every modality decoded from a batch of latents."""
 
     latents: np.ndarray  # (N, D)
-    images: dict[str, np.ndarray]  # script -> (N, 28, 28) float32 in [0, 1]
+    images: dict[str, np.ndarray]  # each image modality -> (N, 28, 28) float32 in [0, 1]
     probs: np.ndarray  # (N, 10)
-    mels: np.ndarray  # (N, n_mels, n_frames)
+    log_mels: dict[str, np.ndarray]  # each audio modality -> (N, n_mels, n_frames), raw log-mel
     front_end: AudioFrontEnd = field(repr=False)
 
     @property
     def labels(self) -> np.ndarray:
         return self.probs.argmax(-1)
 
+    @property
+    def mels(self) -> np.ndarray:
+        """The first audio modality's log-mels (none, shaped (0, n_mels, n_frames), in a model without one)."""
+        cfg = self.front_end.cfg
+        return next(iter(self.log_mels.values()), np.zeros((0, cfg.n_mels, cfg.n_frames), np.float32))
+
     @cached_property
     def speech(self) -> list[SpeechOutput]:
-        """Griffin-Lim runs only when a waveform is asked for."""
-        if len(self.mels) == 0:
+        """The first audio modality's voices; Griffin-Lim runs only when a waveform is asked for."""
+        return self._voiced(self.mels)
+
+    def voices(self, name: str) -> list[SpeechOutput]:
+        """The voices of the audio modality `name`, made by Griffin-Lim on each call."""
+        if name not in self.log_mels:
+            raise InputError(f"No voices of {arguments.shown(name)}; the audio modalities decoded are "
+                             f"{', '.join(self.log_mels) or 'none'}.")
+        return self._voiced(self.log_mels[name])
+
+    def _voiced(self, mels: np.ndarray) -> list[SpeechOutput]:
+        if len(mels) == 0:
             return []
-        waves = self.front_end.waveform_from_log_mel(self.mels)
+        waves = self.front_end.waveform_from_log_mel(mels)
         rate = self.front_end.cfg.sample_rate
-        return [SpeechOutput(w, rate, m) for w, m in zip(waves, self.mels)]
+        return [SpeechOutput(w, rate, m) for w, m in zip(waves, mels)]
 
 
 @dataclass
@@ -197,9 +213,7 @@ class Pipeline:
         groups: dict[str, dict[str, np.ndarray]] = {"images": {}, "mels": {}, "probs": {}}
         for name, value in self._outputs(z).items():
             groups[kind(name).group][name] = value
-        no_speech = np.zeros((0, self.config.audio.n_mels, self.config.audio.n_frames), np.float32)
-        mels = next(iter(groups["mels"].values()), no_speech)
-        return Decoded(z, groups["images"], groups["probs"][LABEL], mels, self.front_end)
+        return Decoded(z, groups["images"], groups["probs"][LABEL], groups["mels"], self.front_end)
 
     def predict(self, inputs: dict) -> Prediction:
         batch, prepared_speech = self.prepare(inputs)

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 import mvae
-from mvae.config import ModelConfig
-from mvae.inference import Pipeline
+from mvae import registry
+from mvae.config import AudioConfig, ModelConfig
+from mvae.inference import Decoded, Pipeline
 from mvae.model.model import MVAE
-from mvae.signals.audio import wav_bytes
+from mvae.signals.audio import AudioFrontEnd, wav_bytes
 from tests.helpers import tone
 
 
@@ -174,3 +175,38 @@ def test_generate_traverse_interpolate(pipe):
         pipe.traverse(np.zeros(pipe.latent_dim), dims=[99], values=[0])
     with pytest.raises(mvae.InputError):
         pipe.generate(3, n=0)
+
+
+def test_every_audio_modality_is_decoded_and_voiced():
+    """A second modality of the audio kind, registered as one entry, is decoded beside the first rather than
+    dropped: `log_mels` holds each, `voices(name)` voices any, and `mels` and `speech` stay the first's."""
+    second = registry.register(registry.Modality(
+        name="second_voice", kind=registry.SPEECH, title="second voice", noun="Second recording", colour="#000000",
+        source=registry.Recordings("second_voice", {"test": range(0, 5)})))
+    try:
+        image, first = registry.names(registry.IMAGE)[0], registry.names(registry.SPEECH)[0]
+        torch.manual_seed(0)
+        two = Pipeline(MVAE(ModelConfig(modalities=(image, first, second.name), hidden=16, latent_dim=4)))
+        decoded = two.generate(3, n=2, seed=0)
+        audio = two.config.audio
+        assert list(decoded.log_mels) == [first, second.name] and list(decoded.images) == [image]
+        assert all(m.shape == (2, audio.n_mels, audio.n_frames) for m in decoded.log_mels.values())
+        assert not np.allclose(decoded.log_mels[first], decoded.log_mels[second.name]), "one decoder's output twice"
+        assert np.array_equal(decoded.mels, decoded.log_mels[first])
+        voices = decoded.voices(second.name)
+        assert len(voices) == 2 and np.array_equal(voices[1].mel, decoded.log_mels[second.name][1])
+        assert voices[0].waveform.ndim == 1 and voices[0].sample_rate == audio.sample_rate
+        assert np.array_equal(decoded.speech[0].mel, decoded.log_mels[first][0])
+        with pytest.raises(mvae.InputError, match="audio modalities decoded are"):
+            decoded.voices(image)
+        pred = two.predict({second.name: (tone(3, np.random.default_rng(0)), 8000)})
+        assert list(pred.inputs) == [second.name] and list(pred.decoded.log_mels) == [first, second.name]
+    finally:
+        registry.unregister(second.name)
+
+
+def test_a_model_without_audio_decodes_no_voices():
+    front_end = AudioFrontEnd(AudioConfig())
+    decoded = Decoded(np.zeros((2, 8), np.float32), {}, np.full((2, 10), 0.1, np.float32), {}, front_end)
+    assert decoded.mels.shape == (0, front_end.cfg.n_mels, front_end.cfg.n_frames)
+    assert decoded.speech == [] and decoded.labels.tolist() == [0, 0]
