@@ -27,6 +27,9 @@ from .signals.images import prepare_digit
 class Kind:
     group: str  # "images", "mels" or "probs": the field of mvae.inference.Decoded that holds it
     output: str  # what turns a decoder output into data: "sigmoid", "identity" or "softmax"
+    # Whether what the model makes of it reaches a person through the vocoder (log-mel -> Griffin-Lim waveform):
+    # a judge then reads it after that round trip, as it is heard, and each such reading costs a resynthesis.
+    vocoded: bool = False
 
     def shape(self, cfg: ModelConfig) -> tuple[int, ...]:
         """One item's shape; a label is a single class index."""
@@ -65,7 +68,8 @@ class LabelKind(Kind):
         return np.array(arguments.label(value, n_classes)), None
 
 
-IMAGES, SPEECH, LABELS = ImageKind("images", "sigmoid"), SpeechKind("mels", "identity"), LabelKind("probs", "softmax")
+IMAGES, SPEECH = ImageKind("images", "sigmoid"), SpeechKind("mels", "identity", vocoded=True)
+LABELS = LabelKind("probs", "softmax")
 BY_KIND: dict[str, Kind] = {registry.IMAGE: IMAGES, registry.SPEECH: SPEECH}
 
 

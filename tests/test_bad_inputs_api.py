@@ -18,7 +18,7 @@ from PIL import Image
 
 import mvae
 from mvae.config import ModelConfig
-from mvae.data.sources import fsdd_recordings
+from mvae.data.sources import recordings as recordings_of
 from mvae.inference import Pipeline
 from mvae.model.model import MVAE
 from tests.bad_cases import CASES, png, ten_minute_wav, variants
@@ -81,7 +81,8 @@ def test_ten_minute_wav_is_refused_from_its_header_without_decoding_it(pipe, mon
 def correctly_heard(pipeline, real_data):
     """Half of the first test take of every speaker and digit (30 recordings, all six speakers), kept when
     the model hears the clean file right."""
-    recordings = sorted((r for r in fsdd_recordings(real_data, "test") if r.index == 0), key=lambda r: r.path.name)[::2]
+    recordings = sorted((r for r in recordings_of(real_data, "speech", "test") if r.index == 0),
+                        key=lambda r: r.path.name)[::2]
     right = [(r, *sf.read(r.path, dtype="float32")) for r in recordings
              if pipeline.predict({"speech": r.path.read_bytes()}).label == r.digit]
     assert len(right) >= 0.8 * len(recordings), "the model misses too many clean test recordings to judge formats by"

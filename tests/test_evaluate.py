@@ -136,15 +136,15 @@ def test_intelligibility_ratio_is_the_figure_over_the_vocoded_real_reading():
                                                                                "speech->farsi": 0.99},
                "reconstruction_coherence": {"speech": 0.3}, "label_coherence_at_means": {"speech": 0.5},
                "coherence_at_means": {"farsi->speech": 0.8}, "reconstruction_coherence_at_means": {"speech": 0.2}}
-    section = speech_judge_section(figures, raw=0.8, vocoded=0.5, suffixes=("", "_at_means"))
+    section = speech_judge_section(figures, raw=0.8, vocoded=0.5, suffixes=("", "_at_means"), target="speech")
     assert section["real_fsdd_test"] == {"raw": 0.8, "vocoded": 0.5, "vocoder_ratio": pytest.approx(0.625)}
     assert section["directions"] == {"label->speech": 0.4, "farsi->speech": 0.6, "speech->speech": 0.3}
     assert section["intelligibility_ratio"] == pytest.approx({"label->speech": 0.8, "farsi->speech": 1.2,
                                                               "speech->speech": 0.6})
     assert section["intelligibility_ratio_at_means"] == pytest.approx({"label->speech": 1.0, "farsi->speech": 1.6,
                                                                        "speech->speech": 0.4})
-    assert speech_judge_section(figures, raw=0.0, vocoded=0.0, suffixes=("",))["intelligibility_ratio"] == \
-        {"label->speech": None, "farsi->speech": None, "speech->speech": None}
+    unread = speech_judge_section(figures, raw=0.0, vocoded=0.0, suffixes=("",), target="speech")
+    assert unread["intelligibility_ratio"] == {"label->speech": None, "farsi->speech": None, "speech->speech": None}
     rows = dict(speech_judge_rows({"speech_judges": {"speech_synthetic": section}}))
     assert rows["Speech farsi → speech read by the FSDD-free judge (intelligibility ratio)"] == \
         "60.00 % (1.20×); 80.00 % (1.60×) at the means"
@@ -379,3 +379,106 @@ def test_frechet_reference_is_the_plain_poe_checkpoints_own_report():
         assert reference == pytest.approx(plain["frechet"][script], abs=0.005)
         assert BAR[f"frechet_max/{script}"] == pytest.approx(reference / 2)
     assert plain["checkpoint"]["style_dim"] == 0, "the reference is the plain PoE-MVAE"
+
+
+# -- the evaluator names no modality: what it says of each comes from the registry ----------------------------
+@pytest.fixture
+def toy_modalities():
+    """An image modality with an extra set the bar holds and a recorded one with two judges, registered for one
+    test after the evaluator was imported, so that only what reads the registry when asked can see them."""
+    from mvae import registry
+
+    specs = [registry.Modality(name="toyscript", kind=registry.IMAGE, title="Toyscript", noun="Toyscript drawing",
+                               colour="#CC79A7", dataset="Toy-MNIST",
+                               source=registry.ImageFiles("toyscript", {"train": "train", "test": "test",
+                                                                        "extra": "hard"}, "Toy hard"),
+                               bar={"unimodal_accuracy": 0.9, "extra_accuracy": 0.8, "frechet_reference": 100.0}),
+             registry.Modality(name="toyvoice", kind=registry.SPEECH, title="toy voice", noun="Toy voice",
+                               colour="#000000", dataset="TSDD", source=registry.Recordings("tsdd", {"test": range(5)}),
+                               judges=("toyvoice", "toyvoice_free"))]
+    for spec in specs:
+        registry.register(spec)
+    try:
+        yield specs
+    finally:
+        for spec in specs:
+            registry.unregister(spec.name)
+
+
+def test_judges_and_extra_sets_are_read_from_the_registry_when_asked(toy_modalities):
+    from mvae.evaluation.judges import extra_names, judge_names, judge_title, speech_judges
+
+    assert judge_names() == ("farsi", "kannada", "speech", "speech_synthetic", "toyscript", "toyvoice",
+                             "toyvoice_free")
+    assert speech_judges() == ("speech", "speech_synthetic", "toyvoice", "toyvoice_free")
+    # The sets the bar holds first: the report's order of its extra accuracies.
+    assert list(extra_names().items()) == [("kannada", "dig"), ("toyscript", "hard"), ("farsi", "remaining")]
+    assert [judge_title(j) for j in ("speech", "speech_synthetic", "toyvoice", "toyvoice_free", "kannada", "unknown")] \
+        == ["FSDD judge", "FSDD-free judge", "TSDD judge", "toyvoice_free", "Kannada-MNIST judge", "unknown"]
+
+
+def test_a_modality_registered_later_brings_its_bar_lines(toy_modalities):
+    report = passing_report()
+    assert BAR["unimodal_accuracy/toyscript"] == 0.9 and BAR["extra_accuracy/toyscript/hard"] == 0.8
+    assert BAR["frechet_max/toyscript"] == pytest.approx(50.0)
+    checks = meets_bar(report)  # the report has no figure of the new modality: each of its lines fails
+    assert not checks["unimodal_accuracy/toyscript"] and not checks["label_coherence/toyvoice"]
+    assert checks["unimodal_accuracy/farsi"]
+
+
+def test_accuracy_rows_name_each_modality_and_set_from_its_entry_kind_by_kind(toy_modalities):
+    from mvae.evaluation.render import accuracy_rows, judge_rows
+
+    report = {"unimodal_accuracy": {"farsi": 0.995, "speech": 0.99, "toyvoice": 0.5, "toyscript": 0.95},
+              "extra_accuracy": {"kannada/dig": 0.9, "toyscript/hard": 0.7, "farsi/remaining": 0.99},
+              "judges": {"toyscript": {"test_accuracy": 0.9, "hard_accuracy": 0.8, "unlisted": 1.0}}}
+    rows = accuracy_rows(report)
+    # The images alone, then their extra sets, then the recordings.
+    assert [name for name, _ in rows] == [
+        "Label accuracy, Farsi alone (Hoda test)", "Label accuracy, Toyscript alone (Toy-MNIST test)",
+        "Label accuracy, Dig-MNIST", "Label accuracy, Toy hard", "Label accuracy, Hoda remaining",
+        "Label accuracy, speech alone (FSDD test)", "Label accuracy, toy voice alone (TSDD test)"]
+    cells = dict(rows)
+    assert cells["Label accuracy, Toy hard"] == "70.00 %, **missed** (bar ≥ 80.00 %)"
+    assert cells["Label accuracy, Hoda remaining"] == "99.00 %"  # no line of the bar: the figure alone
+    assert cells["Label accuracy, toy voice alone (TSDD test)"] == "50.00 %"
+    assert judge_rows(report) == [("toyscript judge's own accuracy: test / Toy hard", "90.00 % / 80.00 %")]
+
+
+def test_a_recorded_modalitys_judges_are_named_from_its_entry(toy_modalities):
+    from mvae.evaluation.coherence import speech_judge_section
+    from mvae.evaluation.render import generation_cells, speech_judge_rows
+
+    figures = {"label_coherence": {"toyvoice": 0.4, "speech": 0.9}, "coherence": {"farsi->toyvoice": 0.6,
+                                                                                   "farsi->speech": 0.9},
+               "reconstruction_coherence": {"toyvoice": 0.3}}
+    section = speech_judge_section(figures, raw=0.8, vocoded=0.5, suffixes=("",), target="toyvoice")
+    assert section["directions"] == {"label->toyvoice": 0.4, "farsi->toyvoice": 0.6, "toyvoice->toyvoice": 0.3}
+    rows = dict(speech_judge_rows({"speech_judges": {"toyvoice": section}}))
+    assert rows["Real TSDD test toy voice read by the TSDD judge: as recorded / through log-mel and Griffin-Lim "
+                "(vocoder ratio)"] == "80.00 % / 50.00 % (0.62×)"
+    assert rows["Toy voice toyvoice → toyvoice (own style kept) read by the TSDD judge (intelligibility ratio)"] \
+        == "30.00 % (0.60×)"
+    assert "real TSDD test, raw / vocoded, toyvoice_free" in generation_cells({"speech_judges": {"toyvoice_free":
+                                                                                                  section}})
+
+
+def test_only_a_vocoded_kind_is_heard_through_the_vocoder(monkeypatch):
+    from mvae.evaluation import coherence
+    from mvae.kinds import kind
+
+    class Model:
+        def eval(self):
+            return self
+
+        def generate(self, sources, targets, temperature, generator):
+            return {t: torch.zeros(2, 3, 4) for t in targets}
+
+    heard = []
+    monkeypatch.setattr(coherence, "resynthesised", lambda bank, front_end: heard.append(bank) or bank)
+    generate = coherence.ModelGenerator(Model(), front_end=None)
+    for target in ("farsi", "kannada", "speech"):
+        generate({LABEL: torch.zeros(2)}, target)
+    assert len(heard) == 1 and kind("speech").vocoded and not kind("farsi").vocoded
+    coherence.ModelGenerator(Model(), front_end=None, resynthesise=False)({LABEL: torch.zeros(2)}, "speech")
+    assert len(heard) == 1

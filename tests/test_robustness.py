@@ -54,3 +54,27 @@ def test_hearing_changes_rate_channels_level_and_adds_room_noise():
     lower, _ = hear(voice, rate, front_end, Hearing(semitones=-4.0), rng)
     spectrum = np.abs(np.fft.rfft(lower))
     assert np.fft.rfftfreq(len(lower), 1 / rate)[spectrum.argmax()] == pytest.approx(300 * 2 ** (-4 / 12), rel=0.03)
+
+
+def test_each_modality_gets_the_stand_ins_of_its_kind_in_the_models_order(monkeypatch):
+    from mvae.evaluation import robustness as module
+    from mvae.kinds import IMAGES, SPEECH
+
+    calls = []
+
+    def stand_in(how):
+        def scores(model, name, data_dir, per_script, rng):
+            calls.append((how, name, per_script))
+            return {f"{name} {how}": 1.0}
+        return scores
+
+    monkeypatch.setitem(module.STAND_INS, IMAGES, stand_in("drawn"))
+    monkeypatch.setitem(module.STAND_INS, SPEECH, stand_in("heard"))
+
+    class Model:
+        input_names = ("speech", "kannada", "farsi")
+
+    assert list(module.robustness(Model(), "data", per_script=7)) == ["speech heard", "kannada drawn", "farsi drawn"]
+    assert calls == [("heard", "speech", 7), ("drawn", "kannada", 7), ("drawn", "farsi", 7)]
+    monkeypatch.delitem(module.STAND_INS, SPEECH)  # a kind without stand-ins has none
+    assert list(module.robustness(Model(), "data")) == ["kannada drawn", "farsi drawn"]

@@ -6,7 +6,8 @@ import soundfile as sf
 from PIL import Image
 
 import mvae
-from mvae.data.sources import fsdd_recordings, load_images
+from mvae.data.sources import load_images
+from mvae.data.sources import recordings as recordings_of
 from mvae.signals.audio import wav_bytes
 
 
@@ -41,7 +42,7 @@ def test_kannada_canvas_gives_label_images_and_speech(real_data, shipped_pipelin
 
 @pytest.mark.slow
 def test_fsdd_recording_as_44k_stereo(real_data, shipped_pipeline):
-    recordings = fsdd_recordings(real_data, "test")[::10]  # 30 recordings, every digit and speaker
+    recordings = recordings_of(real_data, "speech", "test")[::10]  # 30 recordings, every digit and speaker
     correct = 0
     for rec in recordings:
         pred = shipped_pipeline.predict({"speech": as_44k_stereo_wav(rec.path)})

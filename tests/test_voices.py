@@ -97,7 +97,7 @@ def test_room_keeps_the_peak_and_lengthens_by_half_its_tail():
 
 @pytest.mark.slow
 def test_shipped_fsdd_free_judge_hears_held_out_voices_and_real_fsdd(espeak, front_end, real_data):
-    from mvae.data.banks import speech_bank
+    from mvae.data.banks import recording_bank
     from mvae.evaluation.judges import SYNTHETIC, accuracy, load_judges
 
     judges, meta = load_judges()
@@ -109,5 +109,5 @@ def test_shipped_fsdd_free_judge_hears_held_out_voices_and_real_fsdd(espeak, fro
     read = accuracy(judge, voices.synthetic_bank(items, front_end, progress=False))
     assert read >= HELD_OUT_VOICES_MIN, f"held-out synthetic voices read at {read:.3f}"
     assert meta["report"][SYNTHETIC]["held_out_voices_accuracy"] >= HELD_OUT_VOICES_MIN
-    real = accuracy(judge, speech_bank(real_data, "test", front_end, progress=False))
+    real = accuracy(judge, recording_bank(real_data, "speech", "test", front_end, progress=False))
     assert real >= REAL_FSDD_RAW_MIN, f"real FSDD test recordings (raw) read at {real:.3f}"

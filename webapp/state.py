@@ -254,15 +254,15 @@ def _digit_spectrograms(_pipe: mvae.Pipeline, folder: str, data_dir: str):
 def _real_spectrograms(pipe: mvae.Pipeline, data_dir: str, digits) -> tuple[list[np.ndarray] | None, str | None]:
     """The log-mel the model makes of the first FSDD test recording of each digit (one speaker, the first by
     name, whenever the split has them all)."""
-    from mvae.data.sources import fsdd_recordings, read_regular  # numpy only: the app's lean install has it
+    from mvae.data.sources import read_regular, recordings  # numpy only: the app's lean install has it
 
     if not data_dir:
         return None, NO_REAL_DATA
     try:
         first = {}
-        for item in fsdd_recordings(data_dir, "test"):
-            first.setdefault(item.digit, item)
         voice = spoken(pipe.modalities)[0]
+        for item in recordings(data_dir, voice, "test"):
+            first.setdefault(item.digit, item)
         return [pipe.prepare({voice: read_regular(first[d].path, MAX_RECORDING_BYTES)})[1].log_mel
                 for d in digits], None
     except (mvae.DataError, mvae.InputError, OSError, KeyError) as exc:

@@ -1,9 +1,8 @@
 """Datasets: readers of the prepared format, per-modality banks and label pairing."""
 
-from .sources import ImageSet, Recording, fsdd_recordings, load_images, recordings, resolve_data_dir
+from .sources import ImageSet, Recording, load_images, recordings, resolve_data_dir
 
-__all__ = ["Bank", "PairedDataset", "Pairs", "ImageSet", "Recording", "fsdd_recordings", "load_images", "recordings",
-           "resolve_data_dir"]
+__all__ = ["Bank", "PairedDataset", "Pairs", "ImageSet", "Recording", "load_images", "recordings", "resolve_data_dir"]
 _PAIRED = ("Bank", "PairedDataset", "Pairs")
 
 

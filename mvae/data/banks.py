@@ -22,7 +22,7 @@ from ..signals.augment import augment_speech
 from .cache import BankCache, cache_key, recordings_fingerprint
 from .checks import check_recordings, recording_error
 from .paired import Bank
-from .sources import load_images, read_regular, recordings, the_recorded_modality
+from .sources import load_images, read_regular, recordings
 
 
 def spread(n: int, limit: int | None) -> np.ndarray:
@@ -91,14 +91,6 @@ def recording_bank(data_dir, name: str, split: str, front_end: AudioFrontEnd, au
         if stored is not None:
             cache.say(f"{what}: cached in {stored}")
     return Bank(torch.from_numpy(log_mels), labels)
-
-
-def speech_bank(data_dir, split: str, front_end: AudioFrontEnd, aug_copies: int = 0, aug_strength: float = 1.0,
-                seed: int = 0, progress: bool = True, limit: int | None = None,
-                cache: BankCache | None = None) -> Bank:
-    """The bank of the one recorded modality; callers that know the modality use `recording_bank`."""
-    return recording_bank(data_dir, the_recorded_modality(), split, front_end, aug_copies, aug_strength, seed,
-                          progress, limit, cache)
 
 
 def _speech_waves(data_dir, name: str, found, front_end: AudioFrontEnd, aug_copies: int, aug_strength: float,

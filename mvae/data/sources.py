@@ -231,16 +231,3 @@ def recordings(data_dir, name: str, split: str) -> list[Recording]:
                         f"{prepare_again(data_dir, name, 'them')}")
     return found
 
-
-def the_recorded_modality() -> str:
-    """The one registered modality read from recordings, for callers written before a second could exist."""
-    recorded = [n for n, m in registry.MODALITIES.items() if isinstance(m.source, registry.Recordings)]
-    if len(recorded) != 1:
-        raise ValueError(f"{len(recorded)} modalities are read from recordings ({', '.join(recorded) or 'none'}); "
-                         "name the one you mean with recordings(data_dir, name, split)")
-    return recorded[0]
-
-
-def fsdd_recordings(data_dir, split: str) -> list[Recording]:
-    """The recordings of the one recorded modality; callers that know the modality use `recordings`."""
-    return recordings(data_dir, the_recorded_modality(), split)

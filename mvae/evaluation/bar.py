@@ -6,6 +6,7 @@ registry entry, so that a new modality brings its bar with it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from .. import registry
@@ -33,11 +34,39 @@ def modality_lines() -> dict[str, float]:
     return unimodal | extra
 
 
-FRECHET_REFERENCE: dict[str, float] = {name: spec.bar["frechet_reference"] for name, spec in
-                                       registry.MODALITIES.items() if "frechet_reference" in spec.bar}
-BAR: dict[str, float] = modality_lines() | _BAR_DATA["bar"] | {
-    f"frechet_max/{script}": reference * _BAR_DATA["frechet_max_of_reference"]
-    for script, reference in FRECHET_REFERENCE.items()}
+class LiveLines(Mapping):
+    """A read-only mapping worked out from the registry each time it is read, so that a modality registered
+    after this module was imported brings its lines with it."""
+
+    def __init__(self, compute: Callable[[], dict[str, float]]):
+        self._compute = compute
+
+    def __getitem__(self, key: str) -> float:
+        return self._compute()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._compute())
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+    def __repr__(self) -> str:
+        return repr(self._compute())
+
+
+def _frechet_reference() -> dict[str, float]:
+    return {name: spec.bar["frechet_reference"] for name, spec in registry.MODALITIES.items()
+            if "frechet_reference" in spec.bar}
+
+
+def _bar() -> dict[str, float]:
+    return modality_lines() | _BAR_DATA["bar"] | {
+        f"frechet_max/{script}": reference * _BAR_DATA["frechet_max_of_reference"]
+        for script, reference in _frechet_reference().items()}
+
+
+FRECHET_REFERENCE: Mapping[str, float] = LiveLines(_frechet_reference)
+BAR: Mapping[str, float] = LiveLines(_bar)
 ROBUSTNESS_AIM: float = _BAR_DATA["robustness_aim"]
 HELD_LINES: tuple[str, ...] = tuple(_BAR_DATA["held_lines"])
 GENERATION_TEMPERATURE: float = _BAR_DATA["generation_temperature"]

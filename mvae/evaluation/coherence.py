@@ -13,14 +13,11 @@ from tqdm.auto import tqdm
 from .. import registry
 from ..config import LABEL, N_CLASSES
 from ..data.paired import Bank, PairedDataset, Pairs
+from ..kinds import kind
 from ..model.model import MVAE
 from ..model.poe import subset_key, subsets
 from ..signals.audio import AudioFrontEnd
-from .judges import SPEECH_JUDGES, Judge, accuracy, resynthesised
-
-# The directions into speech, as the speech judges' section of the report names them: from the label, from
-# each other input and pair of inputs, and from speech itself in its own style (the reconstruction).
-OWN = "speech->speech"
+from .judges import Judge, accuracy, resynthesised
 
 
 def directions(names=None) -> list[tuple[tuple[str, ...], str]]:
@@ -61,7 +58,7 @@ def coherence_by(generate, judges: dict[str, Callable], batches: Iterable[dict],
 class ModelGenerator:
     """Generates a target modality from the given sources through MVAE.generate at a temperature: the
     shared latent from the fused posterior, the target's style from its prior (0 decodes the means).
-    Speech comes back after a Griffin-Lim round trip, as it reaches the ear."""
+    A vocoded kind (speech) comes back after a Griffin-Lim round trip, as it reaches the ear."""
 
     def __init__(self, model: MVAE, front_end: AudioFrontEnd, resynthesise: bool = True, temperature: float = 0.0,
                  seed: int = 0):
@@ -73,7 +70,7 @@ class ModelGenerator:
         self.model.eval()
         out = self.model.generate(sources, [target], self.temperature,
                                   self.generator)[target].cpu()
-        if target == "speech" and self.resynthesise:
+        if kind(target).vocoded and self.resynthesise:
             out = resynthesised(Bank(out, np.zeros(len(out))), self.front_end).items
         return out
 
@@ -103,26 +100,28 @@ def label_coherence_by(generate, judges: dict[str, Callable], targets, per_class
     return out
 
 
-def speech_directions(figures: dict[str, dict], suffix: str) -> dict[str, float]:
-    """One speech judge's figure for each direction into speech, at one temperature (`suffix`)."""
+def speech_directions(figures: dict[str, dict], suffix: str, target: str) -> dict[str, float]:
+    """One speech judge's figure for each direction into the target, at one temperature (`suffix`): from the
+    label, from each other input and subset of inputs, and from the target itself in its own style (the
+    reconstruction)."""
     out = {}
-    if "speech" in figures.get(f"label_coherence{suffix}", {}):
-        out[f"{LABEL}->speech"] = figures[f"label_coherence{suffix}"]["speech"]
-    out |= {k: v for k, v in figures.get(f"coherence{suffix}", {}).items() if k.endswith("->speech")}
-    if "speech" in figures.get(f"reconstruction_coherence{suffix}", {}):
-        out[OWN] = figures[f"reconstruction_coherence{suffix}"]["speech"]
+    if target in figures.get(f"label_coherence{suffix}", {}):
+        out[direction_key((LABEL,), target)] = figures[f"label_coherence{suffix}"][target]
+    out |= {k: v for k, v in figures.get(f"coherence{suffix}", {}).items() if k.endswith(f"->{target}")}
+    if target in figures.get(f"reconstruction_coherence{suffix}", {}):
+        out[direction_key((target,), target)] = figures[f"reconstruction_coherence{suffix}"][target]
     return out
 
 
-def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, suffixes) -> dict:
-    """A speech judge's figures into speech and each as an intelligibility ratio: over what the same judge
-    reads on the real FSDD test recordings through the same front end and vocoder."""
+def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, suffixes, target: str) -> dict:
+    """A speech judge's figures into the target and each as an intelligibility ratio: over what the same judge
+    reads on the target's real test recordings through the same front end and vocoder."""
     def over(value, reference):  # a judge that reads no real clip right has no reference: no ratio (null)
         return value / reference if reference > 0 else None
 
     section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": over(vocoded, raw)}}
     for suffix in suffixes:
-        directed = speech_directions(figures, suffix)
+        directed = speech_directions(figures, suffix, target)
         section[f"directions{suffix}"] = directed
         section[f"intelligibility_ratio{suffix}"] = {k: over(v, vocoded) for k, v in directed.items()}
     return section
@@ -135,39 +134,57 @@ def temperature_suffix(index: int, temperature: float) -> str:
 
 
 class CoherenceRun:
-    """Coherence of one model on the test pairs, by every judge at once. Digit targets are scored over every
-    test pair; speech targets over a sample of `speech_pairs` (each costs a Griffin-Lim resynthesis), and from
-    the label over as many digits.
+    """Coherence of one model on the test pairs, by every judge at once. Targets of a kind that is not vocoded
+    (digits) are scored over every test pair; vocoded targets (speech) over a sample of `speech_pairs` (each
+    costs a Griffin-Lim resynthesis), and from the label over as many items.
 
-    Every speech judge reads the same generated speech: the FSDD judge's figures (under the name "speech",
-    which also reads every digit target) are the report's coherence sections; the others' (speech targets
-    only) go to their own section."""
+    Every judge of a vocoded target reads the same generated items. The figures of each target's own judge
+    (the one named after it) are the report's coherence sections; they are filed under `own`, the name of a
+    vocoded target's own judge where the model has one (the speech judge, as reports and benchmarks key
+    them), else of the first target's. The other judges' figures (of the targets they read only) go to their
+    own section."""
 
     def __init__(self, model: MVAE, front_end: AudioFrontEnd, judges: dict[str, Judge], test: PairedDataset,
                  pairs: Pairs, batch_size: int, speech_pairs: int, progress: bool):
         self.model, self.front_end, self.judges, self.test, self.pairs = model, front_end, judges, test, pairs
         self.batch_size, self.progress = batch_size, progress
-        self.speech_judges = [n for n in SPEECH_JUDGES if n in judges and "speech" in model.input_names]
-        self.judges_by = {"speech": self.judge} | {n: self.speech_judge(n) for n in self.speech_judges
-                                                   if n != "speech"}
+        self.vocoded = [t for t in model.input_names if kind(t).vocoded]
+        # Judge -> the vocoded target whose section it has (a judge that reads several has the first's).
+        self.speech_judges: dict[str, str] = {}
+        for t in self.vocoded:
+            for j in registry.modality(t).reads:
+                if j in judges:
+                    self.speech_judges.setdefault(j, t)
+        self.own = ([t for t in self.vocoded if t in judges] or list(model.input_names))[0]
+        self.judges_by = {self.own: self.judge} | {j: self.other_judge(j) for j, t in self.speech_judges.items()
+                                                   if j != t}
         self.order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
         self.speech_per_class = max(1, speech_pairs // N_CLASSES)
 
     def judge(self, target: str, made: torch.Tensor) -> torch.Tensor:
+        """The target's own judge's reading."""
         return self.judges[target].predict(made)
 
-    def speech_judge(self, name: str) -> Callable:
-        return lambda target, made: self.judges[name].predict(made) if target == "speech" else None
+    def other_judge(self, name: str) -> Callable:
+        """The named judge's reading of the targets it reads (None for the others)."""
+        return lambda target, made: self.judges[name].predict(made) if name in registry.modality(target).reads \
+            else None
+
+    def split(self, items, target_of) -> tuple[list, list]:
+        """(those whose target is not vocoded, those whose target is), each in the order given."""
+        return ([x for x in items if target_of(x) not in self.vocoded],
+                [x for x in items if target_of(x) in self.vocoded])
 
     def scored(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
         """Coherence of each (sources, target) by each judge."""
         test, pairs, batch_size = self.test, self.pairs, self.batch_size
         batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=desc, disable=not self.progress,
                        leave=False, total=-(-len(pairs) // batch_size))
-        images = coherence_by(generate, {"speech": self.judge}, batches, [d for d in wanted if d[1] != "speech"])
-        speech_batches = (test.batch(pairs, self.order[j:j + 250]) for j in range(0, len(self.order), 250))
-        speech = coherence_by(generate, self.judges_by, speech_batches, [d for d in wanted if d[1] == "speech"])
-        return {n: images.get(n, {}) | speech[n] for n in self.judges_by}
+        plain, vocoded = self.split(wanted, lambda d: d[1])
+        seen = coherence_by(generate, {self.own: self.judge}, batches, plain)
+        sampled = (test.batch(pairs, self.order[j:j + 250]) for j in range(0, len(self.order), 250))
+        heard = coherence_by(generate, self.judges_by, sampled, vocoded)
+        return {n: seen.get(n, {}) | heard[n] for n in self.judges_by}
 
     def directed(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
         """Judge name -> direction -> coherence, in the order of `wanted` (the table's)."""
@@ -177,13 +194,11 @@ class CoherenceRun:
 
     def from_label(self, generate, temperature: float, per_class: int) -> dict[str, dict[str, float]]:
         """Judge name -> target -> coherence of what is generated from the label alone."""
-        names = self.model.input_names
+        plain, vocoded = self.split(self.model.input_names, lambda t: t)
         # At the means every digit of a class decodes alike, so one per class says all.
-        images = label_coherence_by(generate, {"speech": self.judge}, [t for t in names if t != "speech"],
-                                    per_class if temperature else 1)
-        speech = label_coherence_by(generate, self.judges_by, [t for t in names if t == "speech"],
-                                    self.speech_per_class if temperature else 1)
-        return {n: images.get(n, {}) | speech[n] for n in self.judges_by}
+        seen = label_coherence_by(generate, {self.own: self.judge}, plain, per_class if temperature else 1)
+        heard = label_coherence_by(generate, self.judges_by, vocoded, self.speech_per_class if temperature else 1)
+        return {n: seen.get(n, {}) | heard[n] for n in self.judges_by}
 
     def at_temperature(self, temperature: float, seed: int, own_seed: int, per_class: int) -> dict[str, dict]:
         """Judge name -> coherence, label coherence and reconstruction coherence at one temperature."""
@@ -202,13 +217,14 @@ class CoherenceRun:
                 for n in self.judges_by}
 
     def speech_judge_sections(self, figures: dict[str, dict], suffixes) -> dict[str, dict]:
-        """Each speech judge's section, against its reading of the real FSDD test recordings as recorded (the
-        front end's log-mel) and through the same vocoder as generated speech (log-mel -> Griffin-Lim -> log-mel)."""
-        real = self.test.banks["speech"]
-        vocoded = resynthesised(real, self.front_end)
-        return {n: speech_judge_section(figures[n], accuracy(self.judges[n], real),
-                                        accuracy(self.judges[n], vocoded), suffixes)
-                for n in self.speech_judges}
+        """Each speech judge's section, against its reading of its target's real test recordings as recorded
+        (the front end's log-mel) and through the same vocoder as generated speech (log-mel -> Griffin-Lim ->
+        log-mel)."""
+        real = {t: self.test.banks[t] for t in self.vocoded}
+        vocoded = {t: resynthesised(bank, self.front_end) for t, bank in real.items()}
+        return {j: speech_judge_section(figures[self.own if j == t else j], accuracy(self.judges[j], real[t]),
+                                        accuracy(self.judges[j], vocoded[t]), suffixes, t)
+                for j, t in self.speech_judges.items()}
 
 
 def coherence_figures(run: CoherenceRun, per_class: int, temperatures) -> dict:
@@ -220,7 +236,7 @@ def coherence_figures(run: CoherenceRun, per_class: int, temperatures) -> dict:
         by_judge = run.at_temperature(temperature, seed=i, own_seed=len(temperatures) + i, per_class=per_class)
         for n, sections in by_judge.items():
             figures[n] |= {f"{section}{suffix}": values for section, values in sections.items()}
-    out = dict(figures["speech"])
+    out = dict(figures[run.own])
     if run.speech_judges:
         out["speech_judges"] = run.speech_judge_sections(figures, suffixes)
     out["coherence_pairs"] = {"image_targets": len(run.pairs), "speech_target": len(run.order),

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint, registry
 from ..config import N_CLASSES, AudioConfig
-from ..data.banks import image_bank, speech_bank
+from ..data.banks import image_bank, recording_bank
 from ..data.paired import Bank
 from ..data.sources import resolve_data_dir
 from ..errors import CheckpointError, run_cli
@@ -52,17 +52,45 @@ RULE = ("real training data only; geometric augmentation (images), speed/pitch/n
         "trip of real recordings (speech); speech_synthetic: espeak-ng voices only (speed, pitch, room, noise, gain "
         "and Griffin-Lim round trip), never FSDD")
 SYNTHETIC = "speech_synthetic"  # the speech judge that never heard FSDD
-# The judges that read speech, and every judge, as the registry's entries name them.
-SPEECH_JUDGES = tuple(dict.fromkeys(j for n in registry.names(registry.SPEECH) for j in registry.modality(n).reads))
-JUDGE_NAMES = tuple(dict.fromkeys(j for m in registry.MODALITIES.values() for j in m.reads))
 SYNTHETIC_EPOCHS = 10
 SYNTHETIC_RENDITIONS = 1  # of each digit per voice (English voice x variant), each at its own speed and pitch
 DEFAULT_JUDGES = Path(__file__).resolve().parents[2] / "checkpoints" / "judges"
-# Held-out real sets beside the test split that a judge is also scored on (Hoda's remaining digits,
-# Dig-MNIST: other writers of the same script), under the names of their files in the report.
-EXTRA_NAMES = {n: registry.modality(n).source.splits["extra"] for n in registry.names(registry.IMAGE)
-               if "extra" in registry.modality(n).source.splits}
+# How the report names a judge that is not named after the modality it reads ({dataset}: that modality's).
+TITLES = {SYNTHETIC: "{dataset}-free judge"}
 
+
+# The registry is read when asked, not at import, so that a modality registered later is seen.
+def judge_names() -> tuple[str, ...]:
+    """Every judge, as the registry's entries name them."""
+    return tuple(dict.fromkeys(j for m in registry.MODALITIES.values() for j in m.reads))
+
+
+def speech_judges() -> tuple[str, ...]:
+    """The judges that read a recorded modality (log-mels)."""
+    return tuple(dict.fromkeys(j for n in registry.names(registry.SPEECH) for j in registry.modality(n).reads))
+
+
+def extra_names() -> dict[str, str]:
+    """Image modality -> the file stem of its held-out real set beside the test split (Hoda's remaining digits,
+    Dig-MNIST: other writers of the same script), which the report also scores. Those the bar holds come first:
+    the report lists them in this order, and its lines before the figures it only shows."""
+    stems = {n: registry.modality(n).source.splits["extra"] for n in registry.names(registry.IMAGE)
+             if "extra" in registry.modality(n).source.splits}
+    return dict(sorted(stems.items(), key=lambda item: "extra_accuracy" not in registry.modality(item[0]).bar))
+
+
+def judged_modality(judge: str) -> registry.Modality | None:
+    """The first registered modality the judge reads, or None."""
+    return next((m for m in registry.MODALITIES.values() if judge in m.reads), None)
+
+
+def judge_title(judge: str) -> str:
+    """A judge as the report names it: "FSDD judge" for the one named after the modality it reads, a title of
+    TITLES for another, else its name."""
+    spec = judged_modality(judge)
+    if spec is None or (judge != spec.name and judge not in TITLES):
+        return judge
+    return TITLES.get(judge, "{dataset} judge").format(dataset=spec.dataset or spec.title)
 
 class PeakNormalise(nn.Module):
     """Scales each image so that its brightest pixel is 1: the judge reads the shape, not the ink's strength."""
@@ -196,27 +224,28 @@ def train_judges(data_dir, audio_cfg: AudioConfig, epochs: int = 4, speech_epoch
     torch.manual_seed(seed)
     front_end = AudioFrontEnd(audio_cfg)
     judges, report = dict(judges or {}), dict(report or {})
-    only = set(only or JUDGE_NAMES)
+    only = set(only or judge_names())
+    extras = extra_names()
     for name in (n for n in registry.names(registry.IMAGE) if n in only):
         train, test = image_bank(data_dir, name, "train"), image_bank(data_dir, name, "test")
         judges[name] = fit(Judge(), train, epochs, seed, image_aug, progress)
         report[name] = {"test_accuracy": accuracy(judges[name], test)}
-        if name in EXTRA_NAMES:
-            report[name][f"{EXTRA_NAMES[name]}_accuracy"] = accuracy(judges[name], image_bank(data_dir, name, "extra"))
+        if name in extras:
+            report[name][f"{extras[name]}_accuracy"] = accuracy(judges[name], image_bank(data_dir, name, "extra"))
     # The judge named after a speech modality learns its real recordings; the others it lists are trained below.
     for name in (n for n in registry.names(registry.SPEECH) if n in only):
-        train = speech_bank(data_dir, "train", front_end, aug_copies=1, seed=seed, progress=progress)
+        train = recording_bank(data_dir, name, "train", front_end, aug_copies=1, seed=seed, progress=progress)
         judge = Judge(audio_cfg.n_mels)
         judge.norm.fit(train.items)
         judges[name] = fit(judge, with_round_trip(train, front_end), speech_epochs, seed, 0.0, progress)
-        test = speech_bank(data_dir, "test", front_end, progress=False)
+        test = recording_bank(data_dir, name, "test", front_end, progress=False)
         report[name] = {"test_accuracy": accuracy(judges[name], test),
                         "griffin_lim_test_accuracy": accuracy(judges[name], resynthesised(test, front_end))}
     if SYNTHETIC in only:
         judges[SYNTHETIC], report[SYNTHETIC] = train_synthetic_judge(audio_cfg, synthetic_epochs, seed, renditions,
                                                                      progress)
         # FSDD's test recordings are read, never learnt from: how well a judge of other voices hears them.
-        test = speech_bank(data_dir, "test", front_end, progress=False)
+        test = recording_bank(data_dir, judged_modality(SYNTHETIC).name, "test", front_end, progress=False)
         report[SYNTHETIC] |= {"test_accuracy": accuracy(judges[SYNTHETIC], test),
                               "griffin_lim_test_accuracy": accuracy(judges[SYNTHETIC], resynthesised(test, front_end))}
     return judges, report
@@ -243,8 +272,8 @@ def load_judges(folder=None) -> tuple[dict[str, Judge], dict]:
     width = meta.get("width", 16)
     # A file from before the FSDD-free judge holds the other three; it still loads.
     present = {key.split(".")[1] for key in tensors}
-    holder = _Judges({n: Judge(meta["n_mels"] if n in SPEECH_JUDGES else None, width)
-                      for n in JUDGE_NAMES if n in present})
+    hear = speech_judges()
+    holder = _Judges({n: Judge(meta["n_mels"] if n in hear else None, width) for n in judge_names() if n in present})
     try:
         holder.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     except RuntimeError as exc:
@@ -278,7 +307,7 @@ def main(argv=None) -> int:
                    help="passes over the synthetic voices (the FSDD-free speech judge)")
     p.add_argument("--renditions", type=int, default=SYNTHETIC_RENDITIONS,
                    help="utterances of each digit per synthetic voice")
-    p.add_argument("--only", nargs="+", choices=list(JUDGE_NAMES),
+    p.add_argument("--only", nargs="+", choices=list(judge_names()),
                    help="retrain only these judges and keep the others from --out")
     p.add_argument("--image-aug", type=float, default=0.5, help="strength of the geometric augmentation of digits")
     p.add_argument("--seed", type=int, default=0, help="random seed")

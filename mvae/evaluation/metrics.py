@@ -14,6 +14,7 @@ from ..data.paired import Bank, PairedDataset, Pairs
 from ..model.model import MVAE
 from ..model.objectives import mvae_objective
 from ..model.poe import subset_key
+from .judges import extra_names
 
 
 @torch.no_grad()
@@ -74,10 +75,10 @@ def unimodal_accuracy(model: MVAE, name: str, bank: Bank, batch_size: int = 1024
 
 def accuracy_figures(model: MVAE, test_banks: dict[str, Bank], data_dir) -> dict:
     """Label accuracy from each modality alone on its test split, and on the held-out real sets of other
-    writers of the same script (Dig-MNIST, Hoda's remaining digits)."""
+    writers of the same script (Dig-MNIST, Hoda's remaining digits), keyed "<modality>/<stem>"."""
     alone = {n: unimodal_accuracy(model, n, b) for n, b in test_banks.items()}
     extra = {f"{script}/{stem}": unimodal_accuracy(model, script, image_bank(data_dir, script, "extra"))
-             for script, stem in (("kannada", "dig"), ("farsi", "remaining"))}
+             for script, stem in extra_names().items() if script in test_banks}
     return {"unimodal_accuracy": alone, "extra_accuracy": extra}
 
 

@@ -17,12 +17,14 @@ from PIL import Image, ImageFilter
 
 from ..data.banks import spread
 from ..data.paired import Bank
-from ..data.sources import fsdd_recordings, load_images
+from ..data.sources import load_images, recordings
 from ..errors import InputError
+from ..kinds import IMAGES, SPEECH, kind
 from ..model.model import MVAE
-from ..signals.audio import AudioFrontEnd, resample
+from ..signals.audio import AudioFrontEnd
 from ..signals.augment import change_speed_pitch
 from ..signals.images import prepare_digit
+from ..signals.resampling import resample
 from .metrics import unimodal_accuracy
 
 CANVAS = 280
@@ -99,32 +101,50 @@ def hear(wave: np.ndarray, rate: int, front_end: AudioFrontEnd, style: Hearing,
     return np.asarray(wave, np.float32), style.rate
 
 
+def drawn(model: MVAE, name: str, data_dir, per_script: int, rng: np.random.Generator) -> dict[str, float]:
+    """Label accuracy on an image modality's test digits redrawn in every drawing style."""
+    test = load_images(data_dir, name, "test")
+    rows = spread(len(test.labels), per_script)
+    scores = {}
+    for style_name, style in DRAWINGS.items():
+        made = torch.stack([torch.from_numpy(prepare_digit(draw(test.images[r], style, rng))) for r in rows])
+        scores[f"{name} drawn {style_name}"] = unimodal_accuracy(model, name, Bank(made, test.labels[rows]))
+    return scores
+
+
+def heard(model: MVAE, name: str, data_dir, per_script: int, rng: np.random.Generator) -> dict[str, float]:
+    """Label accuracy on every test recording of a recorded modality in every way of hearing it; a recording
+    the front end refuses counts as wrong."""
+    front_end = AudioFrontEnd(model.cfg.audio)
+    found = recordings(data_dir, name, "test")
+    labels = np.array([r.digit for r in found])
+    sounds = [sf.read(r.path, dtype="float32") for r in found]
+    scores = {}
+    for style_name, style in HEARINGS.items():
+        inputs, kept = [], []
+        for i, (wave, rate) in enumerate(sounds):
+            try:
+                inputs.append(front_end.prepare(*hear(wave, rate, front_end, style, rng)).log_mel)
+                kept.append(i)
+            except InputError:  # refused as silent or too short: the user sees an error, not a digit
+                pass
+        right = unimodal_accuracy(model, name, Bank(torch.from_numpy(np.stack(inputs)), labels[kept])) \
+            if kept else 0.0
+        scores[f"{name} heard {style_name}"] = right * len(kept) / len(sounds)
+    return scores
+
+
+# The stand-ins of each kind of input; a kind without any has none.
+STAND_INS = {IMAGES: drawn, SPEECH: heard}
+
+
 def robustness(model: MVAE, data_dir, per_script: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Label accuracy for every drawing style of both scripts and every way of hearing the speech test split."""
+    """Label accuracy for every drawing style of each script and every way of hearing each recorded test split,
+    modality by modality (one random stream through them all, in the model's order)."""
     rng = np.random.default_rng(seed)
     scores = {}
-    for script in ("farsi", "kannada"):
-        if script not in model.input_names:
-            continue
-        test = load_images(data_dir, script, "test")
-        rows = spread(len(test.labels), per_script)
-        for style_name, style in DRAWINGS.items():
-            drawn = torch.stack([torch.from_numpy(prepare_digit(draw(test.images[r], style, rng))) for r in rows])
-            scores[f"{script} drawn {style_name}"] = unimodal_accuracy(model, script, Bank(drawn, test.labels[rows]))
-    if "speech" in model.input_names:
-        front_end = AudioFrontEnd(model.cfg.audio)
-        recordings = fsdd_recordings(data_dir, "test")
-        labels = np.array([r.digit for r in recordings])
-        sounds = [sf.read(r.path, dtype="float32") for r in recordings]
-        for style_name, style in HEARINGS.items():
-            inputs, kept = [], []
-            for i, (wave, rate) in enumerate(sounds):
-                try:
-                    inputs.append(front_end.prepare(*hear(wave, rate, front_end, style, rng)).log_mel)
-                    kept.append(i)
-                except InputError:  # refused as silent or too short: the user sees an error, not a digit
-                    pass
-            heard = unimodal_accuracy(model, "speech", Bank(torch.from_numpy(np.stack(inputs)), labels[kept])) \
-                if kept else 0.0
-            scores[f"speech heard {style_name}"] = heard * len(kept) / len(sounds)
+    for name in model.input_names:
+        stand_in = STAND_INS.get(kind(name))
+        if stand_in is not None:
+            scores |= stand_in(model, name, data_dir, per_script, rng)
     return scores
