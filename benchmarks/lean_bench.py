@@ -49,7 +49,7 @@ class TorchFrontEnd(AudioFrontEnd):
     def to_mono(self, samples, rate):
         from fractions import Fraction
 
-        from mvae.signals import audio
+        from mvae.signals import resampling as audio
 
         wave = np.asarray(samples, np.float32)
         wave = wave.mean(axis=1) if wave.ndim == 2 else wave

@@ -12,16 +12,10 @@ from scipy.signal import resample_poly
 
 from mvae.config import AudioConfig
 from mvae.errors import InputError
-from mvae.signals.audio import (
-    MAX_RATIO_TERM,
-    AudioFrontEnd,
-    PreparedSpeech,
-    _as_float,
-    resample,
-    resample_ratio,
-    wav_bytes,
-)
+from mvae.signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from mvae.signals.augment import augment_speech, change_speed_pitch
+from mvae.signals.resampling import MAX_RATIO_TERM, resample, resample_ratio
+from mvae.signals.waveform import _as_float
 
 CFG = AudioConfig()
 SR = CFG.sample_rate
@@ -368,7 +362,7 @@ def test_wide_integer_recordings_prepare_like_int16(fe):
 def test_the_streamed_resampler_is_resample_whatever_the_blocks(rate):
     """Fed in blocks of any size, with the DC offset removed afterwards, the streamed resampler gives what
     resampling the whole signal less its mean gives (and so scipy's resample_poly, above)."""
-    from mvae.signals.audio import _StreamResampler
+    from mvae.signals.resampling import StreamResampler as _StreamResampler
 
     rng = np.random.default_rng(rate)
     for n in (0, 1, 7, 3000, 50_000):
@@ -386,7 +380,7 @@ def test_the_streamed_resampler_is_resample_whatever_the_blocks(rate):
 
 
 def test_the_streamed_resampler_holds_only_a_window_of_its_input():
-    from mvae.signals.audio import _StreamResampler
+    from mvae.signals.resampling import StreamResampler as _StreamResampler
 
     streamed = _StreamResampler(Fraction(SR, 48000), 48000 * 10)
     for _ in range(10):

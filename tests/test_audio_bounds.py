@@ -32,8 +32,9 @@ import soundfile as sf
 
 import mvae
 from mvae.config import AudioConfig
-from mvae.signals import audio
-from mvae.signals.audio import MAX_INPUT_SAMPLES, AudioFrontEnd
+from mvae.signals import recording as audio
+from mvae.signals.audio import AudioFrontEnd
+from mvae.signals.waveform import MAX_INPUT_SAMPLES
 from tests.contract import within_contract
 from tests.helpers import tone
 

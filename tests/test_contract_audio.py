@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
 import mvae
-from mvae.signals.audio import MAX_INPUT_SAMPLES, resample
+from mvae.signals.resampling import resample
+from mvae.signals.waveform import MAX_INPUT_SAMPLES
 from tests.contract import within_contract
 
 # Rates that matter to the checks and the resampler: too low, the model's, odd ones, common ones, the highest

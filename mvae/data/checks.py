@@ -14,7 +14,8 @@ import soundfile as sf
 from ..config import AudioConfig
 from ..errors import DataError
 from ..kinds import IMAGES, SPEECH, kind
-from ..signals.audio import MAX_CHANNELS, MIN_INPUT_RATE, wav_shortfall
+from ..signals.recording import wav_shortfall
+from ..signals.waveform import MAX_CHANNELS, MIN_INPUT_RATE
 from .sources import Recording, load_images, prepare_again, read_regular, recordings
 
 # Recordings already found sound in this process, keyed by (path, size, mtime): the up-front check and

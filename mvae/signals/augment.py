@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchaudio
 
 from ..config import AudioConfig
-from .audio import resample
+from .resampling import resample
 
 
 def augment_images(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
