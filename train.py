@@ -22,7 +22,6 @@ from mvae.config import (
     SHIPPED_SAVE_DTYPE,
     ModelConfig,
     TrainConfig,
-    flag_fields,
     model_config_from_dict,
     shipped_configs,
     train_config_from_dict,
@@ -31,6 +30,7 @@ from mvae.data.cache import CACHE_ENV, BankCache, default_cache_dir
 from mvae.data.checks import check_dataset
 from mvae.data.sources import read_regular, resolve_data_dir
 from mvae.errors import USER_ERROR_EXIT, CheckpointError, InputError, run_cli
+from mvae.fields import flag_fields
 from mvae.store import STATE_FILE, read_json
 from mvae.training.checks import read_state_metadata, resume_problem, settings_problem
 

@@ -183,7 +183,8 @@ def train_command(meta: dict, folder: str) -> str:
     if info.get("command"):
         command = info["command"]
         return command if isinstance(command, str) else " ".join(command)
-    from mvae.config import SHIPPED_SAVE_DTYPE, ModelConfig, TrainConfig, flag_fields, shipped_configs
+    from mvae.config import SHIPPED_SAVE_DTYPE, ModelConfig, TrainConfig, shipped_configs
+    from mvae.fields import flag_fields
 
     # A flag for every value that differs from train.py's default (the shipped recipe). A field a
     # checkpoint predates had the dataclass default, which the recipe may have changed since.

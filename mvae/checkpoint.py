@@ -25,20 +25,17 @@ from .store import (
     MAX_PARAMETERS,
     MODEL_FILE,
     MODEL_JSON,
-    RE_GET,
     STATE_FILE,
     VERSION,
-    Spec,
     atomic_write,
     atomic_write_json,
     canonical,
-    damaged,
-    misfit,
     model_config,
     model_path,
     seal,
     unpack,
 )
+from .store_checks import RE_GET, Spec, damaged, misfit
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ST_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",

@@ -2,9 +2,9 @@
 
 A config read from a file (a checkpoint's metadata, train.py's --config) is checked by `validate()` before
 anything is built from it: types, and ranges that keep a model and its audio front end a size a CPU
-can hold. Each field carries its own range, choices and help (`setting`, `option`); a number that has no range
-gets DEFAULT_INT_RANGE or DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without
-further edits.
+can hold. Each field carries its own range, choices and help (`setting`, `option`, in mvae.fields, with the
+checks that read them); a number that has no range gets DEFAULT_INT_RANGE or DEFAULT_FLOAT_RANGE by the type
+of its default, so a new field is bounded without further edits.
 
 A field made with `option(default, help)` is a command-line flag of train.py (and is named by the
 benchmarks' rebuilt commands); its help text lives here, next to its default, and nowhere else. train.py's
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
+from .fields import Checked, build, option, setting
 
 LABEL = "label"
 N_CLASSES = 10
@@ -35,40 +36,6 @@ DECODER_FAMILIES = ("mlp", "conv")
 OPTIONAL_DECODER_FAMILIES = ("",) + DECODER_FAMILIES  # "": the architecture's own
 
 
-def setting(default=None, *, range: tuple[float, float] | None = None, choices: tuple[str, ...] | None = None,
-            factory=None, help: str | None = None):
-    """A config field with everything known about it in one place: its default (or `factory`, for a mapping),
-    the inclusive `range` of a number (or of each number a tuple or mapping holds), the `choices` of a text,
-    and, for a command-line flag of train.py, its `help`. A number without a range gets DEFAULT_INT_RANGE or
-    DEFAULT_FLOAT_RANGE by the type of its default, so a new field is bounded without further edits."""
-    metadata = {key: value for key, value in (("range", range), ("choices", choices), ("help", help))
-                if value is not None}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-def option(default, help: str, **kwargs):
-    """A config field that train.py offers as a flag, with the help text its --help shows."""
-    return setting(default, help=help, **kwargs)
-
-
-def flag_fields(cls) -> list[dataclasses.Field]:
-    """The fields of a config dataclass that are command-line flags, in declaration order."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
-
-
-class _Checked:
-    """validate() for a config dataclass: every field within its range, then the class's own cross-checks."""
-
-    def validate(self):
-        _raise(self._problems(""))
-        return self
-
-    def _problems(self, prefix: str) -> list[str]:
-        return _field_problems(self, prefix)
-
-
 # Griffin-Lim's work for one decoded log-mel (`AudioConfig.vocoder_cost`), in FFT operations. The shipped
 # settings cost 1.95e7 (about 20 ms on one CPU core, near 1 ns an operation); the bound leaves ten times that,
 # so that no config a checkpoint carries makes a `.speech` cost more than about 0.2 s per log-mel. At the old
@@ -77,7 +44,7 @@ MAX_VOCODER_COST = 2 * 10**8
 
 
 @dataclass
-class AudioConfig(_Checked):
+class AudioConfig(Checked):
     sample_rate: int = setting(8000, range=(1_000, 96_000))
     n_fft: int = setting(512, range=(16, 8_192))
     hop_length: int = setting(128, range=(1, 8_192))
@@ -143,7 +110,7 @@ class AudioConfig(_Checked):
 
 
 @dataclass
-class ModelConfig(_Checked):
+class ModelConfig(Checked):
     # "mlp" (the seed's fully connected nets), "conv" (conv encoders, transposed-conv decoders) or
     # "conv-mlp" (conv encoders, fully connected decoders: the decoders run on all 8 subsets, so they
     # dominate the cost on a CPU)
@@ -253,7 +220,7 @@ class ModelConfig(_Checked):
 
 
 @dataclass
-class TrainConfig(_Checked):
+class TrainConfig(Checked):
     epochs: int = option(10, "passes over pairs_per_epoch freshly paired examples", range=(1, 100_000))
     batch_size: int = option(128, "pairs per optimiser step", range=(1, 65_536))
     lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", range=(0.0, 10.0))
@@ -292,119 +259,17 @@ SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
 
 
-DEFAULT_INT_RANGE = (0, 4_096)
-DEFAULT_FLOAT_RANGE = (-1e6, 1e6)
-MAX_STR_LEN = 200
-MAX_ITEMS = 64  # of a tuple or dict field
-
-
-def _raise(problems: list[str]) -> None:
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number_problem(name: str, value, kind: type, bounds) -> str | None:
-    if kind is int and not _is_int(value):
-        return f"{name} must be a whole number, not {value!r}"
-    if kind is float and not _is_real(value):
-        return f"{name} must be a finite number, not {value!r}"
-    low, high = bounds
-    if not low <= value <= high:
-        return f"{name} is {value!r}; it must lie between {low:g} and {high:g}"
-    return None
-
-
-def _field_problems(cfg, prefix: str) -> list[str]:
-    """Each field checked against the type of its default, and its range or choices (`setting`)."""
-    problems: list[str] = []
-    for f in dataclasses.fields(cfg):
-        name, value = prefix + f.name, getattr(cfg, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        problem = None
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, type(default)):
-                problem = f"{name} must be an object of {type(default).__name__} fields, not {value!r}"
-            else:
-                check = getattr(value, "_problems", None) or (lambda p, v=value: _field_problems(v, p))
-                problems += check(name + ".")
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                problem = f"{name} must be true or false, not {value!r}"
-        elif isinstance(default, (int, float)):
-            kind = int if _is_int(default) else float
-            fallback = DEFAULT_INT_RANGE if kind is int else DEFAULT_FLOAT_RANGE
-            problem = _number_problem(name, value, kind, f.metadata.get("range", fallback))
-        elif isinstance(default, str):
-            choices = f.metadata.get("choices")
-            if not isinstance(value, str) or len(value) > MAX_STR_LEN:
-                problem = f"{name} must be a short text, not {value!r:.80}"
-            elif choices and value not in choices:
-                problem = f"{name} is {value!r}; use one of {list(choices)}"
-        elif isinstance(default, (tuple, dict)):
-            kind = type(default)
-            if not isinstance(value, kind) or len(value) > MAX_ITEMS:
-                problem = f"{name} must be a {'list' if kind is tuple else 'mapping'} of at most {MAX_ITEMS} items"
-            else:
-                items = list(value.items()) if kind is dict else list(enumerate(value))
-                sample = next(iter(default.values() if kind is dict else default), None)
-                for key, item in items:
-                    if kind is dict and (not isinstance(key, str) or len(key) > MAX_STR_LEN):
-                        problem = f"{name} keys must be short texts, not {key!r:.80}"
-                    elif isinstance(sample, str):
-                        if not isinstance(item, str) or len(item) > MAX_STR_LEN:
-                            problem = f"{name}[{key!r}] must be a short text, not {item!r:.80}"
-                    elif isinstance(sample, (int, float)):
-                        kind_item = int if _is_int(sample) else float
-                        fallback = DEFAULT_INT_RANGE if kind_item is int else DEFAULT_FLOAT_RANGE
-                        problem = _number_problem(f"{name}[{key!r}]", item, kind_item,
-                                                  f.metadata.get("range", fallback))
-                    if problem:
-                        break
-        if problem:
-            problems.append(problem)
-    return problems
-
-
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _build(cls, data: dict, prefix: str = ""):
-    if not isinstance(data, dict):
-        raise ValueError(f"{prefix.rstrip('.') or cls.__name__} must be an object of {cls.__name__} fields, "
-                         f"not {type(data).__name__}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{prefix}{f.name}.")
-        elif isinstance(value, list) and isinstance(default, tuple):
-            value = tuple(value)
-        kwargs[f.name] = value
-    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(map(str, unknown))}")
-    return cls(**kwargs)
-
-
 def model_config_from_dict(data: dict) -> ModelConfig:
     """A ModelConfig from parsed JSON; ValueError, naming the field, when a value is of the wrong type or size."""
-    return _build(ModelConfig, data).validate()
+    return build(ModelConfig, data).validate()
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:
-    return _build(TrainConfig, data).validate()
+    return build(TrainConfig, data).validate()
 
 
 def shipped_configs() -> tuple[ModelConfig, TrainConfig]:

@@ -11,14 +11,14 @@ Reading checks, in this order, so that a hostile file costs little: the header's
 against the file's size; the metadata's types; what the caller's `spec` asks of the tensors' dtypes and
 shapes. Only then are the tensor bytes read, once, and checked against the digest (format 2: it covers
 the header's dtypes, shapes and offsets, the metadata, and every byte of the tensors) and for non-finite
-values. Every failure is a CheckpointError naming the file.
+values (those checks of the header and the tensors are `mvae.store_checks`). Every failure is a
+CheckpointError naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import stat
@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import MAX_STR_LEN, model_config_from_dict
+from .config import model_config_from_dict
 from .errors import CheckpointError
+from .store_checks import Spec, check_spec, damaged, header_entries, misfit, tensors_of
 
 FORMAT = "mvae-checkpoint"
 # 1: the digest covered tensor names and bytes only. 2: it also covers the header and the metadata.
@@ -41,17 +42,10 @@ MODEL_FILE = "model.safetensors"
 MODEL_JSON = "model.json"
 STATE_FILE = "train_state.safetensors"
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"  # the evaluator's report, beside the model it scores
-# The safetensors dtypes this loader reads, as numpy holds them; anything else is refused from the header.
-# numpy has no bfloat16: its bits are read as uint16 and widened to float32 (exactly) once verified.
-ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
-             "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-ST_DTYPES = {k: np.dtype(v) for k, v in ST_DTYPES.items()}
 FLOAT_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # the dtypes a model may be stored in
 MAX_HEADER_BYTES = 16 * 2**20  # the shipped model's header, with its whole training history, is 80 kB
 MAX_DATA_BYTES = 2**30  # tensors of a file read without a model to check them against (the judges)
 MAX_PARAMETERS = 50_000_000  # 200 MB in float32; the shipped model has 3.8 million
-MAX_TENSORS = 10_000
-RE_GET = "Re-download or retrain it."
 # JSON nesting (header, metadata, model.json): the shipped metadata nests 9 deep (the program's tensor
 # shapes); json's recursive parser raises RecursionError near 1,000, without naming the file.
 MAX_JSON_DEPTH = 64
@@ -176,24 +170,6 @@ def seal(serialise: Callable[[dict, dict], bytes], tensors: dict, meta: dict) ->
 # -- reading ------------------------------------------------------------------------------------------------
 
 
-class Spec:
-    """What a file must hold, from the model it is read into: `tensors` maps each required name to
-    (allowed safetensors dtypes, shape); `optional(name)` gives the same for names that may be absent."""
-
-    def __init__(self, tensors: dict[str, tuple[frozenset, tuple]],
-                 optional: Callable[[str], tuple[frozenset, tuple] | None] = lambda name: None):
-        self.tensors, self.optional = tensors, optional
-
-
-def damaged(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(f"The checkpoint {path} is damaged or is not an MVAE checkpoint: {why}. {RE_GET}")
-
-
-def misfit(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(f"The checkpoint {path} is damaged or does not fit this version of the model: {why}. "
-                           f"{RE_GET}")
-
-
 def open_regular(path: Path):
     """`path` opened for reading if it is a regular file; OSError otherwise, or NotARegularFile.
 
@@ -249,44 +225,6 @@ def _read_exact(f, path: Path, n: int, what: str) -> bytearray:
     return buf
 
 
-def _entries(path: Path, header, data_size: int) -> tuple[dict, dict]:
-    """The tensor entries and the raw metadata of a parsed header, with their layout checked."""
-    if not isinstance(header, dict):
-        raise damaged(path, "its header is not a JSON object")
-    raw_meta = header.get("__metadata__")
-    if not isinstance(raw_meta, dict) or not isinstance(raw_meta.get("mvae"), str):
-        raise damaged(path, "its header carries no MVAE metadata")
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    if len(entries) > MAX_TENSORS:
-        raise damaged(path, f"it lists {len(entries)} tensors; at most {MAX_TENSORS} are read")
-    spans = []
-    for name, entry in entries.items():
-        if len(name) > MAX_STR_LEN or not isinstance(entry, dict) \
-                or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise damaged(path, f"the header entry {name!r:.80} is malformed")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in ST_DTYPES:
-            raise damaged(path, f"tensor {name!r} has dtype {dtype!r:.20}; this loader reads only {sorted(ST_DTYPES)}")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
-            raise damaged(path, f"tensor {name!r} has the shape {shape!r:.80}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1]):
-            raise damaged(path, f"tensor {name!r} has the data offsets {offsets!r:.80}")
-        if offsets[1] - offsets[0] != math.prod(shape) * ST_DTYPES[dtype].itemsize:
-            raise damaged(path, f"tensor {name!r} is {offsets[1] - offsets[0]} bytes, not the "
-                                 f"{math.prod(shape) * ST_DTYPES[dtype].itemsize} its {dtype} shape {shape} needs")
-        spans.append((offsets[0], offsets[1], name))
-    end = 0
-    for begin, stop, name in sorted(spans):
-        if begin != end:
-            raise damaged(path, f"tensor {name!r} starts at byte {begin} of the data, not {end}")
-        end = stop
-    if end != data_size:
-        raise damaged(path, f"its tensors take {end} bytes but the file holds {data_size} after the header "
-                             "(truncated or padded)")
-    return entries, raw_meta
-
-
 def _parse_meta(path: Path, raw: str) -> dict:
     try:
         meta = read_json(raw)
@@ -306,22 +244,6 @@ def _parse_meta(path: Path, raw: str) -> dict:
     if not isinstance(meta.get("sha256"), str):
         raise damaged(path, "its metadata has no checksum")
     return meta
-
-
-def _check_spec(path: Path, entries: dict, spec: Spec) -> None:
-    missing = sorted(set(spec.tensors) - set(entries))
-    if missing:
-        raise misfit(path, f"it lacks the tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    for name, entry in entries.items():
-        want = spec.tensors.get(name) or spec.optional(name)
-        if want is None:
-            raise misfit(path, f"it holds a tensor {name!r:.80} that the model does not have")
-        dtypes, shape = want
-        if entry["dtype"] not in dtypes:
-            raise misfit(path, f"tensor {name!r} is stored as {entry['dtype']}, where {' or '.join(sorted(dtypes))} "
-                                "is expected")
-        if tuple(entry["shape"]) != tuple(shape):
-            raise misfit(path, f"tensor {name!r} has shape {entry['shape']}, where the model needs {list(shape)}")
 
 
 def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -344,11 +266,11 @@ def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tup
         except ValueError as exc:
             raise damaged(path, _json_problem(exc, "header")) from None
         data_size = size - 8 - header_size
-        entries, raw_meta = _entries(path, header, data_size)
+        entries, raw_meta = header_entries(path, header, data_size)
         meta = _parse_meta(path, raw_meta["mvae"])
         wanted = spec(meta) if spec else None
         if wanted is not None:
-            _check_spec(path, entries, wanted)
+            check_spec(path, entries, wanted)
         elif data_size > MAX_DATA_BYTES:
             raise damaged(path, f"its tensors take {data_size} bytes, more than the {MAX_DATA_BYTES} read here")
         data = _read_exact(f, path, data_size, "data")
@@ -359,41 +281,9 @@ def unpack(path: Path, spec: Callable[[dict], Spec | None] | None = None) -> tup
     if not ok:
         raise damaged(path, "its header, metadata or weights do not match their checksum (a flipped or lost "
                              "byte, or an edit)")
-    tensors = {}
-    for name, entry in entries.items():
-        begin, end = entry["data_offsets"]
-        dtype = ST_DTYPES[entry["dtype"]]
-        # A view of `data`, which it keeps alive: the bytes are held once, not twice.
-        tensor = np.frombuffer(data, dtype=dtype.newbyteorder("<"), count=(end - begin) // dtype.itemsize,
-                               offset=begin).reshape(entry["shape"])
-        bad = _non_finite(tensor, entry["dtype"])
-        if bad:
-            raise CheckpointError(f"The checkpoint {path} is damaged: tensor {name!r} holds {bad} non-finite "
-                                  f"value(s) (NaN or infinity), which no trained model has. {RE_GET}")
-        tensors[name] = _widen_bfloat16(tensor) if entry["dtype"] == "BF16" else tensor
+    tensors = tensors_of(path, entries, data)
     _check_json_copy(path, meta)
     return tensors, meta
-
-
-
-# The bits of an infinite or NaN value: all of its exponent bits set.
-_EXPONENT = {"F16": (np.uint16, 0x7C00), "BF16": (np.uint16, 0x7F80), "F32": (np.uint32, 0x7F800000),
-             "F64": (np.uint64, 0x7FF0000000000000)}
-
-
-def _non_finite(tensor: np.ndarray, st_dtype: str) -> int:
-    """How many values are NaN or infinite, counted on the bits (numpy has no bfloat16 to ask)."""
-    if st_dtype not in _EXPONENT:
-        return 0
-    int_type, mask = _EXPONENT[st_dtype]
-    bits = tensor.view(int_type) & int_type(mask)
-    return int(np.count_nonzero(bits == mask))
-
-
-def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 is the top half of a float32, so the widening is exact."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
 
 
 def _check_json_copy(path: Path, meta: dict) -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import mvae
-from mvae.config import ModelConfig, TrainConfig, flag_fields, shipped_configs, to_dict
+from mvae.config import ModelConfig, TrainConfig, shipped_configs, to_dict
+from mvae.fields import flag_fields
 from mvae.training.loop import Trainer, load_training_data
 
 SMALL = ModelConfig(hidden=128, latent_dim=16)

@@ -12,7 +12,8 @@ import torch
 from .. import checkpoint
 from ..config import ModelConfig
 from ..errors import CheckpointError, InputError
-from ..store import MAX_PARAMETERS, misfit
+from ..store import MAX_PARAMETERS
+from ..store_checks import misfit
 
 
 def _loader_reason(exc: CheckpointError, name: Path) -> str:
