@@ -17,14 +17,14 @@ import numpy as np
 from . import arguments
 from .config import LABEL
 from .errors import CheckpointError, InputError
+from .folders import CHECKPOINTS, SWEEP_FROM_CHECKPOINT
 from .kinds import kind
 from .latent import LatentMap, dimension_effects
 from .runtime import LeanMVAE
 from .signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
 from .store import EVAL_JSON, EVAL_MD, model_path
 
-SWEEP_RESULTS = "../sweep/results.json"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / CHECKPOINTS / "default"
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Pipeline:
         """The evaluator's 2-D map of test-set latents, when the checkpoint folder has one."""
         return LatentMap.load(self.folder) if self.folder else None
 
-    def _read(self, relative: str) -> str | None:
+    def _read(self, relative: str | Path) -> str | None:
         path = self.folder / relative if self.folder else None
         return path.read_text() if path and path.is_file() else None
 
@@ -155,8 +155,8 @@ class Pipeline:
         return self._read(EVAL_MD)
 
     def sweep_results(self) -> dict | None:
-        """The hyperparameter study's summary, kept in a `sweep` folder beside the checkpoint folder."""
-        text = self._read(SWEEP_RESULTS)
+        """The hyperparameter study's summary, kept beside the checkpoint folders (`mvae.folders`)."""
+        text = self._read(SWEEP_FROM_CHECKPOINT)
         return json.loads(text) if text is not None else None
 
     # -- inputs ---------------------------------------------------------------------------------

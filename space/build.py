@@ -18,6 +18,7 @@ import argparse
 import ast
 import json
 import re
+import runpy
 import shutil
 import sys
 import tomllib
@@ -31,7 +32,10 @@ ENTRYPOINT = "app.py"
 # The app: its entry point, its pages and the shared UI modules. mvae's modules are found from their imports.
 APP_GLOBS = ("app.py", "pages/*.py", "webapp/*.py")
 CHECKPOINT_FILES = ("model.safetensors", "model.json", "eval.json", "eval.md", "latent_map.safetensors")
-SWEEP_RESULTS = "checkpoints/sweep/results.json"  # Pipeline.sweep_results reads ../sweep/results.json
+# The study's summary, where the sweep writes it and the facade looks for it: `mvae.folders` says where. Read as
+# a file, not imported: importing any of mvae runs its package, which needs numpy.
+FOLDERS = runpy.run_path(str(ROOT / "mvae" / "folders.py"))
+SWEEP_RESULTS = "/".join((FOLDERS["CHECKPOINTS"], FOLDERS["SWEEP_FOLDER"], FOLDERS["SWEEP_RESULTS"]))
 # requirements.txt lines that stlite provides otherwise: its own Streamlit fork.
 NOT_FROM_MICROPIP = {"streamlit": "stlite brings its own Streamlit build"}
 # .streamlit/config.toml sections that mean something in the browser.

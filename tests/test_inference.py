@@ -1,6 +1,8 @@
 """The facade takes every documented input form and refuses bad ones with mvae.InputError."""
 
 import io
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +212,21 @@ def test_a_model_without_audio_decodes_no_voices():
     decoded = Decoded(np.zeros((2, 8), np.float32), {}, np.full((2, 10), 0.1, np.float32), {}, front_end)
     assert decoded.mels.shape == (0, front_end.cfg.n_mels, front_end.cfg.n_frames)
     assert decoded.speech == [] and decoded.labels.tolist() == [0, 0]
+
+
+def test_the_facade_reads_the_study_where_the_sweep_writes_it(tmp_path):
+    """The study's summary lies beside the models' folders (mvae.folders): written by the sweep from the
+    repository's root, read by the facade from any model's folder, shipped by the Space at the same place."""
+    sweep = pytest.importorskip("mvae.training.sweep")
+    from mvae.folders import SWEEP_FROM_CHECKPOINT, SWEEP_RESULTS
+
+    root = Path(__file__).resolve().parents[1]
+    written = root / sweep.DEFAULT_OUT / SWEEP_RESULTS
+    assert (root / "checkpoints" / "default" / SWEEP_FROM_CHECKPOINT).resolve() == written.resolve()
+    assert written.relative_to(root).as_posix() == runpy.run_path(str(root / "space" / "build.py"))["SWEEP_RESULTS"]
+    model = Pipeline(MVAE(ModelConfig(hidden=16, latent_dim=4)), folder=tmp_path / "model")
+    assert model.sweep_results() is None
+    (tmp_path / "model").mkdir()
+    (tmp_path / sweep.DEFAULT_OUT.name).mkdir()
+    (tmp_path / sweep.DEFAULT_OUT.name / SWEEP_RESULTS).write_text('{"best": [1]}')
+    assert model.sweep_results() == {"best": [1]}

@@ -25,11 +25,12 @@ from ..data.banks import load_banks
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
 from ..errors import run_cli
+from ..folders import CHECKPOINTS, SWEEP_FOLDER
 from ..signals.audio import AudioFrontEnd
 from ..store import atomic_write_json
 from .loop import Trainer, TrainingData
 
-DEFAULT_OUT = Path("checkpoints") / "sweep"
+DEFAULT_OUT = Path(CHECKPOINTS) / SWEEP_FOLDER  # where the app looks for the results (mvae.folders)
 VALIDATION_EVERY = 10  # one training item in ten, drawn at random, is held out
 HELD_OUT_SPLITS = ("fit", "val")  # a source's own split of its training part: (trained on, scored on)
 
