@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # is a module's dotted name, or `name.*` for a package and everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Words, settings and errors that everything shares, with the standard library and numpy alone.
-    ("leaves", ("mvae.registry", "mvae.errors", "mvae.config", "mvae.arguments", "mvae.requires", "mvae.encoded",
-                "mvae.folders")),
+    ("leaves", ("mvae.registry", "mvae.errors", "mvae.fields", "mvae.config", "mvae.arguments", "mvae.requires",
+                "mvae.encoded", "mvae.folders")),
     # Images and sound as arrays, with no notion of a modality (augment.py, in torch, for training).
     ("signals", ("mvae.signals.*",)),
     # Which modality is of which kind, and what a kind's shape and user input are.
     ("kinds", ("mvae.kinds",)),
     # Checkpoint files as bytes and the numpy forward pass: the whole of the lean app's model.
-    ("store and runtime", ("mvae.store", "mvae.latent", "mvae.runtime.*")),
+    ("store and runtime", ("mvae.store", "mvae.store_checks", "mvae.latent", "mvae.runtime.*")),
     # Prepared data sets, read into banks and paired, each kind's files looked up by kind.
     ("data", ("mvae.data.*",)),
     # The torch model, its objective and its export to the runtime's program.
