@@ -45,7 +45,7 @@ if reader == "mvae.load":
     call = mvae.load
 elif reader == "generate":  # the heaviest decode a call makes: MAX_SAMPLES rows through every decoder
     import mvae
-    from mvae.arguments import MAX_SAMPLES
+    from mvae.api_checks import MAX_SAMPLES
     pipe = mvae.load(sys.argv[2])
     call = lambda p: pipe.generate(0, n=MAX_SAMPLES)
 elif reader == "load_model":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arguments
+from . import api_checks
 from .config import LABEL
 from .errors import CheckpointError, InputError
 from .folders import CHECKPOINTS, SWEEP_FROM_CHECKPOINT
@@ -66,7 +66,7 @@ class Decoded:
     def voices(self, name: str) -> list[SpeechOutput]:
         """The voices of the audio modality `name`, made by Griffin-Lim on each call."""
         if name not in self.log_mels:
-            raise InputError(f"No voices of {arguments.shown(name)}; the audio modalities decoded are "
+            raise InputError(f"No voices of {api_checks.shown(name)}; the audio modalities decoded are "
                              f"{', '.join(self.log_mels) or 'none'}.")
         return self._voiced(self.log_mels[name])
 
@@ -162,13 +162,13 @@ class Pipeline:
     # -- inputs ---------------------------------------------------------------------------------
     def prepare(self, inputs: dict) -> tuple[dict[str, np.ndarray], PreparedSpeech | None]:
         """User inputs -> a batch of one in the model's input space. None values count as absent."""
-        inputs = arguments.inputs(inputs)
+        inputs = api_checks.inputs(inputs)
         given = {k: v for k, v in inputs.items() if v is not None}
         if not given:
             raise InputError(f"Give at least one input: draw a digit or record one ({', '.join(self.modalities)}).")
         unknown = sorted(set(given) - set(self.model.names))
         if unknown:
-            raise InputError(f"Unknown input {arguments.shown(unknown[0])}; give any of {', '.join(self.modalities)} "
+            raise InputError(f"Unknown input {api_checks.shown(unknown[0])}; give any of {', '.join(self.modalities)} "
                              f"(or {LABEL}).")
         batch, prepared_speech = {}, None
         for name in self.model.names:
@@ -195,15 +195,15 @@ class Pipeline:
         for batches of that size, so no network is ever given more."""
         parts = []
         with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
-            for start in range(0, len(z), arguments.MAX_SAMPLES):
-                parts.append(self.model.outputs(z[start:start + arguments.MAX_SAMPLES], names))
+            for start in range(0, len(z), api_checks.MAX_SAMPLES):
+                parts.append(self.model.outputs(z[start:start + api_checks.MAX_SAMPLES], names))
         out = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         self._checked("decoded outputs", *out.values())
         return out
 
     # -- outputs --------------------------------------------------------------------------------
     def decode(self, latents) -> Decoded:
-        return self._decode(arguments.latents(latents, self.latent_dim))
+        return self._decode(api_checks.latents(latents, self.latent_dim))
 
     def _decode(self, z: np.ndarray) -> Decoded:
         """Decodes latents the facade made itself (from checked arguments), so that a fault in them is the
@@ -239,7 +239,7 @@ class Pipeline:
 
     def label_posterior(self, label: int) -> tuple[np.ndarray, np.ndarray]:
         """The full latent's posterior given a digit alone: its shared posterior, and every style's prior."""
-        label = arguments.label(label, self.model.cfg.n_classes)
+        label = api_checks.label(label, self.model.cfg.n_classes)
         batch, _ = self.prepare({LABEL: label})
         with np.errstate(all="ignore"):
             mu, logvar = self.model.full_posterior(batch)
@@ -248,7 +248,7 @@ class Pipeline:
 
     def generate(self, label: int, n: int = 1, temperature: float = 1.0, seed: int | None = None) -> Decoded:
         """n samples of every modality for one digit, from the label's posterior widened by `temperature`."""
-        label, n, temperature, seed = arguments.generate(label, n, temperature, seed, self.model.cfg.n_classes)
+        label, n, temperature, seed = api_checks.generate(label, n, temperature, seed, self.model.cfg.n_classes)
         mean, logvar = self.label_posterior(label)
         noise = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
         with np.errstate(all="ignore"):  # a huge log-variance is the model's fault, found by _decode
@@ -256,7 +256,7 @@ class Pipeline:
 
     def traverse(self, latent, dims, values) -> Decoded:
         """Decodes `latent` with each dim in `dims` set to each of `values`: N = len(dims) * len(values), dim-major."""
-        latent, dims, values = arguments.traverse(latent, dims, values, self.latent_dim)
+        latent, dims, values = api_checks.traverse(latent, dims, values, self.latent_dim)
         grid = np.repeat(latent[None], len(dims) * len(values), axis=0)
         for i, d in enumerate(dims):
             grid[i * len(values):(i + 1) * len(values), d] = values
@@ -265,11 +265,11 @@ class Pipeline:
     def restyle(self, latent, keep=(), n: int = 6, seed: int | None = None) -> Decoded:
         """n decodings of `latent` that keep its shared part (the digit) and the styles of the modalities in
         `keep`, with every other modality's style drawn afresh from its prior."""
-        latent = arguments.latent(latent, self.latent_dim)
-        n = arguments.whole_number(n, "The number of styles", 1, arguments.MAX_SAMPLES)
-        keep = arguments.kept(keep, self.modalities)
+        latent = api_checks.latent(latent, self.latent_dim)
+        n = api_checks.whole_number(n, "The number of styles", 1, api_checks.MAX_SAMPLES)
+        keep = api_checks.kept(keep, self.modalities)
         grid = np.repeat(latent[None], n, axis=0)
-        rng = np.random.default_rng(arguments.seed(seed))
+        rng = np.random.default_rng(api_checks.seed(seed))
         for name, part in self.latent_layout.items():
             if name != "shared" and name not in keep:
                 grid[:, part] = rng.standard_normal((n, part.stop - part.start))
@@ -278,15 +278,15 @@ class Pipeline:
     def dimension_effects(self, latent, target: str) -> np.ndarray:
         """For each latent dimension, how much moving it from -2 to +2 changes `target` (per pixel for a digit)."""
         if not isinstance(target, str) or target not in self.model.names:
-            raise InputError(f"Unknown modality {arguments.shown(target)}; give any of {', '.join(self.modalities)}.")
+            raise InputError(f"Unknown modality {api_checks.shown(target)}; give any of {', '.join(self.modalities)}.")
         with np.errstate(all="ignore"):  # overflow is found below, with a message, rather than warned about
-            effects = dimension_effects(self.model, arguments.latent(latent, self.latent_dim)[None], target,
-                                        batch=arguments.MAX_SAMPLES)
+            effects = dimension_effects(self.model, api_checks.latent(latent, self.latent_dim)[None], target,
+                                        batch=api_checks.MAX_SAMPLES)
         self._checked("decoded outputs", effects)
         return effects
 
     def interpolate(self, start, end, steps: int = 8) -> Decoded:
-        start, end, steps = arguments.interpolate(start, end, steps, self.latent_dim)
+        start, end, steps = api_checks.interpolate(start, end, steps, self.latent_dim)
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
         return self._decode((1 - t) * np.asarray(start, np.float32) + t * np.asarray(end, np.float32))
 

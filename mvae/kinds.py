@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import arguments, registry
+from . import api_checks as arguments
+from . import registry
 from .config import IMAGE_SIZE, LABEL, ModelConfig
 from .errors import InputError
 from .signals.images import prepare_digit

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arguments import MAX_SAMPLES
+from .api_checks import MAX_SAMPLES
 from .errors import CheckpointError
 from .store import atomic_write, seal, unpack
 

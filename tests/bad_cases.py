@@ -27,7 +27,7 @@ import torchaudio
 from PIL import Image
 
 import mvae
-from mvae import arguments
+from mvae import api_checks as arguments
 from tests.helpers import tone
 
 MP3 = "MP3" in sf.available_formats()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mvae
-from mvae import arguments
+from mvae import api_checks
 from mvae.config import ModelConfig
 from mvae.inference import Pipeline
 from mvae.model.model import MVAE
@@ -44,13 +44,13 @@ def test_call(pipe, call):
 
 def test_the_largest_calls_give_what_they_promise(pipe):
     d = pipe.latent_dim
-    assert len(pipe.generate(3, n=arguments.MAX_SAMPLES).latents) == arguments.MAX_SAMPLES
-    values = np.linspace(-3, 3, arguments.MAX_TRAVERSE_VALUES)
+    assert len(pipe.generate(3, n=api_checks.MAX_SAMPLES).latents) == api_checks.MAX_SAMPLES
+    values = np.linspace(-3, 3, api_checks.MAX_TRAVERSE_VALUES)
     grid = pipe.traverse(np.zeros(d), [0, d - 1], values)
     assert grid.latents.shape == (2 * len(values), d)
     np.testing.assert_allclose(grid.latents[len(values):, d - 1], values, rtol=1e-6)
-    path = pipe.interpolate(np.zeros(d), np.ones(d), steps=arguments.MAX_INTERPOLATE_STEPS)
-    assert len(path.latents) == arguments.MAX_INTERPOLATE_STEPS and path.latents[-1].tolist() == [1.0] * d
+    path = pipe.interpolate(np.zeros(d), np.ones(d), steps=api_checks.MAX_INTERPOLATE_STEPS)
+    assert len(path.latents) == api_checks.MAX_INTERPOLATE_STEPS and path.latents[-1].tolist() == [1.0] * d
 
 
 def test_arguments_are_read_as_the_numbers_they_are(pipe):
@@ -69,9 +69,9 @@ def test_arguments_are_read_as_the_numbers_they_are(pipe):
 
 def test_the_bounds_leave_room_for_what_the_app_asks():
     """The latent page traverses up to 8 dimensions x 11 values and interpolates up to 12 steps."""
-    assert 8 * 11 <= arguments.MAX_SAMPLES and 11 <= arguments.MAX_TRAVERSE_VALUES
-    assert 12 <= arguments.MAX_INTERPOLATE_STEPS <= arguments.MAX_SAMPLES
-    assert arguments.MAX_TRAVERSE_VALUES <= arguments.MAX_SAMPLES
+    assert 8 * 11 <= api_checks.MAX_SAMPLES and 11 <= api_checks.MAX_TRAVERSE_VALUES
+    assert 12 <= api_checks.MAX_INTERPOLATE_STEPS <= api_checks.MAX_SAMPLES
+    assert api_checks.MAX_TRAVERSE_VALUES <= api_checks.MAX_SAMPLES
 
 
 # -- memory: every case in one child process, measured by the OS -------------------------------------------------
@@ -126,7 +126,7 @@ def test_no_network_is_given_more_than_max_samples_rows(monkeypatch):
         return run(steps, x)
 
     monkeypatch.setattr(ops, "run", counted)
-    monkeypatch.setattr(arguments, "MAX_SAMPLES", small)
+    monkeypatch.setattr(api_checks, "MAX_SAMPLES", small)
     assert 2 * d > small
     effects = pipe.dimension_effects(np.zeros(d), "farsi")
     np.testing.assert_allclose(effects, reference, rtol=1e-5, atol=1e-7)  # the same answer, in chunks

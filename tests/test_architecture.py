@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # is a module's dotted name, or `name.*` for a package and everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Words, settings and errors that everything shares, with the standard library and numpy alone.
-    ("leaves", ("mvae.registry", "mvae.errors", "mvae.fields", "mvae.config", "mvae.arguments", "mvae.requires",
+    ("leaves", ("mvae.registry", "mvae.errors", "mvae.fields", "mvae.config", "mvae.api_checks", "mvae.requires",
                 "mvae.encoded", "mvae.folders")),
     # Images and sound as arrays, with no notion of a modality (augment.py, in torch, for training).
     ("signals", ("mvae.signals.*",)),

@@ -26,7 +26,7 @@ from hypothesis.extra import numpy as npst
 from PIL import Image
 
 import mvae
-from mvae import arguments
+from mvae import api_checks as arguments
 from mvae.signals.images import MAX_IMAGE_SIDE
 from tests.contract import within_contract
 

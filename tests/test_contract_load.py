@@ -22,7 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import mvae
-from mvae.arguments import MAX_SAMPLES
+from mvae.api_checks import MAX_SAMPLES
 from mvae.config import ModelConfig, to_dict
 from mvae.model.export import program
 from mvae.model.model import MVAE

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import arguments
+from .. import api_checks
 from ..config import LABEL, ModelConfig
 from ..errors import CheckpointError
 from ..kinds import kind
@@ -28,7 +28,7 @@ MAX_STEPS = 100  # of one network; the recipe's longest has 17
 # What a checkpoint's program may make the runtime do, worked out from its shapes before any tensor is read.
 # No call runs a network on more rows at once than MAX_BATCH: generate's n, a traversal's dimensions x values
 # and dimension_effects' chunks are all capped at MAX_SAMPLES.
-MAX_BATCH = arguments.MAX_SAMPLES
+MAX_BATCH = api_checks.MAX_SAMPLES
 BYTES_PER_NUMBER = 4  # float32
 # The budgets are for one pass of every network over MAX_BATCH rows, more than any one call runs. Figures
 # from `size_program` (multiply-adds; the most one step holds):

@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from ..arguments import is_tensor
+from ..api_checks import is_tensor
 from ..config import IMAGE_FIT, IMAGE_SIZE
 from ..errors import InputError
 
