@@ -482,3 +482,52 @@ def test_only_a_vocoded_kind_is_heard_through_the_vocoder(monkeypatch):
     assert len(heard) == 1 and kind("speech").vocoded and not kind("farsi").vocoded
     coherence.ModelGenerator(Model(), front_end=None, resynthesise=False)({LABEL: torch.zeros(2)}, "speech")
     assert len(heard) == 1
+
+
+def test_coherence_run_files_each_judge_by_the_registry(monkeypatch):
+    """An oracle model and judges that read the label from the first pixel: each target's own judge reads
+    everything right, a second judge of speech that is off by one reads speech only, and wrong; speech is
+    sampled and goes through the (here transparent) vocoder, digits are not."""
+    from mvae.data.paired import Bank, PairedDataset
+    from mvae.evaluation import coherence
+
+    class Model:
+        input_names = ("farsi", "speech")
+
+        def eval(self):
+            return self
+
+        def generate(self, sources, targets, temperature, generator):
+            labels = sources[LABEL] if LABEL in sources else next(iter(sources.values()))[:, 0, 0]
+            return {t: labels.float()[:, None, None].expand(-1, 4, 4).clone() for t in targets}
+
+    class Reader:
+        def __init__(self, shift=0):
+            self.shift = shift
+
+        def predict(self, x):
+            return (x[:, 0, 0].round().long() + self.shift) % 10
+
+    heard = []
+    monkeypatch.setattr(coherence, "resynthesised", lambda bank, front_end: heard.append(len(bank.labels)) or bank)
+    labels = np.arange(40) % 10
+    items = torch.as_tensor(labels).float()[:, None, None].expand(-1, 4, 4).clone()
+    test = PairedDataset({"farsi": Bank(items, labels), "speech": Bank(items.clone(), labels)})
+    judges = {"farsi": Reader(), "speech": Reader(), "speech_synthetic": Reader(shift=1)}
+    run = coherence.CoherenceRun(Model(), None, judges, test, test.covering_pairs(), batch_size=16, speech_pairs=20,
+                                 progress=False)
+    assert run.own == "speech" and list(run.judges_by) == ["speech", "speech_synthetic"]
+    out = coherence.coherence_figures(run, per_class=2, temperatures=(1.0,))
+    assert out["coherence"] == {"farsi->speech": 1.0, "speech->farsi": 1.0}
+    assert out["label_coherence"] == {"farsi": 1.0, "speech": 1.0}
+    assert out["reconstruction_coherence"] == {"farsi": 1.0, "speech": 1.0}
+    assert set(out["speech_judges"]) == {"speech", "speech_synthetic"}
+    assert out["speech_judges"]["speech"]["directions"] == {"label->speech": 1.0, "farsi->speech": 1.0,
+                                                            "speech->speech": 1.0}
+    assert out["speech_judges"]["speech_synthetic"]["directions"] == {"label->speech": 0.0, "farsi->speech": 0.0,
+                                                                      "speech->speech": 0.0}
+    assert out["speech_judges"]["speech_synthetic"]["real_fsdd_test"]["raw"] == 0.0
+    assert out["coherence_pairs"]["speech_target"] == 20
+    # Only what is generated into speech goes through the vocoder (from farsi, from the label, from itself: 20
+    # each), and the 40 real recordings once; no digit does.
+    assert heard == [20, 20, 20, 40]

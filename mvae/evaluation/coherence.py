@@ -19,6 +19,10 @@ from ..model.poe import subset_key, subsets
 from ..signals.audio import AudioFrontEnd
 from .judges import Judge, accuracy, resynthesised
 
+# The key, in a speech judge's section of eval.json, of its reading of its target's real test recordings (named
+# when FSDD was the one recorded set; kept, so that every report reads alike).
+REAL_TEST = "real_fsdd_test"
+
 
 def directions(names=None) -> list[tuple[tuple[str, ...], str]]:
     """(sources, target): each modality to each other, and each subset to each modality outside it (all the
@@ -119,7 +123,7 @@ def speech_judge_section(figures: dict[str, dict], raw: float, vocoded: float, s
     def over(value, reference):  # a judge that reads no real clip right has no reference: no ratio (null)
         return value / reference if reference > 0 else None
 
-    section = {"real_fsdd_test": {"raw": raw, "vocoded": vocoded, "vocoder_ratio": over(vocoded, raw)}}
+    section = {REAL_TEST: {"raw": raw, "vocoded": vocoded, "vocoder_ratio": over(vocoded, raw)}}
     for suffix in suffixes:
         directed = speech_directions(figures, suffix, target)
         section[f"directions{suffix}"] = directed

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .. import registry
 from ..kinds import BY_KIND, kind
 from .bar import BAR, ROBUSTNESS_AIM
+from .coherence import REAL_TEST
 from .judges import extra_names, judge_title, judged_modality
 
 # What a judge's own accuracy on each set is called in the table; the extra sets' names come from the registry.
@@ -98,12 +99,13 @@ def ratio(x) -> str:
 
 
 def speech_judge_rows(report: dict) -> list[tuple[str, str]]:
-    """Each speech judge: what it reads on real FSDD test speech, as recorded and through the vocoder, and
-    every direction into speech with its intelligibility ratio (over the vocoded real figure)."""
+    """Each speech judge: what it reads on its modality's real test recordings (FSDD's), as recorded and through
+    the vocoder, and every direction into that modality with its intelligibility ratio (over the vocoded real
+    figure)."""
     rows = []
     for name, section in report.get("speech_judges", {}).items():
         who, (test_set, title) = judge_title(name), judged(name)
-        real = section["real_fsdd_test"]
+        real = section[REAL_TEST]
         rows.append((f"Real {test_set} {title} read by the {who}: as recorded / through log-mel and Griffin-Lim "
                      "(vocoder ratio)",
                      f"{pct(real['raw'])} / {pct(real['vocoded'])} ({ratio(real['vocoder_ratio'])})"))
@@ -225,7 +227,7 @@ def generation_cells(report: dict) -> dict[str, str]:
     for name, section in report.get("speech_judges", {}).items():
         who, (test_set, title) = judge_title(name), judged(name)
         cells[f"real {test_set}, raw / vocoded, {who}"] = \
-            f"{pct(section['real_fsdd_test']['raw'])} / {pct(section['real_fsdd_test']['vocoded'])}"
+            f"{pct(section[REAL_TEST]['raw'])} / {pct(section[REAL_TEST]['vocoded'])}"
         for suffix, when in (("", "T=1"), ("_at_means", "means")):
             cells |= {f"{title} {arrow(k)}, {who} ({when}; ratio)":
                       f"{pct(v)} ({ratio(section[f'intelligibility_ratio{suffix}'][k])})"
