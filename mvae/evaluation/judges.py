@@ -92,6 +92,7 @@ def judge_title(judge: str) -> str:
         return judge
     return TITLES.get(judge, "{dataset} judge").format(dataset=spec.dataset or spec.title)
 
+
 class PeakNormalise(nn.Module):
     """Scales each image so that its brightest pixel is 1: the judge reads the shape, not the ink's strength."""
 
