@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import tempfile
 import time
@@ -213,7 +214,7 @@ def run(args, argv) -> dict:
             "contenders": [{"model": c.name, "family": c.family, "hyperparameters": c.source} for c in CONTENDERS
                            if c.name in args.models],
             "rows": rows, "wall_seconds": time.time() - started,
-            "command": " ".join(["python -m benchmarks.peers", *shown_arguments(argv)])}
+            "command": shlex.join(["python", "-m", "benchmarks.peers", *shown_arguments(argv)])}
 
 
 def shown_arguments(argv) -> list[str]:
