@@ -40,8 +40,15 @@ def quick_run(synthetic_data, tmp_path_factory):
     return code, json.loads((folder / "results.json").read_text()), readme.read_text()
 
 
-def table_rows(text: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+def table_rows(text: str, which: int = 0) -> list[list[str]]:
+    """The cells of the text's `which`-th Markdown table."""
+    tables, rows = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            tables, rows = tables + [rows], []
+    return tables[which]
 
 
 def test_quick_runs_every_contender_and_writes_the_table(quick_run):
@@ -71,6 +78,12 @@ def test_quick_runs_every_contender_and_writes_the_table(quick_run):
     assert [r[0] for r in body] == [c.name for c in CONTENDERS]
     assert all(len(r) == len(header) for r in body)
     assert sum("into speech" in h for h in header) == 2 * len(rows["MMVAE+"]["coherence"]["t1"]["speech"])
+    # The directions from one modality, a column per contender.
+    directed = table_rows(readme, 1)
+    assert directed[0] == ["direction", *[c.name for c in CONTENDERS]]
+    names = registry.names()
+    assert len(directed) - 2 == len(names) * (len(names) - 1)
+    assert all(0.0 <= float(v) <= 1.0 for r in directed[2:] for v in r[1:])
 
 
 @pytest.mark.parametrize("c", CONTENDERS, ids=lambda c: c.name)
