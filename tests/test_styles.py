@@ -89,9 +89,12 @@ def test_restyle_keeps_the_digit_and_the_kept_styles(styled):
     assert not np.allclose(drawn, latent[layout["kannada"]]) and len(np.unique(drawn[:, 0])) == 4
     effects = pipe.dimension_effects(latent, "kannada")
     assert effects.shape == (pipe.latent_dim,)
-    assert np.all(effects[layout["farsi"]] == 0) and np.all(effects[layout["speech"]] == 0), \
+    # The decoder never reads another modality's style, so only float32 rounding may differ: a BLAS kernel can
+    # sum a row differently by where it sits in the batch (about 1e-9 here, against effects of about 1e-2).
+    own = effects[layout["kannada"]].max()
+    assert own > 0
+    assert np.all(effects[layout["farsi"]] <= 1e-6 * own) and np.all(effects[layout["speech"]] <= 1e-6 * own), \
         "another modality's style cannot change a Kannada digit"
-    assert effects[layout["kannada"]].max() > 0
 
 
 def test_own_cross_style_decodes_every_subset_with_the_targets_own_style(styled):
