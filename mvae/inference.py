@@ -47,6 +47,8 @@ class Decoded:
     probs: np.ndarray  # (N, 10)
     log_mels: dict[str, np.ndarray]  # each audio modality -> (N, n_mels, n_frames), raw log-mel
     front_end: AudioFrontEnd = field(repr=False)
+    # Griffin-Lim's voices of each audio modality, made when first asked for: a page asks on every rerun.
+    voiced: dict[str, list[SpeechOutput]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def labels(self) -> np.ndarray:
@@ -58,17 +60,20 @@ class Decoded:
         cfg = self.front_end.cfg
         return next(iter(self.log_mels.values()), np.zeros((0, cfg.n_mels, cfg.n_frames), np.float32))
 
-    @cached_property
+    @property
     def speech(self) -> list[SpeechOutput]:
-        """The first audio modality's voices; Griffin-Lim runs only when a waveform is asked for."""
-        return self._voiced(self.mels)
+        """The first audio modality's voices (none in a model without one)."""
+        first = next(iter(self.log_mels), None)
+        return self.voices(first) if first is not None else []
 
     def voices(self, name: str) -> list[SpeechOutput]:
-        """The voices of the audio modality `name`, made by Griffin-Lim on each call."""
+        """The voices of the audio modality `name`; Griffin-Lim runs only when they are first asked for."""
         if name not in self.log_mels:
             raise InputError(f"No voices of {api_checks.shown(name)}; the audio modalities decoded are "
                              f"{', '.join(self.log_mels) or 'none'}.")
-        return self._voiced(self.log_mels[name])
+        if name not in self.voiced:
+            self.voiced[name] = self._voiced(self.log_mels[name])
+        return self.voiced[name]
 
     def _voiced(self, mels: np.ndarray) -> list[SpeechOutput]:
         if len(mels) == 0:

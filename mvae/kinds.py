@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import api_checks as arguments
-from . import registry
+from . import api_checks, registry
 from .config import IMAGE_SIZE, LABEL, ModelConfig
 from .errors import InputError
 from .signals.images import prepare_digit
@@ -26,7 +25,7 @@ from .signals.images import prepare_digit
 
 @dataclass(frozen=True)
 class Kind:
-    group: str  # "images", "mels" or "probs": the field of mvae.inference.Decoded that holds it
+    group: str  # "images", "mels" or "probs": which of Decoded's fields holds it ("mels": log_mels)
     output: str  # what turns a decoder output into data: "sigmoid", "identity" or "softmax"
     # Whether what the model makes of it reaches a person through the vocoder (log-mel -> Griffin-Lim waveform):
     # a judge then reads it after that round trip, as it is heard, and each such reading costs a resynthesis.
@@ -66,7 +65,7 @@ class SpeechKind(Kind):
 
 class LabelKind(Kind):
     def prepare(self, value, front_end, n_classes):
-        return np.array(arguments.label(value, n_classes)), None
+        return np.array(api_checks.label(value, n_classes)), None
 
 
 IMAGES, SPEECH = ImageKind("images", "sigmoid"), SpeechKind("mels", "identity", vocoded=True)

@@ -44,7 +44,7 @@ def show_label(pred: mvae.Prediction) -> None:
 def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction") -> None:
     """Every image the model made, then the voice it made (twice as wide: a player needs the room)."""
     modalities = state.pipeline().modalities
-    images, voices = state.drawn(modalities), state.spoken(modalities)[:1]  # the facade voices one log-mel
+    images, voices = state.drawn(modalities), state.spoken(modalities)
     cols = st.columns([1] * len(images) + [2] * len(voices))
     for col, name in zip(cols, images):
         with col:
@@ -52,7 +52,7 @@ def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction"
     for col, name in zip(cols[len(images):], voices):
         with col:
             st.caption(f"{captions}: {names.modality_name(name)}")
-            show_audio(pred.speech)
+            show_audio(pred.decoded.voices(name)[0])
     other_styles(pred)
 
 

@@ -13,7 +13,6 @@ import functools
 import logging
 import os
 from contextlib import contextmanager
-from functools import cached_property
 
 import numpy as np
 import streamlit as st
@@ -109,10 +108,11 @@ def pooled(section):
 class _PooledDecoded(mvae.Decoded):
     """A Decoded whose Griffin-Lim, run when a page first asks for a waveform, takes a slot too."""
 
-    @cached_property
-    def speech(self) -> list[mvae.SpeechOutput]:
+    def voices(self, name: str) -> list[mvae.SpeechOutput]:
+        if name in self.voiced:
+            return self.voiced[name]
         with heavy():
-            return POOL.call(mvae.Decoded.speech.func, self)
+            return POOL.call(mvae.Decoded.voices, self, name)
 
 
 def _pooled_result(value):

@@ -25,7 +25,7 @@ from ..data.banks import load_banks
 from ..data.paired import Bank, PairedDataset
 from ..data.sources import resolve_data_dir
 from ..errors import run_cli
-from ..folders import CHECKPOINTS, SWEEP_FOLDER
+from ..folders import CHECKPOINTS, SWEEP_FOLDER, SWEEP_RESULTS
 from ..signals.audio import AudioFrontEnd
 from ..store import atomic_write_json
 from .loop import Trainer, TrainingData
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         study.optimize(objective_for(resolve_data_dir(args.data_dir), ModelConfig(), base_train, out / "trials", {}),
                        n_trials=args.trials, timeout=args.timeout)
         results = study_results(study)
-        atomic_write_json(out / "results.json", results)
+        atomic_write_json(out / SWEEP_RESULTS, results)
         print(f"best: {results['best_trials'][:1]}\nimportance: {results['importance']}")
         return 0
 
