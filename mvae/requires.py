@@ -1,13 +1,14 @@
 """Which requirements file each command needs, and a one-line refusal where its packages are missing.
 
-The project installs in three nested sets (README, "Two commands"): the app's (requirements.txt), the
-training set on top of it (requirements-train.txt) and the development set on top of that
-(requirements-dev.txt). A command started in a virtual environment made from a smaller set would end in a
-ModuleNotFoundError traceback at its first import of torch, pytest or psutil. Importing this module (the
-first thing `import mvae` does, and benchmarks/__init__.py imports it) looks at the command line the
-interpreter was started with: when it runs one of COMMANDS and a package of that command's set cannot be
-found, it says in one line which file to install and exits with USER_ERROR_EXIT. Any other use of the
-library (the app, a notebook, the tests) is left alone: this costs nothing there but a look at sys.orig_argv.
+The project installs in four nested sets (README, "Two commands"): the app's (requirements.txt), the training
+set on top of it (requirements-train.txt), the benchmark set (requirements-bench.txt: MultiVae, for the peer
+benchmark) on top of that and the development set on top of all (requirements-dev.txt). A command started in a
+virtual environment made from a smaller set would end in a ModuleNotFoundError traceback at its first import
+of torch, pytest or psutil. Importing this module (the first thing `import mvae` does, and
+benchmarks/__init__.py imports it) looks at the command line the interpreter was started with: when it runs
+one of COMMANDS and a package of that command's set cannot be found, it says in one line which file to install
+and exits with USER_ERROR_EXIT. Any other use of the library (the app, a notebook, the tests) is left alone:
+this costs nothing there but a look at sys.orig_argv.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SETS = (
                     "plotly")),
     RequirementSet("train", "requirements-train.txt", "training", ("torch", "torchaudio", "safetensors", "tqdm",
                                                                      "optuna")),
+    # MultiVae and what it pulls (pythae, scikit-learn, matplotlib, pydantic, torchvision): the peer benchmark.
+    RequirementSet("bench", "requirements-bench.txt", "benchmark", ("multivae",)),
     RequirementSet("dev", "requirements-dev.txt", "development",
                    ("scipy", "pytest", "pytest_timeout", "playwright", "psutil", "hypothesis")),
 )
@@ -54,6 +57,7 @@ COMMANDS = {
     "mvae.training.sweep": "train",
     "mvae.upgrade": "train",
     "benchmarks.speech_variants": "train",
+    "benchmarks.peers": "bench",
     # The benchmarks measure the served app in Chromium (Playwright), read memory with psutil and build
     # their inputs with the tests' helpers (pytest): the development set.
     "benchmarks.run": "dev",
