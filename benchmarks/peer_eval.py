@@ -64,7 +64,7 @@ def coherence_section(run: CoherenceRun, adapter, front_end, seed: int) -> dict:
                        for judge, by in scores.items()}
         out[key] = {"directions": scores,
                     "digits": mean(v for k, v in scores[main].items() if k.rsplit("->", 1)[1] not in speech),
-                    "speech": into_speech}
+                    registry.SPEECH: into_speech}
     return out
 
 

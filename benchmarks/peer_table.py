@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.peer_models import CONTENDERS, PROJECT
+from mvae import registry
 from mvae.evaluation.coherence import direction_key, directions
 
 SHIPPED = "shipped recipe"
@@ -40,7 +41,7 @@ def halftone_ratio(section: dict) -> float | None:
 
 # Columns: (header, figure of a row, how to rank it: a larger key is better, decimals).
 def _speech(key, judge):
-    return lambda row: row["coherence"][key]["speech"].get(judge)
+    return lambda row: row["coherence"][key][registry.SPEECH].get(judge)
 
 
 def columns(judges: list[str]) -> list[tuple]:
@@ -64,7 +65,7 @@ def columns(judges: list[str]) -> list[tuple]:
 def speech_judges(rows) -> list[str]:
     for row in rows:
         if "coherence" in row:
-            return list(row["coherence"]["t1"]["speech"])
+            return list(row["coherence"]["t1"][registry.SPEECH])
     return []
 
 
