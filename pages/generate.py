@@ -20,11 +20,10 @@ with state.guard(), state.heavy():
     if scripts:
         rows = [names.modality_name(s) for s in scripts]
         st.plotly_chart(figures.image_grid([samples.images[s] for s in scripts], rows, titles))
-    if voices:
-        st.caption("The spoken samples")
-        labels = samples.labels
+    for name in voices:
+        st.caption(f"{names.noun(name)}: the spoken samples")
         for start in range(0, n, show.PLAYERS_PER_ROW):
             for col, i in zip(st.columns(show.PLAYERS_PER_ROW), range(start, min(start + show.PLAYERS_PER_ROW, n))):
                 with col:
-                    st.caption(f"#{i + 1}, which the model reads as {labels[i]}")
-                    show.show_audio(samples.speech[i])
+                    st.caption(f"#{i + 1}, which the model reads as {samples.labels[i]}")
+                    show.show_audio(samples.voices(name)[i])

@@ -25,7 +25,11 @@ def listen(decoded, options: list, labels: list[str], key: str) -> None:
     if not voices:
         return
     pick = st.select_slider("Listen at", options, format_func=lambda i: labels[i], key=key)
-    show.show_audio(pipe.decode(decoded.latents[pick]).speech[0])
+    heard = pipe.decode(decoded.latents[pick])
+    for col, name in zip(st.columns(len(voices)), voices):
+        with col:
+            st.caption(names.noun(name))
+            show.show_audio(heard.voices(name)[0])
 
 
 @st.fragment
@@ -101,13 +105,14 @@ def latent_map() -> None:
     row = int(rows[0] if np.ndim(rows[0]) == 0 else rows[0][0])
     decoded = pipe.decode(lmap.latents[row])
     st.markdown(f"Test example of digit **{int(lmap.labels[row])}**; the model reads it as **{decoded.labels[0]}**.")
-    cols = st.columns(len(scripts) + len(voices[:1]))  # the facade voices one log-mel
+    cols = st.columns(len(scripts) + len(voices))
     for col, name in zip(cols, scripts):
         with col:
             show.show_image(decoded.images[name][0], names.modality_name(name))
-    for col in cols[len(scripts):]:
+    for col, name in zip(cols[len(scripts):], voices):
         with col:
-            show.show_audio(decoded.speech[0])
+            st.caption(names.noun(name))
+            show.show_audio(decoded.voices(name)[0])
 
 
 traversal()

@@ -640,8 +640,8 @@ def test_draw_shows_the_missing_script_in_other_styles_and_draws_new_ones(real_d
     sentence = " ".join(m.value for m in at.markdown if "In other styles" in m.value)
     # It once said "each column draws a new hand and voice" over six columns and three voices.
     assert f"The first {names.STYLE_VOICES} voices are below" in sentence, sentence
-    assert [c.value for c in at.caption if c.value.startswith("The voice of")] == \
-        [f"The voice of #{i + 1}" for i in range(names.STYLE_VOICES)]
+    assert [c.value for c in at.caption if "the voice of" in c.value] == \
+        [f"Speech, the voice of #{i + 1}" for i in range(names.STYLE_VOICES)]
     first = styles[0]["data"][0]["z"]
     at.button(key="style-draw-button").click()
     rerun(at)

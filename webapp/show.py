@@ -67,20 +67,20 @@ def other_styles(pred: mvae.Prediction) -> None:
     if not pipe.style_modalities or not missing:
         return
     key = "style-draw"
-    voiced = any(name not in pred.inputs for name in state.spoken(pipe.modalities))
+    unheard = [name for name in state.spoken(pipe.modalities) if name not in pred.inputs]
     head, button = st.columns([3, 1])
-    head.markdown("**In other styles.** " + names.style_sentence(voiced))
+    head.markdown("**In other styles.** " + names.style_sentence(bool(unheard)))
     button.button("New styles", icon=":material/casino:", key=f"{key}-button", on_click=_next, args=(key,))
     decoded = pipe.restyle(pred.latent_mean, keep=tuple(pred.inputs), n=names.STYLE_SAMPLES,
                            seed=st.session_state.get(key, 0))
     st.plotly_chart(figures.image_grid(np.stack([decoded.images[name] for name in missing]),
                                        [names.modality_name(name) for name in missing],
                                        [f"#{i + 1}" for i in range(names.STYLE_SAMPLES)]))
-    if voiced:
-        voices = decoded.speech[:names.STYLE_VOICES]
+    for name in unheard:
+        voices = decoded.voices(name)[:names.STYLE_VOICES]
         for i, (col, speech) in enumerate(zip(st.columns(names.STYLE_VOICES), voices)):
             with col:
-                st.caption(f"The voice of #{i + 1}")
+                st.caption(f"{names.noun(name)}, the voice of #{i + 1}")
                 show_audio(speech)
 
 
