@@ -1,6 +1,6 @@
 import streamlit as st
 
-from webapp import figures, inputs, show, state
+from webapp import figures, inputs, names, show, state
 
 st.title("Say a digit")
 pipe = state.pipeline()
@@ -9,7 +9,8 @@ if not voices:
     st.info("This model does not listen: it was trained without recordings. Give it a digit on another page.",
             icon=":material/mic_off:")
     st.stop()
-voice = voices[0]  # the facade voices one log-mel
+voice = st.radio("Heard as", voices, format_func=names.noun, horizontal=True, key="speak-as") if len(voices) > 1 \
+    else voices[0]
 st.markdown("Say one digit in English (zero to nine), close to the microphone, or upload a short WAV file.")
 
 audio = inputs.speech_input("speak")

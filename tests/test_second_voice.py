@@ -8,12 +8,14 @@ own players. Nothing outside this file names it.
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from tests.helpers import ROOT, make_dataset, open_page, plain_model_flags
+from tests.helpers import ROOT, make_dataset, open_page, plain_model_flags, tone
 from tests.test_app import canvas_value, rerun
 
 NEW = "echo"
@@ -90,6 +92,31 @@ def test_other_styles_voice_every_missing_audio_modality(second_voice, monkeypat
     styled = [c.value for c in at.caption if "the voice of #" in c.value]
     voices = names.registry.names(names.registry.SPEECH)
     assert styled == [f"{names.noun(v)}, the voice of #{i + 1}" for v in voices for i in range(names.STYLE_VOICES)]
+
+
+def test_speak_asks_which_audio_modality_heard_it(second_voice, monkeypatch):
+    from webapp import names
+
+    monkeypatch.setenv("MVAE_CHECKPOINT", str(second_voice))
+    at = open_page("speak")
+    heard_as = at.radio(key="speak-as")
+    voices = names.registry.names(names.registry.SPEECH)
+    assert list(heard_as.options) == [names.noun(v) for v in voices]
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(6, np.random.default_rng(0)), 8000, format="WAV", subtype="PCM_16")
+    heard_as.set_value(NEW)
+    at.audio_input(key="speak-mic").set_value(("6.wav", buffer.getvalue(), "audio/wav"))
+    rerun(at)
+    assert [m.label for m in at.metric] == ["Predicted digit"]
+    # Both voices come back: the recording's own modality reconstructed, and the other one generated.
+    generated = [c.value for c in at.caption if c.value.startswith("Generated: ")]
+    assert generated == [f"Generated: {names.modality_name(v)}" for v in voices]
+    import mvae
+
+    pipe = mvae.load(second_voice)
+    as_new, as_first = (pipe.predict({name: buffer.getvalue()}).latent_mean for name in (NEW, voices[0]))
+    assert np.allclose(at.session_state["last_latent"]["z"], as_new, atol=1e-5), "heard as the chosen modality"
+    assert not np.allclose(as_new, as_first, atol=1e-3), "the two encoders disagree, so the check can fail"
 
 
 def test_no_file_but_this_one_names_it():
