@@ -46,6 +46,10 @@ VARIANTS: dict[str, dict] = {
     "conv 16, 2 subsets, speech ×4": CONV | {"speech_weight": 4.0},
     "conv 32, 2 subsets, speech ×2": CONV | {"speech_conv_channels": 32, "speech_weight": 2.0},
     "conv 16, 3 subsets, speech ×2": CONV | {"decoded_subsets": 3, "speech_weight": 2.0},
+    # Augmented copies shifted by up to 8 of 64 frames ask the decoder for a word whose onset it cannot know.
+    "mlp decoder, every subset, copies not shifted": {"audio": {"aug_shift_frames": 0}},
+    # ... and for a speed, pitch and noise it cannot know either: each copy reconstructs its original.
+    "mlp decoder, every subset, clean targets": {"train": {"clean_targets": True}},
 }
 
 
@@ -62,9 +66,12 @@ def directions(modalities) -> list[tuple[tuple[str, ...], str]]:
 def configs(change: dict, epochs: int | None):
     model_cfg, train_cfg = shipped_configs()
     change = dict(change)
+    train_cfg = dataclasses.replace(train_cfg, **change.pop("train", {}))
     if "speech_weight" in change:
         weight = change.pop("speech_weight")
         change["recon_weights"] = {**model_cfg.recon_weights, **dict.fromkeys(heard(model_cfg.modalities), weight)}
+    if "audio" in change:
+        change["audio"] = dataclasses.replace(model_cfg.audio, **change["audio"])
     model_cfg = dataclasses.replace(model_cfg, **change).validate()
     # The test split is watched once, at the end: the figures below are what is compared.
     train_cfg = dataclasses.replace(train_cfg, eval_every=100_000, **({"epochs": epochs} if epochs else {}))

@@ -236,6 +236,11 @@ class TrainConfig(Checked):
         4, "augmented copies (speed, pitch, noise, gain) of each training recording, at most: a run that draws "
            "fewer speech items makes fewer (mvae.data.banks.useful_copies); 0 skips them", range=(0, 64))
     aug_strength: float = option(1.0, "scale of the speech augmentation ranges (0 turns it off)", range=(0.0, 10.0))
+    # An augmented copy's speed, pitch, noise and shift are not in any other modality, so a decoder asked to
+    # reconstruct them from a digit can only predict their average: a smear. Reconstructing the recording
+    # the copy was made from asks the encoders to see through the augmentation, and the decoders for speech.
+    clean_targets: bool = option(
+        False, "reconstruct the unaugmented recording an augmented copy of it was made from")
     image_aug: float = option(
         1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)",
         range=(0.0, 10.0))

@@ -135,3 +135,14 @@ def test_decoders_run_on_the_drawn_subsets_only(tiny):
     assert all(math.isfinite(v) and v != 0 for k, v in logs.items() if k.startswith("nll/"))
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_targets_replace_what_a_modality_reconstructs(tiny):
+    model, batch = tiny
+    torch.manual_seed(0)
+    same = mvae_objective(model, batch, sample=False, targets={"speech": batch["speech"]})
+    plain = mvae_objective(model, batch, sample=False)
+    assert torch.allclose(same.loss, plain.loss) and torch.allclose(same.nll["farsi"], plain.nll["farsi"])
+    moved = mvae_objective(model, batch, sample=False, targets={"speech": batch["speech"] + 3.0})
+    assert torch.allclose(moved.nll["farsi"], plain.nll["farsi"]), "other modalities keep their own items"
+    assert not torch.allclose(moved.nll["speech"], plain.nll["speech"])

@@ -72,3 +72,35 @@ def test_test_pairs_come_from_test_splits_only(synthetic_data):
     assert {r.index for r in test_recordings} == set(range(5))
     assert len(banks["speech"].labels) == len(test_recordings)  # no augmented copies in the test split
     assert {r.index for r in recordings(synthetic_data, "speech", "train")}.isdisjoint(range(5))
+
+
+def test_each_augmented_copy_points_at_its_own_unaugmented_recording(synthetic_data):
+    from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
+    from mvae.signals.audio import AudioFrontEnd
+
+    front_end = AudioFrontEnd(AudioConfig())
+    plain = load_banks(synthetic_data, "train", front_end, ("speech",), progress=False)["speech"]
+    copied = load_banks(synthetic_data, "train", front_end, ("speech",), aug_copies=2, progress=False)["speech"]
+    assert plain.clean is None and len(copied.labels) == 3 * len(plain.labels)
+    # Every row's clean row is its recording's unaugmented log-mel, the one the bank without copies holds.
+    assert torch.equal(copied.items[copied.clean], plain.items.repeat_interleave(3, 0))
+    assert (copied.labels[copied.clean] == copied.labels).all()
+    assert not torch.equal(copied.items, copied.items[copied.clean]), "the copies differ from their originals"
+
+
+def test_a_batch_holds_the_originals_only_when_asked(synthetic_data):
+    from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
+    from mvae.data.paired import PairedDataset, clean_key
+    from mvae.signals.audio import AudioFrontEnd
+
+    banks = load_banks(synthetic_data, "train", AudioFrontEnd(AudioConfig()), ("farsi", "speech"), aug_copies=2,
+                       progress=False)
+    asked = PairedDataset(banks, seed=1, clean_targets=True)
+    pairs = asked.epoch_pairs(0, 40)
+    batch = asked.batch(pairs, slice(0, 40))
+    assert set(batch) == {"farsi", "speech", clean_key("speech"), "label"}
+    rows = pairs.index["speech"]
+    assert torch.equal(batch[clean_key("speech")], banks["speech"].items[banks["speech"].clean[rows]])
+    assert set(PairedDataset(banks, seed=1).batch(pairs, slice(0, 40))) == {"farsi", "speech", "label"}

@@ -244,3 +244,21 @@ def test_the_training_benchmark_holds_the_recipe_to_thirty_minutes(tmp_path, mon
     assert row.result == f"{wall_minutes:.1f} min"
     assert "22.7 min of training steps and 2 test evaluation(s)" in row.notes
     assert "machine: cpu (2 logical CPUs)" in row.notes
+
+
+def test_clean_targets_reach_the_objective_and_nothing_else(synthetic_data, tmp_path, monkeypatch):
+    from mvae.data.paired import clean_key
+    from mvae.training import loop
+
+    seen = []
+
+    def spy(model, batch, *args, targets=None, **kwargs):
+        seen.append((set(batch), set(targets or {})))
+        return objective(model, batch, *args, targets=targets, **kwargs)
+
+    objective = loop.mvae_objective
+    monkeypatch.setattr(loop, "mvae_objective", spy)
+    cfg = replace(SHORT, epochs=1, pairs_per_epoch=128, clean_targets=True, eval_pairs=64)
+    data = load_training_data(synthetic_data, SMALL, cfg, progress=False)
+    Trainer(SMALL, cfg, data, tmp_path, device="cpu", progress=False).fit()
+    assert seen and all(targets == {"speech"} and clean_key("speech") not in keys for keys, targets in seen)

@@ -80,7 +80,7 @@ def recording_bank(data_dir, name: str, split: str, front_end: AudioFrontEnd, au
         cached = cache.load(stored_as, key, expected, (cfg.n_mels, cfg.n_frames))
         if cached is not None:
             cache.say(f"{what}: read from the cache {cache.path(stored_as, key)}")
-            return Bank(torch.from_numpy(cached), expected)
+            return Bank(torch.from_numpy(cached), expected, originals(len(found), aug_copies))
         skip = " (--speech-aug-copies 0 skips the copies)" if aug_copies else ""
         cache.say(f"{what}: precomputing{skip}")
     waves, labels = _speech_waves(data_dir, name, found, front_end, aug_copies, aug_strength, seed, progress, split)
@@ -90,7 +90,14 @@ def recording_bank(data_dir, name: str, split: str, front_end: AudioFrontEnd, au
         stored = cache.store(stored_as, key, log_mels, labels)
         if stored is not None:
             cache.say(f"{what}: cached in {stored}")
-    return Bank(torch.from_numpy(log_mels), labels)
+    return Bank(torch.from_numpy(log_mels), labels, originals(len(found), aug_copies))
+
+
+def originals(n_recordings: int, aug_copies: int) -> np.ndarray | None:
+    """The row of each bank row's unaugmented recording: each recording is followed by its copies."""
+    if not aug_copies:
+        return None
+    return np.repeat(np.arange(n_recordings) * (1 + aug_copies), 1 + aug_copies)
 
 
 def _speech_waves(data_dir, name: str, found, front_end: AudioFrontEnd, aug_copies: int, aug_strength: float,

@@ -16,10 +16,18 @@ class Bank:
 
     items: torch.Tensor  # (N, *shape) float32: images in [0, 1], speech as raw log-mel
     labels: np.ndarray  # (N,) int64
+    clean: np.ndarray | None = None  # (N,) the row of the unaugmented item each row was made from (None: itself)
 
     def __post_init__(self):
         if len(self.items) != len(self.labels):
             raise ValueError(f"{len(self.items)} items but {len(self.labels)} labels")
+        if self.clean is not None and len(self.clean) != len(self.labels):
+            raise ValueError(f"{len(self.clean)} clean rows for {len(self.labels)} items")
+
+
+def clean_key(name: str) -> str:
+    """Where a batch keeps the unaugmented originals of a modality's items (PairedDataset's clean_targets)."""
+    return f"{name}:clean"
 
 
 @dataclass
@@ -32,11 +40,14 @@ class Pairs:
 
 
 class PairedDataset:
-    """Pairs items across modalities by label; the pairing is a pure function of (seed, epoch)."""
+    """Pairs items across modalities by label; the pairing is a pure function of (seed, epoch). With
+    `clean_targets`, a batch also holds, under clean_key(name), the unaugmented original of each item of a
+    bank that has augmented copies."""
 
-    def __init__(self, banks: dict[str, Bank], seed: int = 0):
+    def __init__(self, banks: dict[str, Bank], seed: int = 0, clean_targets: bool = False):
         self.banks = banks
         self.seed = seed
+        self.clean_targets = clean_targets
         self.by_class = {
             name: [np.flatnonzero(bank.labels == c) for c in range(N_CLASSES)] for name, bank in banks.items()
         }
@@ -81,6 +92,9 @@ class PairedDataset:
 
     def batch(self, pairs: Pairs, rows: slice | np.ndarray, device=None) -> dict[str, torch.Tensor]:
         out = {name: self.banks[name].items[pairs.index[name][rows]] for name in self.banks}
+        if self.clean_targets:
+            out.update({clean_key(name): bank.items[bank.clean[pairs.index[name][rows]]]
+                        for name, bank in self.banks.items() if bank.clean is not None})
         out[LABEL] = torch.as_tensor(pairs.labels[rows])
         return {k: v.to(device) for k, v in out.items()} if device is not None else out
 

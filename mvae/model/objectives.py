@@ -41,9 +41,11 @@ class Objective:
 
 
 def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.0,
-                   subset_list=None, sample: bool = True, generator: torch.Generator | None = None) -> Objective:
+                   subset_list=None, sample: bool = True, generator: torch.Generator | None = None,
+                   targets: dict[str, torch.Tensor] | None = None) -> Objective:
     """`batch` holds every modality in the model's data space (speech as raw log-mel) and the label; each
-    reconstruction is scored in its encoder's input space (speech standardised)."""
+    reconstruction is scored in its encoder's input space (speech standardised), against `targets` (in the
+    data space) for the modalities it holds, else against the batch's own items."""
     subset_list = subset_list or model.training_subsets()
     encoded = model.encode(batch)
     mu, logvar = model.posterior(subset_list=subset_list, encoded=encoded)  # (S, B, D)
@@ -78,8 +80,9 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
 
     decoded = model.decode_parts(pick(z), {name: pick(style) for name, style in styles.items()})
     nll, weighted = {}, torch.zeros(decoded_subsets, batch_size, device=mu.device)
+    wanted = model.normalise(targets or {})
     for name, out in decoded.items():
-        fed = encoded.inputs[name]
+        fed = wanted.get(name, encoded.inputs[name])
         target = fed.unsqueeze(0).expand(decoded_subsets, *fed.shape)
         per_example = model.modalities[name].nll(out.view(decoded_subsets, batch_size, *out.shape[1:]), target)
         nll[name] = per_subset_mean(per_example, rows, n_subsets)

@@ -20,7 +20,7 @@ from .. import checkpoint
 from ..config import ModelConfig, TrainConfig, to_dict
 from ..data.banks import load_banks
 from ..data.cache import BankCache
-from ..data.paired import PairedDataset
+from ..data.paired import PairedDataset, clean_key
 from ..errors import CheckpointError
 from ..evaluation.metrics import evaluate_pairs, unimodal_accuracy
 from ..model.model import MVAE
@@ -112,7 +112,8 @@ def load_training_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
                   cache=cache)
     train = load_banks(data_dir, "train", **kwargs)
     test = load_banks(data_dir, "test", **kwargs)
-    return TrainingData(PairedDataset(train, train_cfg.seed), PairedDataset(test, train_cfg.seed))
+    return TrainingData(PairedDataset(train, train_cfg.seed, train_cfg.clean_targets),
+                        PairedDataset(test, train_cfg.seed))
 
 
 @contextmanager
@@ -231,7 +232,8 @@ class Trainer:
         beta = beta_at(step, self.steps_per_epoch, self.cfg.beta, self.cfg.beta_warmup_epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, step, self.steps_per_epoch)
-        out = mvae_objective(self.model, batch, beta, generator=self.generator)
+        targets = {name: batch.pop(clean_key(name)) for name in self.model.modalities if clean_key(name) in batch}
+        out = mvae_objective(self.model, batch, beta, generator=self.generator, targets=targets)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.grad_clip:
