@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,21 @@ def table_line(scores: dict[str, float]) -> str:
                     for j in registry.modality(t).reads for d in (LABEL, *registry.names()))
 
 
+def shown_command(argv: list[str], args) -> str:
+    """The command as anyone can re-run it: the data folder as DATA_DIR, the cache folder left out, and a
+    variant's name quoted."""
+    shown, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word == "--cache":
+            skip = True
+            continue
+        shown.append("DATA_DIR" if word == str(args.data_dir) else shlex.quote(word))
+    return "python -m benchmarks.speech_variants " + " ".join(shown)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("MVAE_DATA_DIR", "data"))
@@ -164,7 +180,7 @@ def main(argv=None) -> int:
             continue
         results.append(json.loads(lines[-1]))
     atomic_write_json(args.out, {
-        "command": "python -m benchmarks.speech_variants " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shown_command(argv if argv is not None else sys.argv[1:], args),
         "machine": machine() + (f"; {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
         "concurrent_runs": len(names), "banks_seconds": banks_seconds, "runs": results})
     for r in results:

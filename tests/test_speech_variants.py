@@ -11,11 +11,25 @@ from mvae.config import shipped_configs
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_variant_is_the_recipe_with_its_change(name):
     recipe, recipe_train = shipped_configs()
-    model_cfg, train_cfg = configs(VARIANTS[name], epochs=3)
+    change = dict(VARIANTS[name])
+    model_cfg, train_cfg = configs(change, epochs=3)
+    model_change = {k: v for k, v in change.items() if k != "train"}
+
+    def differs(k, v):
+        if k == "speech_weight":
+            return recipe.recon_weights["speech"] != v
+        if k == "audio":
+            return any(getattr(recipe.audio, a) != b for a, b in v.items())
+        return getattr(recipe, k) != v
+
     changed = {f.name for f in dataclasses.fields(model_cfg) if getattr(model_cfg, f.name) != getattr(recipe, f.name)}
-    wanted = {("recon_weights" if k == "speech_weight" else k) for k, v in VARIANTS[name].items()
-              if (recipe.recon_weights["speech"] if k == "speech_weight" else getattr(recipe, k)) != v}
+    wanted = {("recon_weights" if k == "speech_weight" else k) for k, v in model_change.items() if differs(k, v)}
     assert changed == wanted
+    for field, value in change.get("audio", {}).items():
+        assert getattr(model_cfg.audio, field) == value
+    changed_train = {f.name for f in dataclasses.fields(train_cfg)
+                     if getattr(train_cfg, f.name) != getattr(recipe_train, f.name)} - {"epochs", "eval_every"}
+    assert changed_train == {k for k, v in change.get("train", {}).items() if getattr(recipe_train, k) != v}
     assert train_cfg.epochs == 3 and train_cfg.lr_schedule == recipe_train.lr_schedule
     if "speech_weight" in VARIANTS[name]:
         assert model_cfg.recon_weights["speech"] == VARIANTS[name]["speech_weight"]
