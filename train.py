@@ -187,16 +187,17 @@ def load_training_data(*args, **kwargs):
 
 
 def recipe(argv: list[str]) -> str:
-    """The command line as a recipe anyone can re-run: where the data lives on this machine is left out."""
-    words, skip = [], False
+    """The command line as a recipe anyone can re-run: where the data lives on this machine is DATA_DIR, and
+    where its bank cache lives is left out (a cached bank is the bank the run would make)."""
+    words, skip = [], None
     for word in argv:
-        if skip:
+        if skip == "--data-dir":
             words.append("DATA_DIR")
-        elif word.startswith("--data-dir="):
-            word = "--data-dir=DATA_DIR"
-        if not skip:
+        elif skip is None and word.startswith("--data-dir="):
+            words.append("--data-dir=DATA_DIR")
+        elif skip is None and not word.startswith("--cache-dir") and word != "--cache-dir":
             words.append(word)
-        skip = word == "--data-dir"
+        skip = word if word in ("--data-dir", "--cache-dir") and skip is None else None
     return " ".join(["python", "train.py", *words])
 
 

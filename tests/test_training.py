@@ -97,6 +97,8 @@ def test_recorded_command_leaves_out_the_data_location():
     assert train.recipe(["--data-dir", "/somewhere/data", "--epochs", "3"]) == \
         "python train.py --data-dir DATA_DIR --epochs 3"
     assert train.recipe(["--data-dir=/somewhere/data"]) == "python train.py --data-dir=DATA_DIR"
+    assert train.recipe(["--cache-dir", "/somewhere/cache", "--epochs", "3", "--cache-dir=/x", "--no-progress"]) == \
+        "python train.py --epochs 3 --no-progress"
 
 
 def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys, monkeypatch):
