@@ -125,7 +125,7 @@ def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys,
 # The shipped model's command, as the README gives it: train.py with no flags must train this.
 SHIPPED_FLAGS = ("--architecture conv-mlp --conv-channels 16 --image-conv-extra 1 --image-conv-batchnorm true "
                  "--hidden 256 --latent-dim 16 --style-dim 16 --cross-style own --swap-weight 200 --image-decoder conv "
-                 "--epochs 8 --lr-schedule cosine --save-dtype float16 "
+                 "--epochs 8 --lr-schedule cosine --clean-targets true --save-dtype float16 "
                  "--num-threads 2").split()
 
 
