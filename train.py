@@ -31,6 +31,7 @@ from mvae.data.checks import check_dataset
 from mvae.data.sources import read_regular, resolve_data_dir
 from mvae.errors import USER_ERROR_EXIT, CheckpointError, InputError, run_cli
 from mvae.fields import flag_fields
+from mvae.folders import machine_free
 from mvae.store import STATE_FILE, read_json
 from mvae.training.checks import read_state_metadata, resume_problem, settings_problem
 
@@ -189,16 +190,7 @@ def load_training_data(*args, **kwargs):
 def recipe(argv: list[str]) -> str:
     """The command line as a recipe anyone can re-run: where the data lives on this machine is DATA_DIR, and
     where its bank cache lives is left out (a cached bank is the bank the run would make)."""
-    words, skip = [], None
-    for word in argv:
-        if skip == "--data-dir":
-            words.append("DATA_DIR")
-        elif skip is None and word.startswith("--data-dir="):
-            words.append("--data-dir=DATA_DIR")
-        elif skip is None and not word.startswith("--cache-dir") and word != "--cache-dir":
-            words.append(word)
-        skip = word if word in ("--data-dir", "--cache-dir") and skip is None else None
-    return " ".join(["python", "train.py", *words])
+    return " ".join(["python", "train.py", *machine_free(argv, dropped=("--cache-dir",))])
 
 
 def checked_configs(args, data_dir: Path, out: Path) -> tuple[ModelConfig, TrainConfig]:

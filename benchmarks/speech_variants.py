@@ -35,6 +35,7 @@ from mvae import registry
 from mvae.checkpoint import atomic_write_json
 from mvae.config import LABEL, shipped_configs
 from mvae.data.cache import BankCache
+from mvae.folders import machine_free
 from mvae.training.loop import Trainer, load_training_data
 
 RESULTS = Path(__file__).with_name("speech_variants_results.json")
@@ -134,19 +135,11 @@ def table_line(scores: dict[str, float]) -> str:
                     for j in registry.modality(t).reads for d in (LABEL, *registry.names()))
 
 
-def shown_command(argv: list[str], args) -> str:
+def shown_command(argv: list[str]) -> str:
     """The command as anyone can re-run it: the data folder as DATA_DIR, the cache folder left out, and a
     variant's name quoted."""
-    shown, skip = [], False
-    for word in argv:
-        if skip:
-            skip = False
-            continue
-        if word == "--cache":
-            skip = True
-            continue
-        shown.append("DATA_DIR" if word == str(args.data_dir) else shlex.quote(word))
-    return "python -m benchmarks.speech_variants " + " ".join(shown)
+    words = machine_free(argv, dropped=("--cache",))
+    return "python -m benchmarks.speech_variants " + " ".join(map(shlex.quote, words))
 
 
 def main(argv=None) -> int:
@@ -180,7 +173,7 @@ def main(argv=None) -> int:
             continue
         results.append(json.loads(lines[-1]))
     atomic_write_json(args.out, {
-        "command": shown_command(argv if argv is not None else sys.argv[1:], args),
+        "command": shown_command(argv if argv is not None else sys.argv[1:]),
         "machine": machine() + (f"; {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
         "concurrent_runs": len(names), "banks_seconds": banks_seconds, "runs": results})
     for r in results:

@@ -16,3 +16,22 @@ CHECKPOINTS = "checkpoints"  # the folder of the models' folders, at the reposit
 SWEEP_FOLDER = "sweep"  # the study's folder, beside the models' folders
 SWEEP_RESULTS = "results.json"  # the study's summary in it: parameter importances and the best trials
 SWEEP_FROM_CHECKPOINT = Path("..", SWEEP_FOLDER, SWEEP_RESULTS)  # the summary, seen from a model's folder
+
+
+def machine_free(argv: list[str], data_flag: str = "--data-dir", dropped: tuple[str, ...] = ()) -> list[str]:
+    """The words of a command line as anyone can re-run them: the data folder given to `data_flag` becomes
+    DATA_DIR, and each flag of `dropped` (a folder that changes nothing the command makes, such as a cache) is
+    left out with its value. Flags may be given as `--flag value` or `--flag=value`."""
+    words, rest = [], iter(argv)
+    for word in rest:
+        flag, joined, _ = word.partition("=")
+        if flag in dropped:
+            if not joined:
+                next(rest, None)
+        elif flag == data_flag:
+            words.append(f"{flag}=DATA_DIR" if joined else flag)
+            if not joined and next(rest, None) is not None:
+                words.append("DATA_DIR")
+        else:
+            words.append(word)
+    return words

@@ -28,8 +28,7 @@ def listen(decoded, options: list, labels: list[str], key: str) -> None:
     heard = pipe.decode(decoded.latents[pick])
     for col, name in zip(st.columns(len(voices)), voices):
         with col:
-            st.caption(names.noun(name))
-            show.show_audio(heard.voices(name)[0])
+            show.show_voice(heard, name)
 
 
 @st.fragment
@@ -111,8 +110,7 @@ def latent_map() -> None:
             show.show_image(decoded.images[name][0], names.modality_name(name))
     for col, name in zip(cols[len(scripts):], voices):
         with col:
-            st.caption(names.noun(name))
-            show.show_audio(decoded.voices(name)[0])
+            show.show_voice(decoded, name)
 
 
 traversal()

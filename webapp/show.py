@@ -32,6 +32,12 @@ SPECTROGRAM_CAPTION = "Log-mel: time →, pitch ↑"
 SPECTROGRAM_PX = 192  # shown width: the picture's own, so that the browser does not blur it
 
 
+def show_voice(decoded: mvae.Decoded, name: str, caption: str | None = None) -> None:
+    """The first voice of one audio modality, under its name (or `caption`)."""
+    st.caption(caption or names.noun(name))
+    show_audio(decoded.voices(name)[0])
+
+
 def show_spectrogram(mel: np.ndarray, caption: str = SPECTROGRAM_CAPTION) -> None:
     st.image(figures.spectrogram_image(mel), caption=caption, width=SPECTROGRAM_PX)
 
@@ -51,8 +57,7 @@ def show_reconstructions(pred: mvae.Prediction, captions: str = "Reconstruction"
             show_image(pred.images[name], f"{captions}: {names.modality_name(name)}")
     for col, name in zip(cols[len(images):], voices):
         with col:
-            st.caption(f"{captions}: {names.modality_name(name)}")
-            show_audio(pred.decoded.voices(name)[0])
+            show_voice(pred.decoded, name, f"{captions}: {names.modality_name(name)}")
     other_styles(pred)
 
 
