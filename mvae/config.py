@@ -185,6 +185,12 @@ class ModelConfig(Checked):
                                     choices=SPEECH_LIKELIHOODS)
     speech_scale: float = option(1.0, "scale of the log-mel likelihood, in per-bin standard deviations",
                                  range=(1e-06, 1e6))
+    # A decoder fitted with a likelihood predicts the median of what a voice could be: each mel bin's movement
+    # over time (onsets, formant transitions) flatter than speech's, the over-smoothing that statistical speech
+    # synthesis corrects with a postfilter. A decoded log-mel's deviation from each bin's mean over time is
+    # scaled by this before it becomes data (and is vocoded); 1 leaves the decoder's output as it is. Not a
+    # training setting: mvae.evaluation.contrast chooses it for a trained model on its training split.
+    log_mel_contrast: float = setting(1.0, range=(0.25, 4.0))
     audio: AudioConfig = field(default_factory=AudioConfig)
 
     def _problems(self, prefix: str) -> list[str]:
@@ -241,6 +247,10 @@ class TrainConfig(Checked):
     # the copy was made from asks the encoders to see through the augmentation, and the decoders for speech.
     clean_targets: bool = option(
         False, "reconstruct the unaugmented recording an augmented copy of it was made from")
+    # The decoder's log-mels are postfiltered (ModelConfig.log_mel_contrast) before they are heard; how much is
+    # measured, not guessed: every candidate is read by the judges on training pairs (mvae.evaluation.contrast).
+    tune_contrast: bool = option(
+        False, "after training, choose the log-mel contrast by the judges' readings on the training split")
     image_aug: float = option(
         1.0, "scale of the drawing augmentation: rotation, scale, shift, stroke width (0 turns it off)",
         range=(0.0, 10.0))
@@ -259,7 +269,8 @@ SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
               "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
               "image_decoder": "conv"},
-    "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4, "clean_targets": True},
+    "train": {"epochs": 8, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4, "clean_targets": True,
+              "tune_contrast": True},
 }
 SHIPPED_SAVE_DTYPE = "float16"  # halves the size of model.safetensors
 

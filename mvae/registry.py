@@ -128,6 +128,24 @@ def names(kind: str | None = None) -> tuple[str, ...]:
     return tuple(n for n, m in MODALITIES.items() if kind is None or m.kind == kind)
 
 
+# How the report names a judge that is not named after the modality it reads ({dataset}: that modality's).
+JUDGE_TITLES = {"speech_synthetic": "{dataset}-free judge"}
+
+
+def judged_modality(judge: str) -> Modality | None:
+    """The first registered modality the judge reads, or None."""
+    return next((m for m in MODALITIES.values() if judge in m.reads), None)
+
+
+def judge_title(judge: str) -> str:
+    """A judge as the report names it: "FSDD judge" for the one named after the modality it reads, a title of
+    JUDGE_TITLES for another, else its name."""
+    spec = judged_modality(judge)
+    if spec is None or (judge != spec.name and judge not in JUDGE_TITLES):
+        return judge
+    return JUDGE_TITLES.get(judge, "{dataset} judge").format(dataset=spec.dataset or spec.title)
+
+
 def title(name: str) -> str:
     """A modality's name in a sentence; any other name (the label, the prior) as it is."""
     return MODALITIES[name].title if name in MODALITIES else name

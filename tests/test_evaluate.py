@@ -95,6 +95,23 @@ def test_each_generative_line_of_the_bar_can_fail(section, key, value, check):
     assert [k for k, ok in checks.items() if not ok] == [check]
 
 
+def test_each_intelligibility_ratio_from_the_label_or_one_modality_is_a_line_that_can_fail():
+    from webapp.names import bar_line_name
+
+    report = passing_report()
+    report["speech_judges"] = {"speech_synthetic": {"intelligibility_ratio": {
+        "label->speech": 0.93, "farsi->speech": 0.89, "kannada->speech": None, "speech->speech": 0.9,
+        "farsi+kannada->speech": 0.5}}}
+    checks = meets_bar(report)
+    lines = {k: ok for k, ok in checks.items() if k.startswith("intelligibility/")}
+    assert lines == {"intelligibility/speech_synthetic/label->speech": True,
+                     "intelligibility/speech_synthetic/farsi->speech": False,
+                     "intelligibility/speech_synthetic/kannada->speech": False,
+                     "intelligibility/speech_synthetic/speech->speech": True}
+    assert bar_line_name("intelligibility/speech_synthetic/farsi->speech") == \
+        "intelligibility of Farsi → speech to the FSDD-free judge"
+
+
 def test_a_metric_the_report_lacks_fails_its_line():
     report = passing_report()
     del report["diversity"], report["label_coherence"]["kannada"]

@@ -109,6 +109,9 @@ def bar_line_name(key: str) -> str:
         return f"coherence of label → {modality_name(rest)}"
     if section == "coherence" and rest:
         return f"coherence of {inputs_name(rest)}"
+    if section == "intelligibility" and rest:
+        judge, _, direction = rest.partition("/")
+        return f"intelligibility of {inputs_name(direction)} to the {registry.judge_title(judge)}"
     if section == "extra_accuracy" and rest:
         return BAR_SECTIONS[section].format(extra_set_name(rest))
     if section in BAR_SECTIONS and rest:

@@ -88,9 +88,22 @@ def meets_bar(report: dict) -> dict[str, bool]:
         checks[f"coherence/{key}"] = _figure(report, "coherence", key, 0.0) >= BAR["coherence_min"]
     for script in registry.names(registry.IMAGE):
         checks |= _image_lines(report, script)
+    checks |= intelligibility_lines(report)
     robustness = report.get("robustness", {})
     checks["robustness"] = bool(robustness) and min(robustness.values()) >= ROBUSTNESS_AIM
     return checks
+
+
+def intelligibility_lines(report: dict) -> dict[str, bool]:
+    """Each speech judge's intelligibility ratio of every direction from the label or from one modality; a
+    judge that reads no real recording right has no ratio (None), and misses its lines."""
+    lines = {}
+    for judge, section in report.get("speech_judges", {}).items():
+        for key, value in section.get("intelligibility_ratio", {}).items():
+            if "+" not in key.partition("->")[0]:
+                lines[f"intelligibility/{judge}/{key}"] = value is not None and \
+                    value >= BAR["intelligibility_ratio_min"]
+    return lines
 
 
 def _figure(report: dict, section: str, key: str, missing):

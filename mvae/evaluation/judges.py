@@ -55,8 +55,7 @@ SYNTHETIC = "speech_synthetic"  # the speech judge that never heard FSDD
 SYNTHETIC_EPOCHS = 10
 SYNTHETIC_RENDITIONS = 1  # of each digit per voice (English voice x variant), each at its own speed and pitch
 DEFAULT_JUDGES = Path(__file__).resolve().parents[2] / "checkpoints" / "judges"
-# How the report names a judge that is not named after the modality it reads ({dataset}: that modality's).
-TITLES = {SYNTHETIC: "{dataset}-free judge"}
+judged_modality, judge_title = registry.judged_modality, registry.judge_title
 
 
 # The registry is read when asked, not at import, so that a modality registered later is seen.
@@ -77,20 +76,6 @@ def extra_names() -> dict[str, str]:
     stems = {n: registry.modality(n).source.splits["extra"] for n in registry.names(registry.IMAGE)
              if "extra" in registry.modality(n).source.splits}
     return dict(sorted(stems.items(), key=lambda item: "extra_accuracy" not in registry.modality(item[0]).bar))
-
-
-def judged_modality(judge: str) -> registry.Modality | None:
-    """The first registered modality the judge reads, or None."""
-    return next((m for m in registry.MODALITIES.values() if judge in m.reads), None)
-
-
-def judge_title(judge: str) -> str:
-    """A judge as the report names it: "FSDD judge" for the one named after the modality it reads, a title of
-    TITLES for another, else its name."""
-    spec = judged_modality(judge)
-    if spec is None or (judge != spec.name and judge not in TITLES):
-        return judge
-    return TITLES.get(judge, "{dataset} judge").format(dataset=spec.dataset or spec.title)
 
 
 class PeakNormalise(nn.Module):

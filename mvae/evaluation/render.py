@@ -113,8 +113,12 @@ def speech_judge_rows(report: dict) -> list[tuple[str, str]]:
         for key, value in section["directions"].items():
             extra = f"; {pct(means[key])} ({ratio(means_ratio[key])}) at the means" if key in means else ""
             own = " (own style kept)" if own_style(key) else ""
+            held = section["intelligibility_ratio"][key]
+            line = f"intelligibility/{name}/{key}"
+            against = f", {mark(held is not None and held >= BAR['intelligibility_ratio_min'])} (bar ≥ " \
+                      f"{ratio(BAR['intelligibility_ratio_min'])})" if line in report.get("meets_bar", {}) else ""
             rows.append((f"{capitalised(title)} {arrow(key)}{own} read by the {who} (intelligibility ratio)",
-                         f"{pct(value)} ({ratio(section['intelligibility_ratio'][key])}){extra}"))
+                         f"{pct(value)} ({ratio(held)}{against}){extra}"))
     return rows
 
 
@@ -205,6 +209,8 @@ def describe(cfg: dict) -> str:
         width = cfg.get("speech_conv_channels") or cfg["conv_channels"]
         words.append(f"{cfg['speech_decoder']} speech decoder" + (f" ({width} channels)"
                                                                    if cfg["speech_decoder"] == "conv" else ""))
+    if cfg.get("log_mel_contrast", 1.0) != 1.0:
+        words.append(f"log-mel contrast ×{cfg['log_mel_contrast']:g}")
     if cfg.get("decoded_subsets"):
         words.append(f"decoded from {cfg['decoded_subsets']} subsets an example")
     if cfg.get("style_dim"):

@@ -65,6 +65,15 @@ def to_output(xp, name: str, decoded):
     return OUTPUTS[kind(name).output](xp, decoded)
 
 
+def contrasted(log_mel, factor: float):
+    """Log-mels (..., n_mels, frames) with each bin's deviation from its mean over time scaled by `factor`
+    (the postfilter of `ModelConfig.log_mel_contrast`)."""
+    if factor == 1.0:
+        return log_mel
+    mean = log_mel.mean(-1)[..., None]
+    return mean + factor * (log_mel - mean)
+
+
 class ForwardPass(ConfiguredLatent):
     """The forward pass of the torch model and of the lean runtime alike. A subclass sets `cfg`, `names` (the
     input modalities, then the label) and `xp`, and runs its own networks and normalisers in the four hooks."""
@@ -138,7 +147,8 @@ class ForwardPass(ConfiguredLatent):
 
     def to_data(self, decoded: dict) -> dict:
         """Decoder outputs -> data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
-        return {n: self._inverse(n, to_output(self.xp, n, v)) for n, v in decoded.items()}
+        data = {n: self._inverse(n, to_output(self.xp, n, v)) for n, v in decoded.items()}
+        return {n: contrasted(x, self.cfg.log_mel_contrast) if kind(n).vocoded else x for n, x in data.items()}
 
     def outputs(self, latents, names=None) -> dict:
         """Decoded data for a batch of full latents (N, F)."""
