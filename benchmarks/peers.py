@@ -67,6 +67,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(RESULTS), help="where to write the results as JSON")
     p.add_argument("--readme", help="paste the table into this Markdown file's <!-- peers:start/end --> block")
     p.add_argument("--limit", type=int, default=None, help="cap each bank at this many items (a smoke test)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows --out already holds from a run with the same settings and train only the "
+                        "models and seeds it lacks (each row is written as it completes), so that a run of hours "
+                        "can be spread over several sittings")
     args = p.parse_args(argv)
     args.budget_min = args.budget_min if args.budget_min is not None else (QUICK_BUDGET_MIN if args.quick else 30.0)
     problems = [f"--{name} must be positive, not {value}" for name, value in
@@ -191,6 +195,33 @@ def run_one(name: str, data, judges, front_end, args, seed: int, sizes: dict) ->
     return row
 
 
+# The settings a resumed run must share with the rows it keeps: otherwise they would not compare.
+RESUME_KEYS = ("budget_minutes", "max_steps", "quick", "threads", "sizes", "limit")
+
+
+def settings(args) -> dict:
+    return {"budget_minutes": args.budget_min, "max_steps": args.max_steps, "quick": args.quick,
+            "threads": args.threads, "sizes": QUICK_SIZES if args.quick else SIZES, "limit": args.limit}
+
+
+def kept_rows(args) -> dict[tuple[str, int], dict]:
+    """(model, seed) -> the finished row --out holds, for --resume; InputError where its settings differ."""
+    out = Path(args.out)
+    if not args.resume or not out.is_file():
+        return {}
+    try:
+        previous = json.loads(out.read_text())
+    except ValueError as exc:
+        raise InputError(f"--resume: {out} is not the JSON of an earlier run ({exc}); move it away or leave out "
+                         "--resume") from None
+    want = settings(args)
+    differing = [k for k in RESUME_KEYS if previous.get(k) != want[k]]
+    if differing:
+        raise InputError(f"--resume: {out} was run with other settings ({', '.join(differing)}); run with the same "
+                         "flags, or give another --out")
+    return {(r["model"], r["seed"]): r for r in previous.get("rows", []) if "error" not in r}
+
+
 def run(args, argv) -> dict:
     from mvae.data.sources import resolve_data_dir
     from mvae.evaluation.judges import load_judges
@@ -203,18 +234,31 @@ def run(args, argv) -> dict:
     data = load_data(data_dir, args.limit, progress=False)
     judges, _ = load_judges(args.judges)
     front_end = AudioFrontEnd(shipped_configs()[0].audio)
+    kept = kept_rows(args)
+    earlier = json.loads(Path(args.out).read_text()).get("wall_seconds", 0.0) if kept else 0.0
     rows = []
-    for seed in range(args.seeds):
-        for name in args.models:
-            print(f"{name}, seed {seed}: training for {args.budget_min:g} min", flush=True)
-            rows.append(run_one(name, data, judges, front_end, args, seed, sizes))
-            print(f"{name}, seed {seed}: " + (rows[-1].get("error") or f"{rows[-1]['steps']} steps"), flush=True)
-    return {"budget_minutes": args.budget_min, "seeds": args.seeds, "max_steps": args.max_steps,
-            "quick": args.quick, "machine": machine(), "threads": args.threads, "sizes": sizes,
+
+    def results(complete: bool) -> dict:
+        return settings(args) | {
+            "seeds": args.seeds, "machine": machine(), "complete": complete,
             "contenders": [{"model": c.name, "family": c.family, "hyperparameters": c.source} for c in CONTENDERS
                            if c.name in args.models],
-            "rows": rows, "wall_seconds": time.time() - started,
-            "command": shlex.join(["python", "-m", "benchmarks.peers", *shown_arguments(argv)])}
+            "rows": rows, "wall_seconds": earlier + time.time() - started,
+            "command": shlex.join(["python", "-m", "benchmarks.peers",
+                                   *(w for w in shown_arguments(argv) if w != "--resume")])}
+
+    for seed in range(args.seeds):
+        for name in args.models:
+            if (name, seed) in kept:
+                print(f"{name}, seed {seed}: kept from {args.out}", flush=True)
+                rows.append(kept[(name, seed)])
+                continue
+            print(f"{name}, seed {seed}: training for {args.budget_min:g} min", flush=True)
+            rows.append(run_one(name, data, judges, front_end, args, seed, sizes) | {"machine": machine()})
+            print(f"{name}, seed {seed}: " + (rows[-1].get("error") or f"{rows[-1]['steps']} steps"), flush=True)
+            # Each row as it completes: an interrupted run keeps what it finished, for --resume.
+            atomic_write(Path(args.out), (json.dumps(results(False), indent=1, default=float) + "\n").encode())
+    return results(True)
 
 
 def shown_arguments(argv) -> list[str]:

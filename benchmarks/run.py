@@ -217,6 +217,10 @@ def bench_training_time() -> list[Row]:
     meta = read_metadata(path)
     info = meta.get("info", {})
     seconds, wall = info.get("train_seconds"), info.get("wall_seconds")
+    # train.py's last step, after the training state's clock stopped: choosing the log-mel contrast.
+    tuned = info.get("log_mel_contrast", {}).get("seconds") if isinstance(info.get("log_mel_contrast"), dict) else None
+    if wall is not None and tuned is not None:
+        wall += tuned
     folder = relative(path)
     accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
     quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())
@@ -229,7 +233,8 @@ def bench_training_time() -> list[Row]:
     if wall is not None:
         result, met = f"{wall / 60:.1f} min", wall <= 60 * TARGET_TRAIN_MINUTES
         counted = (f"the time is the whole command's wall-clock (data loading, {seconds / 60:.1f} min of training "
-                   f"steps and {evaluated} test evaluation(s))")
+                   f"steps and {evaluated} test evaluation(s)"
+                   + (f", then {tuned / 60:.1f} min choosing the log-mel contrast" if tuned is not None else "") + ")")
     else:
         result, met = (f"{seconds / 60:.1f} min", None) if seconds is not None else ("not recorded", None)
         counted = "the time counts the training steps only, not data loading or evaluation"

@@ -54,6 +54,7 @@ COMMANDS = {
     "mvae.data.download": "train",
     "mvae.evaluation.report": "train",
     "mvae.evaluation.judges": "train",
+    "mvae.evaluation.contrast": "train",
     "mvae.training.sweep": "train",
     "mvae.upgrade": "train",
     "benchmarks.speech_variants": "train",

@@ -10,23 +10,42 @@ import pytest
 import torch
 
 from mvae import checkpoint
-from mvae.config import ModelConfig
+from mvae.config import AudioConfig, ModelConfig
 from mvae.evaluation.contrast import CANDIDATES, choose, mean_reading, tune
 from mvae.model.export import TOLERANCE, stray
 from mvae.model.model import MVAE
 from mvae.runtime import LeanMVAE
 from mvae.runtime.forward import contrasted
+from mvae.signals.audio import AudioFrontEnd
 
 
 def test_the_contrast_scales_each_bins_movement_over_time_and_keeps_its_mean():
     rng = np.random.default_rng(0)
     log_mel = rng.normal(-4, 3, (3, 8, 12)).astype(np.float32)
-    sharper = contrasted(log_mel, 1.5)
+    sharper = contrasted(np, log_mel, 1.5, floor=-100.0)
     mean = log_mel.mean(-1, keepdims=True)
     np.testing.assert_allclose(sharper.mean(-1, keepdims=True), mean, atol=1e-5)
     np.testing.assert_allclose(sharper - mean, 1.5 * (log_mel - mean), atol=1e-5)
-    assert contrasted(log_mel, 1.0) is log_mel
-    np.testing.assert_allclose(contrasted(torch.from_numpy(log_mel), 1.5).numpy(), sharper, rtol=1e-5, atol=1e-5)
+    assert contrasted(np, log_mel, 1.0, floor=-100.0) is log_mel
+    np.testing.assert_allclose(contrasted(torch, torch.from_numpy(log_mel), 1.5, floor=-100.0).numpy(), sharper,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_no_bin_is_made_quieter_than_the_quietest_log_mel_the_front_end_makes():
+    cfg = AudioConfig()
+    floor = float(np.log(cfg.log_floor))
+    log_mel = np.random.default_rng(0).normal(floor + 4, 1, (cfg.n_mels, cfg.n_frames)).astype(np.float32)
+    log_mel[:, :20] = floor + 0.2  # a quiet start, which the contrast would push below the floor
+    sharper = contrasted(np, log_mel, 2.0, floor)
+    mean = log_mel.mean(-1, keepdims=True)
+    unclamped = mean + 2.0 * (log_mel - mean)
+    assert unclamped.min() < floor and sharper.min() == pytest.approx(floor)
+    np.testing.assert_array_equal(sharper[unclamped >= floor], unclamped[unclamped >= floor])
+    # What is heard does not change: a bin below the floor is silence, as one at the floor is (to within float32's
+    # rounding of exp(log(floor)) - floor, 80 dB under the waveform's peak).
+    front_end = AudioFrontEnd(cfg)
+    np.testing.assert_allclose(front_end.waveform_from_log_mel(sharper), front_end.waveform_from_log_mel(unclamped),
+                               atol=1e-4 * cfg.target_peak)
 
 
 def test_the_torch_model_and_the_lean_runtime_decode_with_the_same_contrast(tmp_path):

@@ -161,3 +161,30 @@ def test_a_readme_without_the_block_is_refused_before_any_training(tmp_path, cap
     assert code == USER_ERROR_EXIT
     assert "has no <!-- peers:start -->" in capsys.readouterr().err
     assert readme.read_text() == "# no block\n"
+
+
+def test_resume_keeps_finished_rows_and_trains_only_what_is_missing(quick_run, synthetic_data, tmp_path,
+                                                                    monkeypatch, capsys):
+    _, results, _ = quick_run
+    out = tmp_path / "results.json"
+    missing = results["rows"][-1]["model"]
+    out.write_text(json.dumps(results | {"rows": results["rows"][:-1], "complete": False}))
+    trained = []
+
+    def fake(name, *args, **kwargs):
+        trained.append(name)
+        return {"model": name, "family": PEER, "seed": 0, "steps": QUICK_STEPS, "pairs": 1}
+
+    monkeypatch.setattr(peers, "run_one", fake)
+    base = ["--data-dir", str(synthetic_data), "--quick", "--max-steps", str(QUICK_STEPS), "--out", str(out)]
+    monkeypatch.setattr(peers, "readme_section", lambda results: "")
+    assert peers.main([*base, "--resume"]) == 0
+    assert trained == [missing]
+    resumed = json.loads(out.read_text())
+    assert resumed["complete"] and resumed["rows"][:-1] == json.loads(json.dumps(results["rows"][:-1]))
+    assert "--resume" not in resumed["command"] and resumed["wall_seconds"] >= results["wall_seconds"]
+    # Rows of a run with other settings would not compare: refused, and the file is left as it was.
+    before = out.read_text()
+    assert peers.main(["--data-dir", str(synthetic_data), "--quick", "--max-steps", "3", "--out", str(out),
+                       "--resume"]) == USER_ERROR_EXIT
+    assert "other settings (max_steps)" in capsys.readouterr().err and out.read_text() == before

@@ -25,8 +25,8 @@ from webapp import figures, names, show, state  # noqa: E402
 
 # A spectrogram drawn from the mel a sound was made from, against the log-mel of that sound after Griffin-Lim,
 # correlates at 0.97 or more (sharper speech loses more in the round trip); two generated samples of one digit
-# correlate at 0.91-0.96 (the quiet floor they share), so the bar also requires that no other sound on the page
-# matches better.
+# correlate nearly as well (the quiet floor they share), so the bar also requires that, over the voiced bins, no
+# other sound on the page matches better.
 MIN_CORRELATION = 0.95
 
 
@@ -132,8 +132,13 @@ def assert_each_spectrogram_is_its_sound(pipe, calls, expected: int) -> list[tup
     for i, (_, picture) in enumerate(pairs):
         shown = levels(picture).ravel()
         assert np.ptp(shown) > 0, "a blank picture"
-        match = [np.corrcoef(shown, sound.ravel())[0, 1] for sound in sounds + decoys]
-        assert match[i] >= MIN_CORRELATION, f"spectrogram {i} is not the log-mel of its sound: r = {match[i]:.3f}"
+        whole = np.corrcoef(shown, sounds[i].ravel())[0, 1]
+        assert whole >= MIN_CORRELATION, f"spectrogram {i} is not the log-mel of its sound: r = {whole:.3f}"
+        # Which sound it is, over the bins the picture shows louder than its quietest: the silence every clip
+        # shares (as deep as the front end's floor once the log-mel contrast sharpens it) makes two voices of one
+        # digit correlate at 0.98 over the whole picture.
+        voiced = shown > shown.min()
+        match = [np.corrcoef(shown[voiced], sound.ravel()[voiced])[0, 1] for sound in sounds + decoys]
         assert int(np.argmax(match)) == i, f"spectrogram {i} matches another sound (or a decoy) better: {match}"
     return pairs
 

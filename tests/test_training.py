@@ -226,8 +226,10 @@ def test_eval_every_skips_the_test_split_between_evaluations_and_always_judges_t
     assert info["metrics"]["unimodal_accuracy"].keys() == {"farsi", "kannada", "speech"}
 
 
-@pytest.mark.parametrize("wall_minutes, met", [(29.5, True), (30.5, False)])
-def test_the_training_benchmark_holds_the_recipe_to_thirty_minutes(tmp_path, monkeypatch, wall_minutes, met):
+@pytest.mark.parametrize("wall_minutes, tune_minutes, met", [(29.5, None, True), (30.5, None, False),
+                                                             (26.0, 3.5, True), (27.0, 3.5, False)])
+def test_the_training_benchmark_holds_the_recipe_to_thirty_minutes(tmp_path, monkeypatch, wall_minutes, tune_minutes,
+                                                                    met):
     import benchmarks.run as bench
     from mvae.checkpoint import save_model
     from tests.helpers import tiny_model_and_batch
@@ -237,14 +239,17 @@ def test_the_training_benchmark_holds_the_recipe_to_thirty_minutes(tmp_path, mon
                for e in range(1, 9)]
     save_model(tmp_path, model, {"history": history, "train_seconds": 1360.0, "wall_seconds": 60 * wall_minutes,
                                  "command": "python train.py --out runs/x", "device": "cpu (2 logical CPUs)",
-                                 "train_config": {"epochs": 8}})
+                                 "train_config": {"epochs": 8}}
+               | ({"log_mel_contrast": {"chosen": 1.2, "seconds": 60 * tune_minutes}} if tune_minutes else {}))
     monkeypatch.setenv("MVAE_CHECKPOINT", str(tmp_path))
     row, *cuda = bench.bench_training_time()
     # The CUDA row is read from the speech screen's stored run, whatever this machine has.
     assert [r.name for r in cuda] == [r.name for r in bench.cuda_epoch_row()]
     assert row.met is met and row.target == "≤ 30 min"
-    assert row.result == f"{wall_minutes:.1f} min"
+    # The whole command: train.py's last step, choosing the log-mel contrast, counts too.
+    assert row.result == f"{wall_minutes + (tune_minutes or 0):.1f} min"
     assert "22.7 min of training steps and 2 test evaluation(s)" in row.notes
+    assert ("3.5 min choosing the log-mel contrast" in row.notes) is bool(tune_minutes)
     assert "machine: cpu (2 logical CPUs)" in row.notes
 
 

@@ -13,7 +13,9 @@ stay held-out. The checkpoint keeps every candidate's readings in its info, unde
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -61,7 +63,8 @@ def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, c
                     made = model.generate({s: batch[s] for s in sources}, [target], temperature, generator)[target]
                     key = f"{direction_key(sources, target)}@{temperature:g}"
                     for c in candidates:
-                        heard = resynthesised(Bank(contrasted(made, c).cpu(), labels), front_end)
+                        sharper = contrasted(torch, made, c, math.log(model.cfg.audio.log_floor))
+                        heard = resynthesised(Bank(sharper.cpu(), labels), front_end)
                         for j in readers:
                             out[f"{c:g}"].setdefault(j, {})[key] = accuracy(judges[j], heard)
     finally:
@@ -100,6 +103,7 @@ def table(found: dict, chosen: float) -> str:
 def tune(path, data_dir, judges_dir=None, items: int = 300, seed: int = 0, progress: bool = True,
          write: bool = True) -> tuple[float, dict]:
     """(the chosen contrast, every candidate's readings); with `write`, the checkpoint is rewritten with it."""
+    started = time.monotonic()
     model, meta = checkpoint.load_model(path)
     front_end = AudioFrontEnd(model.cfg.audio)
     judges, _ = load_judges(judges_dir)
@@ -109,7 +113,8 @@ def tune(path, data_dir, judges_dir=None, items: int = 300, seed: int = 0, progr
     if write:
         model.cfg = replace(model.cfg, log_mel_contrast=chosen).validate()
         info = dict(meta.get("info", {})) | {"log_mel_contrast": {"chosen": chosen, "items": items, "seed": seed,
-                                                                  "split": "train", "readings": found}}
+                                                                  "split": "train", "readings": found,
+                                                                  "seconds": time.monotonic() - started}}
         checkpoint.save_model(checkpoint.model_path(path).parent, model, info, meta.get("dtype", "float32"))
     return chosen, found
 

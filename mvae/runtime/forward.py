@@ -11,6 +11,7 @@ this module's alone, so the two sides cannot drift apart (test_lean checks them 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..config import ConfiguredLatent
@@ -65,13 +66,15 @@ def to_output(xp, name: str, decoded):
     return OUTPUTS[kind(name).output](xp, decoded)
 
 
-def contrasted(log_mel, factor: float):
-    """Log-mels (..., n_mels, frames) with each bin's deviation from its mean over time scaled by `factor`
-    (the postfilter of `ModelConfig.log_mel_contrast`)."""
+def contrasted(xp, log_mel, factor: float, floor: float):
+    """Log-mels (..., n_mels, frames) with each bin's deviation from its mean over time scaled by `factor` (the
+    postfilter of `ModelConfig.log_mel_contrast`), and no lower than `floor`, the log of the front end's
+    log_floor: the quietest a log-mel can be, and what any quieter bin is heard as."""
     if factor == 1.0:
         return log_mel
     mean = log_mel.mean(-1)[..., None]
-    return mean + factor * (log_mel - mean)
+    sharper = mean + factor * (log_mel - mean)
+    return xp.where(sharper < floor, xp.zeros_like(sharper) + floor, sharper)
 
 
 class ForwardPass(ConfiguredLatent):
@@ -148,7 +151,9 @@ class ForwardPass(ConfiguredLatent):
     def to_data(self, decoded: dict) -> dict:
         """Decoder outputs -> data: image probabilities, raw (de-standardised) log-mel, class probabilities."""
         data = {n: self._inverse(n, to_output(self.xp, n, v)) for n, v in decoded.items()}
-        return {n: contrasted(x, self.cfg.log_mel_contrast) if kind(n).vocoded else x for n, x in data.items()}
+        floor = math.log(self.cfg.audio.log_floor)
+        return {n: contrasted(self.xp, x, self.cfg.log_mel_contrast, floor) if kind(n).vocoded else x
+                for n, x in data.items()}
 
     def outputs(self, latents, names=None) -> dict:
         """Decoded data for a batch of full latents (N, F)."""
