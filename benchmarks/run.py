@@ -209,6 +209,7 @@ def train_command(meta: dict, folder: str) -> str:
 
 def bench_training_time() -> list[Row]:
     from mvae.checkpoint import read_metadata
+    from mvae.evaluation.contrast import command_seconds, contrast_seconds
 
     path = checkpoint_path()
     if path is None:
@@ -216,11 +217,8 @@ def bench_training_time() -> list[Row]:
                     "train one with `python train.py --out checkpoints/default`")]
     meta = read_metadata(path)
     info = meta.get("info", {})
-    seconds, wall = info.get("train_seconds"), info.get("wall_seconds")
-    # train.py's last step, after the training state's clock stopped: choosing the log-mel contrast.
-    tuned = info.get("log_mel_contrast", {}).get("seconds") if isinstance(info.get("log_mel_contrast"), dict) else None
-    if wall is not None and tuned is not None:
-        wall += tuned
+    # The whole command: the training state's wall clock, then train.py's last step, choosing the log-mel contrast.
+    seconds, wall, tuned = info.get("train_seconds"), command_seconds(info), contrast_seconds(info)
     folder = relative(path)
     accuracy = info.get("metrics", {}).get("unimodal_accuracy", {})
     quality = ", ".join(f"{k} {100 * v:.1f} %" for k, v in accuracy.items())

@@ -44,6 +44,19 @@ def directions_into(model: MVAE, target: str) -> list[tuple[str, ...]]:
     return [(LABEL,)] + [(name,) for name in model.input_names]
 
 
+def contrast_seconds(info: dict) -> float | None:
+    """How long train.py's last step, choosing the contrast, took (after the training clock stopped), if recorded."""
+    tuned = info.get("log_mel_contrast")
+    return tuned.get("seconds") if isinstance(tuned, dict) else None
+
+
+def command_seconds(info: dict) -> float | None:
+    """train.py's whole command, as a checkpoint's info records it: the training state's wall clock, then the
+    contrast step."""
+    wall = info.get("wall_seconds")
+    return None if wall is None else wall + (contrast_seconds(info) or 0.0)
+
+
 @torch.no_grad()
 def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, candidates=CANDIDATES,
              seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:

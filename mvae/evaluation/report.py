@@ -27,6 +27,7 @@ from ..store import EVAL_JSON, EVAL_MD
 from .analysis import latent_figures, latent_map, posterior_means
 from .bar import GENERATION_TEMPERATURE, meets_bar
 from .coherence import CoherenceRun, coherence_figures
+from .contrast import command_seconds
 from .generation import generation_quality
 from .judges import DEFAULT_JUDGES, judges_id, load_judges
 from .metrics import accuracy_figures, evaluate_pairs
@@ -72,7 +73,7 @@ def checkpoint_summary(model: MVAE, meta: dict) -> dict:
     return {"architecture": model.cfg.architecture, "hidden": model.cfg.hidden,
             "description": describe(meta["model_config"]),
             "latent_dim": model.cfg.latent_dim, "style_dim": model.cfg.style_dim,
-            "train_seconds": info.get("train_seconds"), "wall_seconds": info.get("wall_seconds"),
+            "train_seconds": info.get("train_seconds"), "wall_seconds": command_seconds(info),
             "command": info.get("command")}
 
 
