@@ -204,11 +204,12 @@ def settings(args) -> dict:
             "threads": args.threads, "sizes": QUICK_SIZES if args.quick else SIZES, "limit": args.limit}
 
 
-def kept_rows(args) -> dict[tuple[str, int], dict]:
-    """(model, seed) -> the finished row --out holds, for --resume; InputError where its settings differ."""
+def kept_rows(args) -> tuple[dict[tuple[str, int], dict], float]:
+    """For --resume: (model, seed) -> the finished row --out holds, and the seconds its run took so far;
+    InputError where its settings differ."""
     out = Path(args.out)
     if not args.resume or not out.is_file():
-        return {}
+        return {}, 0.0
     try:
         previous = json.loads(out.read_text())
     except ValueError as exc:
@@ -219,7 +220,8 @@ def kept_rows(args) -> dict[tuple[str, int], dict]:
     if differing:
         raise InputError(f"--resume: {out} was run with other settings ({', '.join(differing)}); run with the same "
                          "flags, or give another --out")
-    return {(r["model"], r["seed"]): r for r in previous.get("rows", []) if "error" not in r}
+    return ({(r["model"], r["seed"]): r for r in previous.get("rows", []) if "error" not in r},
+            previous.get("wall_seconds", 0.0))
 
 
 def run(args, argv) -> dict:
@@ -234,8 +236,7 @@ def run(args, argv) -> dict:
     data = load_data(data_dir, args.limit, progress=False)
     judges, _ = load_judges(args.judges)
     front_end = AudioFrontEnd(shipped_configs()[0].audio)
-    kept = kept_rows(args)
-    earlier = json.loads(Path(args.out).read_text()).get("wall_seconds", 0.0) if kept else 0.0
+    kept, earlier = kept_rows(args)
     rows = []
 
     def results(complete: bool) -> dict:

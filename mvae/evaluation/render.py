@@ -113,12 +113,10 @@ def speech_judge_rows(report: dict) -> list[tuple[str, str]]:
         for key, value in section["directions"].items():
             extra = f"; {pct(means[key])} ({ratio(means_ratio[key])}) at the means" if key in means else ""
             own = " (own style kept)" if own_style(key) else ""
-            held = section["intelligibility_ratio"][key]
-            line = f"intelligibility/{name}/{key}"
-            against = f", {mark(held is not None and held >= BAR['intelligibility_ratio_min'])} (bar ≥ " \
-                      f"{ratio(BAR['intelligibility_ratio_min'])})" if line in report.get("meets_bar", {}) else ""
+            met = report.get("meets_bar", {}).get(f"intelligibility/{name}/{key}")
+            against = "" if met is None else f", {mark(met)} (bar ≥ {ratio(BAR['intelligibility_ratio_min'])})"
             rows.append((f"{capitalised(title)} {arrow(key)}{own} read by the {who} (intelligibility ratio)",
-                         f"{pct(value)} ({ratio(held)}{against}){extra}"))
+                         f"{pct(value)} ({ratio(section['intelligibility_ratio'][key])}{against}){extra}"))
     return rows
 
 
