@@ -71,3 +71,28 @@ def test_rendering_the_stored_load_results_prints_their_table(capsys):
     table = capsys.readouterr().out
     assert table == markdown(report) + "\n"
     assert "| sessions | results | p50 |" in table and "Hostile mix:" in table
+
+
+def test_a_partial_run_replaces_only_its_own_rows_in_the_readme_block():
+    from benchmarks.run import spliced
+
+    previous = "\n".join([
+        "Benchmarks (full mode, 2026-01-01 10:00, 200 s)", "", "Machine: old", "",
+        "| benchmark | result | target | met | notes |", "|---|---|---|---|---|",
+        "| 1a. throughput | 1 | — | — |  |", "| 1c. speed-up | 1.5× | ≥ 3× | **no** |  |",
+        "| 2a. predict p50 | 10 ms | — | yes |  |", "| 4. training | 20 min | ≤ 30 min | yes |  |"])
+    report = "\n".join([
+        "Benchmarks (full mode, 2026-02-02 11:00, 60 s)", "", "Machine: new", "",
+        "| benchmark | result | target | met | notes |", "|---|---|---|---|---|",
+        "| 1a. throughput | 2 | — | — |  |", "| 1a'. subsampled | 4 | — | — |  |",
+        "| 1c. speed-up | 4.0× | ≥ 3× | yes |  |", "| 4. training | 29 min | ≤ 30 min | yes |  |"])
+    block = spliced(report, previous)
+    rows = [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| ") and "benchmark" not in line]
+    assert rows == ["| 1a. throughput", "| 1a'. subsampled", "| 1c. speed-up", "| 2a. predict p50", "| 4. training"]
+    assert "| 1c. speed-up | 4.0×" in block and "1.5×" not in block and "| 2a. predict p50 | 10 ms" in block
+    assert "Rows 2 were measured by earlier runs (the last full run: full mode, 2026-01-01 10:00, 200 s); " \
+           "this run re-measured 1, 4." in block
+    assert block.startswith("Benchmarks (full mode, 2026-02-02 11:00, 60 s)")
+    # Splicing again carries the date of the last full run, not of the partial run that kept the rows.
+    again = spliced(report.replace("29 min", "28 min"), block)
+    assert "the last full run: full mode, 2026-01-01 10:00, 200 s" in again and "28 min" in again

@@ -265,6 +265,14 @@ def comparison_table(columns: list[tuple[str, dict[str, str]]], notes: list[str]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
+def read_block(text: str, name: str) -> str:
+    """What lies between <!-- name:start --> and <!-- name:end --> ("" when the file has no such block)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        return ""
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
 def replace_block(text: str, name: str, content: str) -> str:
     """Swap what lies between <!-- name:start --> and <!-- name:end --> for `content`."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
