@@ -339,8 +339,7 @@ def spliced(report: str, previous: str) -> str:
     last_full = (carried or dated or ["not recorded"])[0]
     note = (f"Rows {', '.join(sorted(set(kept), key=int))} were measured by earlier runs (the last full run: "
             f"{last_full.strip('()')}); this run re-measured {', '.join(sorted(run, key=int))}.") if kept else ""
-    table_head = ["| benchmark | result | target | met | notes |", "|---|---|---|---|---|"]
-    return "\n\n".join(part for part in (head, note, "\n".join(table_head + merged)) if part)
+    return "\n\n".join(part for part in (head, note, "\n".join([table([]), *merged])) if part)
 
 
 BENCHMARKS = {"throughput": bench_throughput, "latency": bench_latency, "app": bench_app, "venv": bench_venv,

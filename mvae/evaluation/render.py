@@ -265,9 +265,13 @@ def comparison_table(columns: list[tuple[str, dict[str, str]]], notes: list[str]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
+def block_markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
 def read_block(text: str, name: str) -> str:
     """What lies between <!-- name:start --> and <!-- name:end --> ("" when the file has no such block)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = block_markers(name)
     if start not in text or end not in text:
         return ""
     return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
@@ -275,7 +279,7 @@ def read_block(text: str, name: str) -> str:
 
 def replace_block(text: str, name: str, content: str) -> str:
     """Swap what lies between <!-- name:start --> and <!-- name:end --> for `content`."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = block_markers(name)
     if start not in text or end not in text:
         raise ValueError(f"the file has no {start} ... {end} block")
     head, rest = text.split(start, 1)
