@@ -24,6 +24,18 @@ def pending(results) -> list[str]:
                 f"{2 * len(CONTENDERS) * DEFAULT_BUDGET_MIN / 60 + 1:.0f} hours on 2 CPU cores)."]
 
 
+def unfinished(results) -> list[str]:
+    """The sentence a run stopped part-way owes: the rows still to come, and how to go on with them."""
+    done = {(r["model"], r["seed"]) for r in results["rows"]}
+    missing = [f"{c['model']} (seed {seed})" for seed in range(results["seeds"]) for c in results["contenders"]
+               if (c["model"], seed) not in done]
+    if not missing:
+        return []
+    return ["", f"This run is not finished: {len(done)} of {len(done) + len(missing)} rows are in, and "
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} still to run. Each row is kept as it "
+                f"completes; `{results['command']} --resume` trains only the missing ones."]
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -170,7 +182,7 @@ def readme_section(results) -> str:
              "direction between modalities (no contender is given the label); diversity, half-tones and the "
              "Fréchet distance are of digits generated at T=1 from the other modalities. Samples per second "
              "are those of a machine that other jobs may share (its load average at the start is above).",
-             *pending(results), "", text, ""]
+             *pending(results), *unfinished(results), "", text, ""]
     directed = direction_table(results)
     if directed:
         lines += ["Coherence of each direction from one modality, at the means:", "", directed, ""]

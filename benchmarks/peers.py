@@ -12,7 +12,8 @@ subset of the test pairs (benchmarks/peer_eval.py). Needs requirements-bench.txt
 cannot be built or trained gets a row that says why, with the error.
 
 Writes benchmarks/peers_results.json, prints the table, and with --readme pastes it into the file's
-<!-- peers:start --> ... <!-- peers:end --> block.
+<!-- peers:start --> ... <!-- peers:end --> block; both are rewritten as each row completes, so that a run
+stopped part-way shows what it finished and names the rows --resume still has to train.
 """
 
 from __future__ import annotations
@@ -257,9 +258,22 @@ def run(args, argv) -> dict:
             print(f"{name}, seed {seed}: training for {args.budget_min:g} min", flush=True)
             rows.append(run_one(name, data, judges, front_end, args, seed, sizes) | {"machine": machine()})
             print(f"{name}, seed {seed}: " + (rows[-1].get("error") or f"{rows[-1]['steps']} steps"), flush=True)
-            # Each row as it completes: an interrupted run keeps what it finished, for --resume.
-            atomic_write(Path(args.out), (json.dumps(results(False), indent=1, default=float) + "\n").encode())
+            # Each row as it completes: an interrupted run keeps what it finished, for --resume, and the README
+            # shows it with the rows still to come.
+            write(args, results(False))
     return results(True)
+
+
+def write(args, results: dict) -> str:
+    """The results to --out and their section to --readme's block; the section."""
+    atomic_write(Path(args.out), (json.dumps(results, indent=1, default=float) + "\n").encode())
+    section = readme_section(results)
+    if args.readme:
+        from mvae.evaluation.render import replace_block
+
+        readme = Path(args.readme)
+        atomic_write(readme, replace_block(readme.read_text(), "peers", section).encode())
+    return section
 
 
 def shown_arguments(argv) -> list[str]:
@@ -279,15 +293,7 @@ def main(argv=None) -> int:
                                 and "<!-- peers:start -->" in Path(args.readme).read_text()):
             raise InputError(f"{args.readme} has no <!-- peers:start --> ... <!-- peers:end --> block to paste the "
                              "table into; add one where the table should go")
-        results = run(args, sys.argv[1:] if argv is None else argv)
-        atomic_write(Path(args.out), (json.dumps(results, indent=1, default=float) + "\n").encode())
-        section = readme_section(results)
-        print(section)
-        if args.readme:
-            from mvae.evaluation.render import replace_block
-
-            readme = Path(args.readme)
-            atomic_write(readme, replace_block(readme.read_text(), "peers", section).encode())
+        print(write(args, run(args, sys.argv[1:] if argv is None else argv)))
         return 0
 
     return run_cli(body)

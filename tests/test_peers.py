@@ -128,6 +128,7 @@ def fake_row(model, family, coherence, seed=0):
 def test_the_section_says_where_a_peer_leads_and_why_a_peer_has_no_row():
     results = {"budget_minutes": 4, "seeds": 2, "max_steps": 0, "quick": False, "machine": "m", "threads": 2,
                "sizes": {"eval_pairs": 10, "speech_pairs": 5}, "command": "python -m benchmarks.peers",
+               "contenders": [{"model": m} for m in ("shipped recipe", "MMVAE+", "MVTCAE")],
                "rows": [fake_row("shipped recipe", PROJECT, 0.6), fake_row("shipped recipe", PROJECT, 0.8, 1),
                         fake_row("MMVAE+", PEER, 0.9),
                         {"model": "MVTCAE", "family": PEER, "seed": 0, "error": "RuntimeError: out of memory"}]}
@@ -138,6 +139,7 @@ def test_the_section_says_where_a_peer_leads_and_why_a_peer_has_no_row():
                      text)
     assert "samples/s" not in text.split("Where the project is not first")[1].split("Peers without")[0]
     assert "MVTCAE (seed 0) could not run on this data: `RuntimeError: out of memory`" in text
+    assert "4 of 6 rows are in, and MMVAE+ (seed 1), MVTCAE (seed 1) are still to run" in text
     assert [r[0] for r in table_rows(text)[2:]] == ["shipped recipe", "MMVAE+"]
 
 
@@ -188,3 +190,36 @@ def test_resume_keeps_finished_rows_and_trains_only_what_is_missing(quick_run, s
     assert peers.main(["--data-dir", str(synthetic_data), "--quick", "--max-steps", "3", "--out", str(out),
                        "--resume"]) == USER_ERROR_EXIT
     assert "other settings (max_steps)" in capsys.readouterr().err and out.read_text() == before
+
+
+def test_each_finished_row_reaches_the_readme_with_the_rows_still_to_run(synthetic_data, tmp_path, monkeypatch):
+    readme, out = tmp_path / "README.md", tmp_path / "results.json"
+    readme.write_text(BLOCK)
+    names = [c.name for c in CONTENDERS][:2]
+    seen = []
+
+    def row(name, data, judges, front_end, args, seed, sizes):
+        return fake_row(name, PROJECT if name == "shipped recipe" else PEER, 0.5, seed)
+
+    def fake(*args):
+        seen.append(readme.read_text())  # what the README said before this row was trained
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # the sitting ends during the second model
+        return row(*args)
+
+    monkeypatch.setattr(peers, "run_one", fake)
+    argv = ["--data-dir", str(synthetic_data), "--quick", "--out", str(out), "--readme", str(readme),
+            "--seeds", "2", "--models", *names]
+    with pytest.raises(KeyboardInterrupt):
+        peers.main(argv)
+    assert "old" in seen[0]
+    text = readme.read_text()
+    assert seen[1] == text and [r[0] for r in table_rows(text)[2:]] == [names[0]]
+    assert f"1 of 4 rows are in, and {names[1]} (seed 0), {names[0]} (seed 1), {names[1]} (seed 1) are still to run" \
+        in text
+    assert "--seeds 2" in text and "--resume` trains only the missing ones" in text
+    assert not json.loads(out.read_text())["complete"]
+    # The finished run says nothing of missing rows.
+    monkeypatch.setattr(peers, "run_one", row)
+    assert peers.main([*argv, "--resume"]) == 0
+    assert "not finished" not in readme.read_text() and len(table_rows(readme.read_text())[2:]) == 2
