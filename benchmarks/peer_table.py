@@ -4,6 +4,8 @@ project's shipped recipe is not first."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from benchmarks.peer_models import CONTENDERS, PROJECT
@@ -34,6 +36,19 @@ def unfinished(results) -> list[str]:
     return ["", f"This run is not finished: {len(done)} of {len(done) + len(missing)} rows are in, and "
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} still to run. Each row is kept as it "
                 f"completes; `{results['command']} --resume` trains only the missing ones."]
+
+
+LOAD = re.compile(r", load average [0-9.]+ at the start")
+
+
+def machines(results) -> str:
+    """Where the run ran: the machine of its last sitting with the load average it started under, and each
+    other machine where a resumed run trained rows elsewhere."""
+    kinds = list(dict.fromkeys(LOAD.sub("", r["machine"]) for r in results["rows"] if "machine" in r))
+    others = [k for k in kinds if k != LOAD.sub("", results["machine"])]
+    if not others:
+        return f"machine: {results['machine']}"
+    return f"machine: {results['machine']}; some rows were trained on " + " and on ".join(others)
 
 
 def _mean(values):
@@ -176,7 +191,7 @@ def readme_section(results) -> str:
     steps = f", at most {results['max_steps']} steps" if results["max_steps"] else ""
     lines = [f"Budget: {results['budget_minutes']:g} min of training per model and seed{steps}{quick}; "
              f"seeds: {results['seeds']} (a cell with several gives the mean and the range); "
-             f"{results['threads']} torch thread(s); machine: {results['machine']}.", "",
+             f"{results['threads']} torch thread(s); {machines(results)}.", "",
              f"Command: `{results['command']}`. Judged on {results['sizes']['eval_pairs']} test pairs "
              f"({results['sizes']['speech_pairs']} for speech targets); coherence is the mean over every "
              "direction between modalities (no contender is given the label); diversity, half-tones and the "

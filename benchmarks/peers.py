@@ -256,7 +256,8 @@ def run(args, argv) -> dict:
                 rows.append(kept[(name, seed)])
                 continue
             print(f"{name}, seed {seed}: training for {args.budget_min:g} min", flush=True)
-            rows.append(run_one(name, data, judges, front_end, args, seed, sizes) | {"machine": machine()})
+            where = machine()  # before training, so that its load average is that of other jobs
+            rows.append(run_one(name, data, judges, front_end, args, seed, sizes) | {"machine": where})
             print(f"{name}, seed {seed}: " + (rows[-1].get("error") or f"{rows[-1]['steps']} steps"), flush=True)
             # Each row as it completes: an interrupted run keeps what it finished, for --resume, and the README
             # shows it with the rows still to come.

@@ -223,3 +223,20 @@ def test_each_finished_row_reaches_the_readme_with_the_rows_still_to_run(synthet
     monkeypatch.setattr(peers, "run_one", row)
     assert peers.main([*argv, "--resume"]) == 0
     assert "not finished" not in readme.read_text() and len(table_rows(readme.read_text())[2:]) == 2
+
+
+def test_a_run_resumed_on_another_machine_names_both():
+    where = "AMD EPYC, 2 logical CPUs, {} GB RAM, load average {} at the start; Python 3.11.7; Linux"
+    rows = [fake_row("shipped recipe", PROJECT, 0.6) | {"machine": where.format(24, 0.1)},
+            fake_row("MMVAE+", PEER, 0.9) | {"machine": where.format(16, 1.5)},
+            fake_row("MVTCAE", PEER, 0.9) | {"machine": where.format(24, 2.0)}]
+    results = {"budget_minutes": 30, "seeds": 1, "max_steps": 0, "quick": False, "threads": 2,
+               "machine": where.format(24, 0.3), "sizes": {"eval_pairs": 10, "speech_pairs": 5},
+               "command": "python -m benchmarks.peers", "contenders": [{"model": r["model"]} for r in rows],
+               "rows": rows}
+    text = readme_section(results)
+    assert f"machine: {where.format(24, 0.3)}; some rows were trained on AMD EPYC, 2 logical CPUs, 16 GB RAM;" in text
+    assert "24 GB RAM; Python" not in text  # the last sitting's machine is named once, with its load
+    results["rows"] = [rows[0], rows[2]]
+    results["contenders"] = results["contenders"][::2]
+    assert "some rows" not in readme_section(results)
