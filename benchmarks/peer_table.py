@@ -202,8 +202,10 @@ def readme_section(results) -> str:
     if directed:
         lines += ["Coherence of each direction from one modality, at the means:", "", directed, ""]
     lost = behind(results, means)
+    compared = any(r["family"] != PROJECT and "error" not in r for r in results["rows"])
     lines += ["Where the project is not first:", "", *lost] if lost else \
-        ["The shipped recipe is first, or ahead of every peer, in every column."]
+        ["The shipped recipe is first, or ahead of every peer, in every column."] if compared else \
+        ["No peer has a row yet, so nothing is compared."]
     broken = failures(results)
     if broken:
         lines += ["", "Peers without a row:", "", *broken]
