@@ -30,7 +30,7 @@ ARCHITECTURES = ("mlp", "conv", "conv-mlp")  # encoder family, then decoder fami
 SPEECH_LIKELIHOODS = ("laplace", "gaussian")
 LR_SCHEDULES = ("constant", "cosine")
 CROSS_STYLES = ("prior", "own")
-DECODER_FAMILIES = ("mlp", "conv")
+DECODER_FAMILIES = ("mlp", "conv", "conv1d")  # conv1d: transposed convs along time, the rows as channels
 
 
 OPTIONAL_DECODER_FAMILIES = ("",) + DECODER_FAMILIES  # "": the architecture's own
@@ -154,16 +154,18 @@ class ModelConfig(Checked):
     # "conv" draws strokes with transposed convs at a quarter of the cost of conv decoders for the 64x64
     # log-mel as well.
     image_decoder: str = option(
-        "", "the digits' decoder family when it differs from the architecture's: mlp or conv",
+        "", "the digits' decoder family when it differs from the architecture's: mlp, conv or conv1d",
         choices=OPTIONAL_DECODER_FAMILIES)
     # A transposed-conv decoder draws the log-mel's harmonics, formant tracks and onsets as local patterns in
     # time and frequency; the MLP from a few dozen numbers to 4,096 bins predicts their median, a smear.
+    # conv1d draws along time only, each frame's 64 mel bins as the channels of its last layer: onsets and
+    # formant movement stay local, at a tenth of the 2-D decoder's cost.
     speech_decoder: str = option(
-        "", "the speech decoder family when it differs from the architecture's: mlp or conv",
+        "", "the speech decoder family when it differs from the architecture's: mlp, conv or conv1d",
         choices=OPTIONAL_DECODER_FAMILIES)
     speech_conv_channels: int = option(
-        0, "channels of the speech conv decoder's last layer, doubling towards the latent (0: conv_channels)",
-        range=(0, 256))
+        0, "channels of the speech conv decoder's last hidden layer, doubling towards the latent "
+           "(0: conv_channels)", range=(0, 256))
     # The reconstructions are the objective's cost: every subset's posterior is cheap (a precision sum), but
     # each decoder would run once per subset. With k > 0 each example's inputs are decoded from the joint
     # posterior and k - 1 other subsets drawn at random (MoPoE and MMVAE+ subsample the same way); those

@@ -185,6 +185,34 @@ def test_the_inverse_mel_scale_and_griffin_lim_are_torchaudios():
     assert np.abs(heard[loud]).mean() < 0.05, "the two resyntheses should sound the same"
 
 
+def test_a_time_conv_decoder_decodes_as_the_torch_model_does(tmp_path):
+    """The 1-D transposed convs along a log-mel's frames (speech_decoder="conv1d"), saved and loaded as a user
+    would, for the digits' decoders as well."""
+    cfg = ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, style_dim=3, conv_channels=4,
+                      speech_decoder="conv1d", speech_conv_channels=8, image_decoder="conv1d")
+    model = MVAE(cfg).eval()
+    assert any(isinstance(m, torch.nn.ConvTranspose1d) for m in model.decoders["speech"].modules())
+    checkpoint.save_model(tmp_path, model, {})
+    lean = LeanMVAE.load(tmp_path)[0]
+    assert any(step["op"] == "conv_transpose1d" for step in lean.decoders["speech"])
+    latents = torch.randn(5, model.full_latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model.outputs(latents)
+    got = lean.outputs(latents.numpy())
+    assert got["speech"].shape == (5, 64, 64) and got["farsi"].shape == (5, 28, 28)
+    for name, value in got.items():
+        close(value, want[name])
+
+
+def test_the_transposed_1d_conv_is_torchs():
+    rng = np.random.default_rng(0)
+    x, weight, bias = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5, 7), (5, 4, 3), (4,)))
+    for stride, padding in ((1, 0), (2, 1), (3, 1)):
+        want = torch.nn.functional.conv_transpose1d(*map(torch.as_tensor, (x, weight, bias)), stride=stride,
+                                                    padding=padding)
+        close(ops.conv_transpose1d(x, weight, bias, stride, padding), want)
+
+
 # -- writing and reading the program ------------------------------------------------------------------------
 def test_a_program_that_strays_from_the_model_is_never_written(tmp_path, monkeypatch):
     model = MVAE(ModelConfig(hidden=32, latent_dim=8))

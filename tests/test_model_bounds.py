@@ -344,7 +344,9 @@ def test_the_symbolic_shapes_are_numpys():
     for cfg in (ModelConfig(hidden=16, latent_dim=4, style_dim=2),
                 ModelConfig(architecture="conv", hidden=16, latent_dim=4, conv_channels=4),
                 ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, conv_channels=4, image_conv_extra=1,
-                            image_conv_batchnorm=True, image_decoder="conv", style_dim=3)):
+                            image_conv_batchnorm=True, image_decoder="conv", style_dim=3),
+                ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, conv_channels=4, style_dim=3,
+                            speech_decoder="conv1d", image_decoder="conv1d")):
         lean = lean_twin(MVAE(cfg).eval())
         runtime = program(MVAE(cfg))
         size_program(Path("memory"), cfg, runtime)

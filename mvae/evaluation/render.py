@@ -205,8 +205,8 @@ def describe(cfg: dict) -> str:
         words.append(f"{cfg['image_decoder']} decoders for digits")
     if cfg.get("speech_decoder"):
         width = cfg.get("speech_conv_channels") or cfg["conv_channels"]
-        words.append(f"{cfg['speech_decoder']} speech decoder" + (f" ({width} channels)"
-                                                                   if cfg["speech_decoder"] == "conv" else ""))
+        convolutional = cfg["speech_decoder"] in ("conv", "conv1d")
+        words.append(f"{cfg['speech_decoder']} speech decoder" + (f" ({width} channels)" if convolutional else ""))
     if cfg.get("log_mel_contrast", 1.0) != 1.0:
         words.append(f"log-mel contrast ×{cfg['log_mel_contrast']:g}")
     if cfg.get("decoded_subsets"):

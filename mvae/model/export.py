@@ -49,11 +49,12 @@ def steps(module: nn.Module, prefix: str) -> list[dict]:
         return [{"op": "linear", "tensors": _params(module, prefix)}]
     if isinstance(module, nn.SiLU):
         return [{"op": "silu"}]
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.ConvTranspose1d)):
         if module.groups != 1 or _square(module.dilation, "dilation") != 1 or \
                 any(getattr(module, "output_padding", (0, 0))) or module.padding_mode != "zeros":
             raise TypeError(f"{prefix}: the lean runtime runs plain convolutions only")
-        op = "conv2d" if isinstance(module, nn.Conv2d) else "conv_transpose2d"
+        op = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d", nn.ConvTranspose1d: "conv_transpose1d"}[
+            type(module)]
         return [{"op": op, "tensors": _params(module, prefix), "stride": _square(module.stride, "stride"),
                  "padding": _square(module.padding, "padding")}]
     if isinstance(module, nn.BatchNorm2d):

@@ -144,7 +144,8 @@ def _network_factories(cfg: ModelConfig, shape, nets_of: Networks):
                 "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, nets_of.conv_extra,
                                                   nets_of.conv_batchnorm)}
     decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, size),
-                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width)}
+                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width),
+                "conv1d": lambda: nets.time_conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width)}
     return encoders[encoder_kind], decoders[decoder_kind]
 
 

@@ -60,10 +60,11 @@ def _conv_stack(channels: list[int], extra: int = 0, batchnorm: bool = False) ->
     return layers
 
 
-def _deconv_stack(channels: list[int]) -> list[nn.Module]:
+def _deconv_stack(channels: list[int], deconv=nn.ConvTranspose2d) -> list[nn.Module]:
+    """Transposed convs that each double the resolution, SiLU between them."""
     layers = []
     for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+        layers.append(deconv(c_in, c_out, 4, stride=2, padding=1))
         if i < len(channels) - 2:
             layers.append(nn.SiLU())
     return layers
@@ -97,6 +98,20 @@ def conv_decoder(shape, hidden: int, latent_dim: int, width: int) -> nn.Module:
         nn.Linear(hidden, channels[0] * side_h * side_w), nn.SiLU(),
         nn.Unflatten(1, (channels[0], side_h, side_w)),
         *_deconv_stack(channels), DropChannel(),
+    )
+
+
+def time_conv_decoder(shape, hidden: int, latent_dim: int, width: int) -> nn.Module:
+    """Transposed 1-D convs along the columns (a log-mel's frames), each column's rows (its mel bins) the
+    channels of the last layer; the channels double from `width` towards the latent."""
+    rows, cols = shape
+    ups = _halvings(cols)
+    channels = [width * 2**i for i in reversed(range(ups))] + [rows]
+    return nn.Sequential(
+        nn.Linear(latent_dim, hidden), nn.SiLU(),
+        nn.Linear(hidden, channels[0] * (cols // 2**ups)), nn.SiLU(),
+        nn.Unflatten(1, (channels[0], cols // 2**ups)),
+        *_deconv_stack(channels, nn.ConvTranspose1d),
     )
 
 

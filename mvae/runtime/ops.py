@@ -68,6 +68,18 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):
     return y + bias[:, None, None] if bias is not None else y
 
 
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0):
+    """(B, C, L) with weight (C, O, k) -> (B, O, L'), as torch's ConvTranspose1d."""
+    b, _, length = x.shape
+    out_channels, k = weight.shape[1:]
+    stamps = np.tensordot(x, weight, axes=([1], [0])).transpose(0, 2, 3, 1)  # (B, O, k, L)
+    full = np.zeros((b, out_channels, (length - 1) * stride + k), np.float32)
+    for i in range(k):
+        full[:, :, i:i + stride * length:stride] += stamps[:, :, i]
+    y = full[:, :, padding:full.shape[2] - padding]
+    return y + bias[:, None] if bias is not None else y
+
+
 def batchnorm(x, mean, var, weight, bias, eps):
     """Batch norm as evaluated: the running statistics of training, per channel (axis 1)."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
@@ -91,6 +103,8 @@ def run(steps: list[dict], x: np.ndarray) -> np.ndarray:
             x = conv2d(x, t["weight"], t.get("bias"), step["stride"], step["padding"])
         elif op == "conv_transpose2d":
             x = conv_transpose2d(x, t["weight"], t.get("bias"), step["stride"], step["padding"])
+        elif op == "conv_transpose1d":
+            x = conv_transpose1d(x, t["weight"], t.get("bias"), step["stride"], step["padding"])
         elif op == "batchnorm":
             x = batchnorm(x, t["mean"], t["var"], t["weight"], t["bias"], step["eps"])
         elif op == "embedding":
@@ -109,9 +123,11 @@ def run(steps: list[dict], x: np.ndarray) -> np.ndarray:
 
 
 OPS = {"linear": ("weight", "bias"), "silu": (), "conv2d": ("weight", "bias"), "conv_transpose2d": ("weight", "bias"),
+       "conv_transpose1d": ("weight", "bias"),
        "batchnorm": ("mean", "var", "weight", "bias"), "embedding": ("weight",), "flatten": (), "unflatten": (),
        "add_channel": (), "drop_channel": ()}  # each operation and the tensors it may read
-SETTINGS = {"conv2d": ("stride", "padding"), "conv_transpose2d": ("stride", "padding"), "batchnorm": ("eps",),
+SETTINGS = {"conv2d": ("stride", "padding"), "conv_transpose2d": ("stride", "padding"),
+            "conv_transpose1d": ("stride", "padding"), "batchnorm": ("eps",),
             "unflatten": ("shape",)}  # each operation's settings, all of them required
 # numpy as `mvae.runtime.forward` calls it (torch's spelling, which numpy shares but for three functions): the
 # array library of the shared forward pass in the lean runtime, as the `torch` module is in the torch model.
@@ -194,15 +210,18 @@ def _batchnorm(step: dict, shapes: dict, size: Size, batch: int, classes: int) -
 def _conv_settings(step: dict, shapes: dict, size: Size) -> tuple[tuple[int, ...], int, int]:
     """A convolution's weight shape, stride and padding, checked against what reaches it."""
     op = step["op"]
-    weight = _tensor(shapes, "weight", 4, op)
-    if len(size.item) != 3:
-        raise ShapeError(f"{op} takes (channels, rows, columns) per item, not shape {list(size.item)}")
+    sides = 1 if op.endswith("1d") else 2
+    weight = _tensor(shapes, "weight", 2 + sides, op)
+    if len(size.item) != 1 + sides:
+        raise ShapeError(f"{op} takes (channels, {'length' if sides == 1 else 'rows, columns'}) per item, not "
+                         f"shape {list(size.item)}")
     stride, pad = step["stride"], step["padding"]
     if stride < 1:
         raise ShapeError(f"{op}'s stride is {stride}; it must be 1 or more")
-    kh, kw = weight[2:]
-    if max(kh, kw) > MAX_KERNEL_SIDE:
-        raise ShapeError(f"{op}'s kernel is {kh} x {kw}; at most {MAX_KERNEL_SIDE} on a side is run")
+    kernel = weight[2:]
+    if max(kernel) > MAX_KERNEL_SIDE:
+        raise ShapeError(f"{op}'s kernel is {' x '.join(map(str, kernel))}; at most {MAX_KERNEL_SIDE} on a side is "
+                         "run")
     return weight, stride, pad
 
 
@@ -232,6 +251,21 @@ def _conv_transpose2d(step: dict, shapes: dict, size: Size, batch: int, classes:
         raise ShapeError(f"conv_transpose2d's padding {pad} leaves nothing of its {full[1]} x {full[2]} output")
     _bias(shapes, out_c, "conv_transpose2d")
     stamps = batch * rows * cols * out_c * kh * kw  # every input pixel's k x k stamp, held at once
+    fulls, outs = batch * math.prod(full), batch * math.prod(out)
+    return Size(out), Cost(stamps * channels + stamps + outs, batch * math.prod(size.item) + stamps + fulls + outs)
+
+
+def _conv_transpose1d(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> tuple[Size, Cost]:
+    (in_c, out_c, k), stride, pad = _conv_settings(step, shapes, size)
+    channels, length = size.item
+    if in_c != channels:
+        raise ShapeError(f"conv_transpose1d takes {in_c} channels, not {channels}")
+    full = (out_c, (length - 1) * stride + k)
+    out = (out_c, full[1] - 2 * pad)
+    if out[1] < 1:
+        raise ShapeError(f"conv_transpose1d's padding {pad} leaves nothing of its {full[1]} outputs")
+    _bias(shapes, out_c, "conv_transpose1d")
+    stamps = batch * length * out_c * k
     fulls, outs = batch * math.prod(full), batch * math.prod(out)
     return Size(out), Cost(stamps * channels + stamps + outs, batch * math.prod(size.item) + stamps + fulls + outs)
 
@@ -266,6 +300,7 @@ def _reshape(step: dict, shapes: dict, size: Size, batch: int, classes: int) -> 
 
 # How each operation changes a batch's size, and what it costs; only an embedding and a reshape take indices.
 SIZERS = {"linear": _linear, "silu": _elementwise, "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d,
+          "conv_transpose1d": _conv_transpose1d,
           "batchnorm": _batchnorm, "embedding": _embedding, "flatten": _reshape, "unflatten": _reshape,
           "add_channel": _reshape, "drop_channel": _reshape}
 TAKE_INDICES = ("embedding", "flatten", "unflatten", "add_channel", "drop_channel")
