@@ -204,6 +204,26 @@ def test_a_time_conv_decoder_decodes_as_the_torch_model_does(tmp_path):
         close(value, want[name])
 
 
+def test_a_wider_speech_decoder_alone_runs_as_the_torch_model_does(tmp_path):
+    """speech_hidden widens the speech decoder and nothing else; the runtime reads the width from the file."""
+    cfg = ModelConfig(architecture="conv-mlp", hidden=16, latent_dim=4, style_dim=3, conv_channels=4,
+                      speech_hidden=40)
+    model = MVAE(cfg).eval()
+    widths = {name: {m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)}
+              for name, net in model.decoders.items()}
+    assert 40 in widths["speech"] and 40 not in widths["farsi"] | widths["kannada"]
+    assert all(m.out_features != 40 for net in model.encoders.values() for m in net.modules()
+               if isinstance(m, torch.nn.Linear))
+    checkpoint.save_model(tmp_path, model, {})
+    lean = LeanMVAE.load(tmp_path)[0]
+    latents = torch.randn(5, model.full_latent_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = model.outputs(latents)
+    got = lean.outputs(latents.numpy())
+    for name, value in got.items():
+        close(value, want[name])
+
+
 def test_the_transposed_1d_conv_is_torchs():
     rng = np.random.default_rng(0)
     x, weight, bias = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5, 7), (5, 4, 3), (4,)))

@@ -195,6 +195,8 @@ def markdown(report: dict) -> str:
 def describe(cfg: dict) -> str:
     """A model's architecture in a few words, from its config as saved in the checkpoint."""
     words = [cfg["architecture"], f"hidden {cfg['hidden']}"]
+    if cfg.get("speech_hidden"):
+        words.append(f"speech decoder hidden {cfg['speech_hidden']}")
     if cfg["architecture"] != "mlp":
         words.append(f"{cfg['conv_channels']} channels")
         if cfg.get("image_conv_extra"):

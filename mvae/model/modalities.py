@@ -120,6 +120,7 @@ class Networks:
     conv_extra: int  # extra conv layers of the encoder
     conv_batchnorm: bool
     decoder_width: int  # channels of a conv decoder
+    decoder_hidden: int = 0  # width of the decoder's hidden layers where it differs from the architecture's
 
 
 # Per kind: its likelihood and its encoder's normaliser (cfg -> (nll, make_norm)), and its networks.
@@ -130,7 +131,8 @@ LIKELIHOODS: dict[Kind, Callable] = {
 }
 NETWORKS: dict[Kind, Callable[[ModelConfig], Networks]] = {
     IMAGES: lambda cfg: Networks(cfg.image_decoder, cfg.image_conv_extra, cfg.image_conv_batchnorm, cfg.conv_channels),
-    SPEECH: lambda cfg: Networks(cfg.speech_decoder, 0, False, cfg.speech_conv_channels or cfg.conv_channels),
+    SPEECH: lambda cfg: Networks(cfg.speech_decoder, 0, False, cfg.speech_conv_channels or cfg.conv_channels,
+                                 cfg.speech_hidden),
 }
 
 
@@ -143,9 +145,10 @@ def _network_factories(cfg: ModelConfig, shape, nets_of: Networks):
     encoders = {"mlp": lambda: nets.mlp_encoder(shape, cfg.hidden, size),
                 "conv": lambda: nets.conv_encoder(shape, cfg.hidden, size, cfg.conv_channels, nets_of.conv_extra,
                                                   nets_of.conv_batchnorm)}
-    decoders = {"mlp": lambda: nets.mlp_decoder(shape, cfg.hidden, size),
-                "conv": lambda: nets.conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width),
-                "conv1d": lambda: nets.time_conv_decoder(shape, cfg.hidden, size, nets_of.decoder_width)}
+    hidden = nets_of.decoder_hidden or cfg.hidden
+    decoders = {"mlp": lambda: nets.mlp_decoder(shape, hidden, size),
+                "conv": lambda: nets.conv_decoder(shape, hidden, size, nets_of.decoder_width),
+                "conv1d": lambda: nets.time_conv_decoder(shape, hidden, size, nets_of.decoder_width)}
     return encoders[encoder_kind], decoders[decoder_kind]
 
 
