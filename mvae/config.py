@@ -167,7 +167,8 @@ class ModelConfig(Checked):
         0, "channels of the speech conv decoder's last hidden layer, doubling towards the latent "
            "(0: conv_channels)", range=(0, 256))
     # The speech decoder draws 4,096 numbers where a digit's draws 784, through the same hidden width unless
-    # this widens it alone: the encoders and the digits' decoders keep their size, and so does the file.
+    # this widens it alone: the encoders and the digits' decoders keep their size, and the file grows by the
+    # speech decoder's share only.
     speech_hidden: int = option(0, "width of the speech decoder's hidden layers (0: hidden)", range=(0, 4_096))
     # The reconstructions are the objective's cost: every subset's posterior is cheap (a precision sum), but
     # each decoder would run once per subset. With k > 0 each example's inputs are decoded from the joint
