@@ -186,6 +186,12 @@ class ModelConfig(Checked):
         None, "weight of each modality's reconstruction (each already scaled to one 28x28 image), as NAME=WEIGHT "
         "pairs",
         factory=lambda: dict.fromkeys(registry.names(), 1.0), range=(0.0, 1e6))
+    # Multiplies beta for a modality's style. A style that costs more nats keeps less of its item: a voice's
+    # style that holds only how it sounds, not when each formant moves, leaves the decoder to draw the word
+    # from the shared latent, so a real speaker's style keeps the digit.
+    style_kl_weights: dict[str, float] = option(
+        None, "multiplies beta for each modality's style latent, as NAME=WEIGHT pairs",
+        factory=lambda: dict.fromkeys(registry.names(), 1.0), range=(0.0, 1e6))
     label_weight: float = option(50.0, "weight of the label cross-entropy (the MVAE paper's lambda)", range=(0.0, 1e6))
     speech_likelihood: str = option("laplace", "likelihood of the log-mel: laplace or gaussian",
                                     choices=SPEECH_LIKELIHOODS)
@@ -208,9 +214,10 @@ class ModelConfig(Checked):
                 or not set(self.modalities) <= set(known):
             problems.append(f"{prefix}modalities must be distinct names from {list(known)}; "
                             f"got {list(self.modalities)}")
-        if not set(self.recon_weights) <= set(known):
-            problems.append(f"{prefix}recon_weights may only name {list(known)}; "
-                            f"got {sorted(self.recon_weights)}")
+        for name in ("recon_weights", "style_kl_weights"):
+            if not set(getattr(self, name)) <= set(known):
+                problems.append(f"{prefix}{name} may only name {list(known)}; "
+                                f"got {sorted(getattr(self, name))}")
         return problems
 
     @property

@@ -693,6 +693,8 @@ def test_default_and_test_configs_are_valid():
     ({"recon_weights": {"speech": -1.0}}, "recon_weights['speech'] is -1.0"),
     ({"recon_weights": {"tamil": 1.0}}, "recon_weights may only name"),
     ({"recon_weights": [1.0]}, "recon_weights must be a mapping"),
+    ({"style_kl_weights": {"tamil": 2.0}}, "style_kl_weights may only name"),
+    ({"style_kl_weights": {"speech": -2.0}}, "style_kl_weights['speech'] is -2.0"),
     ({"speech_likelihood": "cauchy"}, "speech_likelihood is 'cauchy'"),
     ({"image_conv_batchnorm": "yes"}, "image_conv_batchnorm must be true or false"),
     ({"audio": {"hop_length": 1024}}, "audio.hop_length (1024) must not exceed half of audio.n_fft (512 // 2 = 256)"),

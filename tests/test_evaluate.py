@@ -548,3 +548,12 @@ def test_coherence_run_files_each_judge_by_the_registry(monkeypatch):
     # Only what is generated into speech goes through the vocoder (from farsi, from the label, from itself: 20
     # each), and the 40 real recordings once; no digit does.
     assert heard == [20, 20, 20, 40]
+
+
+def test_the_architecture_words_name_a_style_priced_above_the_rest_and_no_other():
+    from mvae.config import ModelConfig, to_dict
+    from mvae.evaluation.render import describe
+
+    cfg = to_dict(ModelConfig(style_dim=4, style_kl_weights={"farsi": 1.0, "kannada": 1.0, "speech": 3.0}))
+    assert "style KL speech ×3" in describe(cfg) and "farsi ×" not in describe(cfg)
+    assert "style KL" not in describe(to_dict(ModelConfig(style_dim=4)))

@@ -63,6 +63,21 @@ def test_shared_kl_weight_prices_the_shared_latent_only(styled):
     assert torch.equal(heavier.kl, base.kl), "the reported KL stays the unweighted one"
 
 
+def test_a_style_kl_weight_prices_that_modality_s_style_only_where_it_is_priced(styled):
+    """speech=3 adds twice the speech style's KL of each subset that holds speech, and nothing else."""
+    model, batch = styled
+    # In float64 the difference of two losses near 2e4 keeps the digits this compares.
+    model, batch = model.double(), {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+    base = mvae_objective(model, batch, beta=0.5, sample=False)
+    model.cfg.style_kl_weights = {**model.cfg.style_kl_weights, "speech": 3.0}
+    heavier = mvae_objective(model, batch, beta=0.5, sample=False)
+    speech_kl = kl_to_prior(*model.encode(batch).styles["speech"]).sum(-1).mean()
+    holding = sum("speech" in s for s in heavier.subsets)
+    assert 0 < holding < len(heavier.subsets)
+    assert torch.allclose(heavier.loss - base.loss, 0.5 * 2.0 * holding * speech_kl, rtol=1e-4)
+    assert torch.equal(heavier.kl, base.kl), "the reported KL stays the unweighted one"
+
+
 def test_generation_keeps_a_given_style_and_draws_a_missing_one(styled):
     model, batch = styled
     given = {"farsi": batch["farsi"]}

@@ -219,6 +219,9 @@ def describe(cfg: dict) -> str:
             words.append("own style in cross terms")
         if cfg.get("swap_weight"):
             words.append(f"style swap ×{cfg['swap_weight']:g}")
+        priced = {n: w for n, w in (cfg.get("style_kl_weights") or {}).items() if w != 1.0}
+        if priced:
+            words.append("style KL " + ", ".join(f"{n} ×{w:g}" for n, w in priced.items()))
     else:
         words.append("plain PoE")
     return ", ".join(words)

@@ -67,7 +67,7 @@ def mvae_objective(model: MVAE, batch: dict[str, torch.Tensor], beta: float = 1.
         styles[name] = torch.where(present, own.unsqueeze(0), drawn)
         own_styles[name] = own
         style_kl = present[:, :, 0] * kl_to_prior(style_mu, style_logvar).sum(-1)
-        kl, priced = kl + style_kl, priced + style_kl
+        kl, priced = kl + style_kl, priced + model.cfg.style_kl_weights.get(name, 1.0) * style_kl
 
     # Which subsets each example is decoded from (rows (K, B)), and how much each decoded term counts towards
     # the sum over all subsets: every one once when all are decoded, else an unbiased estimate of that sum.
