@@ -1,0 +1,110 @@
+"""Where temperature 1 costs generated speech its intelligibility: the shared latent's draw or the voice's.
+
+For each source of speech (the label, each other input, and speech itself in its own voice) the full latent
+is inferred from test pairs, then decoded four ways: at the means, with only the shared latent drawn, with
+only the speech style drawn (from the prior, or from the heard voice's posterior when speech is the source),
+and with both drawn (temperature 1, what the bar reads). Every draw uses the same noise, so the four columns
+differ only in what is drawn. Each decoded log-mel goes through Griffin-Lim, as the evaluator's, and is read
+by every speech judge; the last row is each judge's reading of the same real recordings through the same
+vocoder, the reference of an intelligibility ratio.
+
+    python -m benchmarks.speech_draws checkpoints/default --data-dir DATA_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from mvae import checkpoint, registry
+from mvae.config import LABEL
+from mvae.data.banks import load_banks
+from mvae.data.paired import Bank, PairedDataset
+from mvae.data.sources import resolve_data_dir
+from mvae.errors import run_cli
+from mvae.evaluation.judges import DEFAULT_JUDGES, accuracy, load_judges, resynthesised
+from mvae.kinds import kind
+from mvae.model.model import MVAE
+from mvae.signals.audio import AudioFrontEnd
+
+DRAWS = {"means": (0.0, 0.0), "shared drawn": (1.0, 0.0), "style drawn": (0.0, 1.0), "both drawn": (1.0, 1.0)}
+
+
+@torch.no_grad()
+def drawn_latents(model: MVAE, sources: dict, target: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Draw name -> full latents (N, F): the posterior means with the shared part, the target's style, both or
+    neither moved by one draw of noise at temperature 1."""
+    mu, logvar = model.full_posterior(sources)
+    noise = (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)
+    layout = model.latent_layout()
+    out = {}
+    for name, (shared, style) in DRAWS.items():
+        latents = mu.clone()
+        latents[:, layout["shared"]] += shared * noise[:, layout["shared"]]
+        latents[:, layout[target]] += style * noise[:, layout[target]]
+        out[name] = latents
+    return out
+
+
+@torch.no_grad()
+def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, seed: int = 0) -> dict:
+    """"source->target" -> draw -> judge -> the share of the batch the judge reads as its label; and
+    "real (vocoded)" -> judge -> its reading of the batch's own recordings through the vocoder."""
+    model.eval()
+    labels = torch.as_tensor(np.asarray(batch[LABEL]))
+    out: dict = {}
+    for target in (t for t in model.input_names if kind(t).vocoded and t in model.style_names):
+        readers = [j for j in registry.modality(target).reads if j in judges]
+        for source in (LABEL, *model.input_names):
+            generator = torch.Generator().manual_seed(seed)  # the same noise for every source
+            latents = drawn_latents(model, {source: torch.as_tensor(batch[source])}, target, generator)
+            for draw, z in latents.items():
+                made = resynthesised(Bank(model.outputs(z, [target])[target], labels.numpy()), front_end)
+                out.setdefault(f"{source}->{target}", {})[draw] = {
+                    j: float((judges[j].predict(made.items) == labels).float().mean()) for j in readers}
+        real = resynthesised(Bank(torch.as_tensor(batch[target]), labels.numpy()), front_end)
+        out[f"real {target} (vocoded)"] = {"": {j: accuracy(judges[j], real) for j in readers}}
+    return out
+
+
+def test_batch(model: MVAE, data_dir, front_end: AudioFrontEnd, pairs: int, seed: int) -> dict:
+    """`pairs` test pairs drawn as the evaluator draws its speech pairs."""
+    test = PairedDataset(load_banks(data_dir, "test", front_end, model.input_names, progress=False))
+    covering = test.covering_pairs()
+    return test.batch(covering, np.random.default_rng(seed).permutation(len(covering))[:pairs])
+
+
+def table(found: dict) -> str:
+    judges = sorted({j for by in found.values() for row in by.values() for j in row})
+    lines = ["| direction | draw | " + " | ".join(judges) + " |", "|---" * (len(judges) + 2) + "|"]
+    for direction, by in found.items():
+        for draw, row in by.items():
+            lines.append(f"| {direction} | {draw} | " + " | ".join(f"{100 * row[j]:.1f} %" for j in judges) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint folder or model.safetensors")
+    p.add_argument("--data-dir", help="prepared datasets (default: $MVAE_DATA_DIR, else ./data)")
+    p.add_argument("--judges", default=str(DEFAULT_JUDGES), help="folder of the judges")
+    p.add_argument("--pairs", type=int, default=500, help="test pairs each direction is generated from")
+    p.add_argument("--seed", type=int, default=0, help="which test pairs, and the draws' noise")
+    args = p.parse_args(argv)
+
+    def body():
+        model, _ = checkpoint.load_model(args.checkpoint)
+        front_end = AudioFrontEnd(model.cfg.audio)
+        judges, _ = load_judges(args.judges)
+        batch = test_batch(model, resolve_data_dir(args.data_dir), front_end, args.pairs, args.seed)
+        print(table(readings(model, judges, batch, front_end, args.seed)))
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""benchmarks.speech_draws: which part of the latent each of its four decodings draws, and what it reads."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import speech_draws
+from tests.helpers import tiny_model_and_batch
+
+SHARED, STYLE = 4, 3
+
+
+def test_each_draw_moves_only_its_part_of_the_latent_by_the_same_noise():
+    model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED)
+    model.eval()
+    latents = speech_draws.drawn_latents(model, {"farsi": batch["farsi"]}, "speech",
+                                         torch.Generator().manual_seed(0))
+    mu, _ = model.full_posterior({"farsi": batch["farsi"]})
+    layout = model.latent_layout()
+    shared, style = layout["shared"], layout["speech"]
+    assert torch.equal(latents["means"], mu)
+    moved = {name: (z - mu).abs() > 0 for name, z in latents.items()}
+    assert moved["shared drawn"][:, shared].all() and not moved["shared drawn"][:, SHARED:].any()
+    assert moved["style drawn"][:, style].all()
+    assert not moved["style drawn"][:, :style.start].any() and not moved["style drawn"][:, style.stop:].any()
+    both = latents["shared drawn"] + latents["style drawn"] - mu
+    assert torch.allclose(latents["both drawn"], both, atol=1e-6)
+    # Speech is missing, so its style is the prior's: mean 0, scale 1, and the draw is the noise itself.
+    noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(latents["style drawn"][:, style], noise[:, style], atol=1e-6)
+
+
+def test_every_source_and_draw_is_read_by_every_speech_judge(monkeypatch):
+    model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
+    batch["label"] = torch.arange(20) % 10
+    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+
+    class Says:
+        def __init__(self, digit):
+            self.digit = digit
+
+        def predict(self, x):
+            return torch.full((len(x),), self.digit)
+
+    found = speech_draws.readings(model, {"speech": Says(3), "speech_synthetic": Says(11), "farsi": Says(3)},
+                                  batch, None)
+    assert list(found) == ["label->speech", "farsi->speech", "kannada->speech", "speech->speech",
+                           "real speech (vocoded)"]
+    for direction, by in found.items():
+        assert list(by) == (list(speech_draws.DRAWS) if "->" in direction else [""])
+        # A judge that always says 3 is right on the two 3s of twenty labels; one that says 11, never.
+        assert all(row == pytest.approx({"speech": 0.1, "speech_synthetic": 0.0}) for row in by.values()), direction
+    assert "| speech->speech | both drawn | 10.0 % | 0.0 % |" in speech_draws.table(found)
+    assert np.isclose(found["real speech (vocoded)"][""]["speech"], 0.1)
