@@ -534,6 +534,8 @@ def test_coherence_run_files_each_judge_by_the_registry(monkeypatch):
     run = coherence.CoherenceRun(Model(), None, judges, test, test.covering_pairs(), batch_size=16, speech_pairs=20,
                                  progress=False)
     assert run.own == "speech" and list(run.judges_by) == ["speech", "speech_synthetic"]
+    once = test.covering_pairs().index["speech"][run.each_once["speech"]]
+    assert len(once) == 20 and len(set(once.tolist())) == 20, "each recording decoded in its own voice once"
     out = coherence.coherence_figures(run, per_class=2, temperatures=(1.0,))
     assert out["coherence"] == {"farsi->speech": 1.0, "speech->farsi": 1.0}
     assert out["label_coherence"] == {"farsi": 1.0, "speech": 1.0}
@@ -557,3 +559,21 @@ def test_the_architecture_words_name_a_style_priced_above_the_rest_and_no_other(
     cfg = to_dict(ModelConfig(style_dim=4, style_kl_weights={"farsi": 1.0, "kannada": 1.0, "speech": 3.0}))
     assert "style KL speech ×3" in describe(cfg) and "farsi ×" not in describe(cfg)
     assert "style KL" not in describe(to_dict(ModelConfig(style_dim=4)))
+
+
+def test_each_recording_is_decoded_in_its_own_voice_once_the_sampled_ones_first():
+    from mvae.evaluation.coherence import each_once
+
+    rows = np.array([0, 1, 2, 0, 1, 2, 0, 3])  # the bank row of each pair
+    order = np.array([3, 6, 2])  # the run's sample: recording 0 twice, then recording 2
+    assert each_once(rows, order, 10).tolist() == [3, 2, 1, 7]
+    assert sorted(rows[each_once(rows, order, 10)].tolist()) == [0, 1, 2, 3]
+    assert each_once(rows, order, 2).tolist() == [3, 2]
+
+
+def test_the_table_says_how_many_recordings_it_decoded_in_their_own_voice():
+    from mvae.evaluation.render import own_voice_words
+
+    assert own_voice_words({"speech_target": 500, "speech_itself": {"speech": 300}}) == \
+        "; speech → speech decodes 300 test recordings, each once"
+    assert own_voice_words({"speech_target": 500}) == ""

@@ -79,6 +79,16 @@ class ModelGenerator:
         return out
 
 
+def each_once(rows: np.ndarray, order: np.ndarray, most: int) -> np.ndarray:
+    """Pairs, at most `most`, in which each item of a bank (`rows`: its row in every pair) appears once: its
+    first pair in `order` (a random sample), then, for the items `order` does not reach, its first pair at
+    all. With `most` at least the bank's size, every item is there."""
+    first: dict[int, int] = {}
+    for i in (*order, *range(len(rows))):
+        first.setdefault(int(rows[i]), int(i))
+    return np.array(list(first.values())[:most], dtype=np.int64)
+
+
 def class_labels(per_class: int) -> torch.Tensor:
     """per_class copies of each digit, digit-major."""
     return torch.arange(N_CLASSES).repeat_interleave(per_class)
@@ -163,6 +173,10 @@ class CoherenceRun:
         self.judges_by = {self.own: self.judge} | {j: self.other_judge(j) for j, t in self.speech_judges.items()
                                                    if j != t}
         self.order = np.random.default_rng(0).permutation(len(pairs))[:speech_pairs]
+        # A recording decoded again in its own voice is compared with the same recordings, each once: drawn
+        # with the pairs, a clip would count as often as it happened to be drawn, and the reference reads
+        # every clip once.
+        self.each_once = {t: each_once(pairs.index[t], self.order, speech_pairs) for t in self.vocoded}
         self.speech_per_class = max(1, speech_pairs // N_CLASSES)
 
     def judge(self, target: str, made: torch.Tensor) -> torch.Tensor:
@@ -179,20 +193,22 @@ class CoherenceRun:
         return ([x for x in items if target_of(x) not in self.vocoded],
                 [x for x in items if target_of(x) in self.vocoded])
 
-    def scored(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
-        """Coherence of each (sources, target) by each judge."""
+    def scored(self, generate, wanted, desc: str, order=None) -> dict[str, dict[str, float]]:
+        """Coherence of each (sources, target) by each judge; vocoded targets over the pairs `order` names
+        (default: the run's sample)."""
+        order = self.order if order is None else order
         test, pairs, batch_size = self.test, self.pairs, self.batch_size
         batches = tqdm((b for _, b in test.batches(pairs, batch_size)), desc=desc, disable=not self.progress,
                        leave=False, total=-(-len(pairs) // batch_size))
         plain, vocoded = self.split(wanted, lambda d: d[1])
         seen = coherence_by(generate, {self.own: self.judge}, batches, plain)
-        sampled = (test.batch(pairs, self.order[j:j + 250]) for j in range(0, len(self.order), 250))
+        sampled = (test.batch(pairs, order[j:j + 250]) for j in range(0, len(order), 250))
         heard = coherence_by(generate, self.judges_by, sampled, vocoded)
         return {n: seen.get(n, {}) | heard[n] for n in self.judges_by}
 
-    def directed(self, generate, wanted, desc: str) -> dict[str, dict[str, float]]:
+    def directed(self, generate, wanted, desc: str, order=None) -> dict[str, dict[str, float]]:
         """Judge name -> direction -> coherence, in the order of `wanted` (the table's)."""
-        scores = self.scored(generate, wanted, desc)
+        scores = self.scored(generate, wanted, desc, order)
         keys = [direction_key(*d) for d in wanted]
         return {n: {k: by[k] for k in keys if k in by} for n, by in scores.items()}
 
@@ -214,7 +230,11 @@ class CoherenceRun:
         # practice, the ceiling of the directions that end in it. A random stream of its own leaves the
         # figures above as they were.
         own = ModelGenerator(self.model, self.front_end, temperature=temperature, seed=own_seed)
-        itself = self.directed(own, [((n,), n) for n in names], f"reconstruction T={temperature:g}")
+        desc = f"reconstruction T={temperature:g}"
+        itself = self.directed(own, [((n,), n) for n in names if n not in self.vocoded], desc)
+        for t in self.vocoded:
+            for judge, by in self.directed(own, [((t,), t)], desc, self.each_once[t]).items():
+                itself.setdefault(judge, {}).update(by)
         return {n: {"coherence": coherent[n], "label_coherence": from_label[n],
                     "reconstruction_coherence": {m: itself[n][direction_key((m,), m)] for m in names
                                                  if direction_key((m,), m) in itself[n]}}
@@ -244,5 +264,6 @@ def coherence_figures(run: CoherenceRun, per_class: int, temperatures) -> dict:
     if run.speech_judges:
         out["speech_judges"] = run.speech_judge_sections(figures, suffixes)
     out["coherence_pairs"] = {"image_targets": len(run.pairs), "speech_target": len(run.order),
+                              "speech_itself": {t: len(rows) for t, rows in run.each_once.items()},
                               "label_per_class": per_class, "label_to_speech_per_class": run.speech_per_class}
     return out

@@ -182,7 +182,8 @@ def markdown(report: dict) -> str:
                       "(`python -m mvae.evaluation.judges`); speech is judged after Griffin-Lim. The FSDD-free "
                       "judge (speech_synthetic) learnt from espeak-ng's voices alone and never heard FSDD; an "
                       "intelligibility ratio is a figure over what the same judge reads on the real FSDD test "
-                      "recordings through the same log-mel and Griffin-Lim."]
+                      "recordings through the same log-mel and Griffin-Lim"
+                      + own_voice_words(report.get("coherence_pairs", {})) + "."]
     ckpt = report.get("checkpoint", {})
     if ckpt.get("command"):
         wall = f", {ckpt['wall_seconds'] / 60:.1f} min for the whole command" if ckpt.get("wall_seconds") else ""
@@ -190,6 +191,12 @@ def markdown(report: dict) -> str:
                       f"({ckpt['description']}, latent {ckpt['latent_dim']}); "
                       f"evaluated in {report['seconds'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
+
+
+def own_voice_words(counts: dict) -> str:
+    """How many recordings the table decoded again in their own voice, where the report says."""
+    itself = counts.get("speech_itself", {})
+    return "".join(f"; {n} → {n} decodes {k} test recordings, each once" for n, k in itself.items())
 
 
 def describe(cfg: dict) -> str:
