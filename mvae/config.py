@@ -281,7 +281,8 @@ class TrainConfig(Checked):
 SHIPPED_RECIPE: dict[str, dict[str, Any]] = {
     "model": {"architecture": "conv-mlp", "conv_channels": 16, "image_conv_extra": 1, "image_conv_batchnorm": True,
               "hidden": 256, "latent_dim": 16, "style_dim": 16, "cross_style": "own", "swap_weight": 200.0,
-              "image_decoder": "conv", "decoded_subsets": 2},
+              "image_decoder": "conv", "decoded_subsets": 2,
+              "style_kl_weights": {"farsi": 1.0, "kannada": 1.0, "speech": 0.5}},
     "train": {"epochs": 12, "lr_schedule": "cosine", "num_threads": 2, "eval_every": 4, "clean_targets": True,
               "tune_contrast": True},
 }
