@@ -58,6 +58,7 @@ COMMANDS = {
     "mvae.training.sweep": "train",
     "mvae.upgrade": "train",
     "benchmarks.speech_variants": "train",
+    "benchmarks.speech_draws": "train",
     "benchmarks.peers": "bench",
     # The benchmarks measure the served app in Chromium (Playwright), read memory with psutil and build
     # their inputs with the tests' helpers (pytest): the development set.

@@ -110,7 +110,9 @@ def plain_model_flags() -> list[str]:
     flags = []
     for section, defaults in (("model", ModelConfig()), ("train", TrainConfig())):
         for name in SHIPPED_RECIPE[section]:
-            flags += [f"--{name.replace('_', '-')}", str(getattr(defaults, name))]
+            value = getattr(defaults, name)
+            shown = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+            flags += [f"--{name.replace('_', '-')}", shown]
     return [*flags, "--save-dtype", "float32"]
 
 
