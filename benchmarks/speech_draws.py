@@ -54,7 +54,7 @@ def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, s
     """"source->target" -> draw -> judge -> the share of the batch the judge reads as its label; and
     "real (vocoded)" -> judge -> its reading of the batch's own recordings through the vocoder."""
     model.eval()
-    labels = torch.as_tensor(np.asarray(batch[LABEL]))
+    labels = np.asarray(batch[LABEL])
     out: dict = {}
     for target in (t for t in model.input_names if kind(t).vocoded and t in model.style_names):
         readers = [j for j in registry.modality(target).reads if j in judges]
@@ -62,10 +62,9 @@ def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, s
             generator = torch.Generator().manual_seed(seed)  # the same noise for every source
             latents = drawn_latents(model, {source: torch.as_tensor(batch[source])}, target, generator)
             for draw, z in latents.items():
-                made = resynthesised(Bank(model.outputs(z, [target])[target], labels.numpy()), front_end)
-                out.setdefault(f"{source}->{target}", {})[draw] = {
-                    j: float((judges[j].predict(made.items) == labels).float().mean()) for j in readers}
-        real = resynthesised(Bank(torch.as_tensor(batch[target]), labels.numpy()), front_end)
+                made = resynthesised(Bank(model.outputs(z, [target])[target], labels), front_end)
+                out.setdefault(f"{source}->{target}", {})[draw] = {j: accuracy(judges[j], made) for j in readers}
+        real = resynthesised(Bank(torch.as_tensor(batch[target]), labels), front_end)
         out[f"real {target} (vocoded)"] = {"": {j: accuracy(judges[j], real) for j in readers}}
     return out
 
