@@ -260,6 +260,13 @@ class TrainConfig(Checked):
     # the copy was made from asks the encoders to see through the augmentation, and the decoders for speech.
     clean_targets: bool = option(
         False, "reconstruct the unaugmented recording an augmented copy of it was made from")
+    # The clean recording still differs from its copy in speed, pitch and placement, which the copy's encoder
+    # hears but cannot undo: a speaker's true speed and pitch are not in the copy, so the decoder of a
+    # recording in its own voice averages over every speed and pitch it could have had. The copy without
+    # its noise and level change keeps what can be heard and drops what is not voice.
+    warped_targets: bool = option(
+        False, "with clean targets, reconstruct an augmented copy without its noise and level change instead: "
+               "its speed, pitch and placement stay")
     # The decoder's log-mels are postfiltered (ModelConfig.log_mel_contrast) before they are heard; how much is
     # measured, not guessed: every candidate is read by the judges on training pairs (mvae.evaluation.contrast).
     tune_contrast: bool = option(
@@ -273,6 +280,13 @@ class TrainConfig(Checked):
     eval_batch_size: int = option(512, "batch size for evaluation", range=(1, 65_536))
     grad_clip: float = option(5.0, "gradient norm clip (0: none)", range=(0.0, 1e6))
     num_threads: int = option(0, "CPU threads for torch (0: torch's default)", range=(0, 1_024))
+
+    def _problems(self, prefix: str) -> list[str]:
+        problems = super()._problems(prefix)
+        if not problems and self.warped_targets and not self.clean_targets:
+            problems.append(f"{prefix}warped_targets changes what clean targets are, so it needs clean_targets "
+                            "true")
+        return problems
 
 
 # The recipe of the shipped checkpoint, as train.py's defaults: `python train.py --data-dir data --out

@@ -13,7 +13,7 @@ from scipy.signal import resample_poly
 from mvae.config import AudioConfig
 from mvae.errors import InputError
 from mvae.signals.audio import AudioFrontEnd, PreparedSpeech, wav_bytes
-from mvae.signals.augment import augment_speech, change_speed_pitch
+from mvae.signals.augment import augment_speech, augment_speech_warped, change_speed_pitch
 from mvae.signals.resampling import MAX_RATIO_TERM, resample, resample_ratio
 from mvae.signals.waveform import _as_float
 
@@ -242,6 +242,26 @@ def test_speed_and_pitch_changes_are_what_they_say(fe):
     lower_slower = change_speed_pitch(wave, speed=0.9, semitones=-1.0)
     assert len(lower_slower) == pytest.approx(len(wave) / 0.9, rel=0.01)
     assert dominant_hz(lower_slower) == pytest.approx(400 * 0.9 * 2 ** (-1 / 12), rel=0.01)
+
+
+def test_a_warped_copy_is_the_augmented_copy_before_its_noise_and_level(fe):
+    from dataclasses import replace
+
+    voiced = fe.prepare(in_silence(tone(300, 0.5), 2000, 2000), SR).voiced
+    for seed in range(5):
+        copy, warped = augment_speech_warped(fe.cfg, voiced, np.random.default_rng(seed))
+        np.testing.assert_array_equal(copy, augment_speech(fe.cfg, voiced, np.random.default_rng(seed)))
+        assert warped.dtype == np.float32 and len(warped) == len(copy)
+        # Without a level change, what the copy adds to its warped voice is noise at a drawn SNR.
+        level_kept = replace(fe.cfg, aug_gain_db=0.0)
+        copy, warped = augment_speech_warped(level_kept, voiced, np.random.default_rng(seed))
+        snr_db = 20 * np.log10(np.sqrt(np.mean(warped.astype(np.float64) ** 2) / np.mean((copy - warped) ** 2.0)))
+        assert fe.cfg.aug_snr_db[0] - 0.5 < snr_db < fe.cfg.aug_snr_db[1] + 0.5, snr_db
+        # The warped voice is the speed and pitch change alone: a 300 Hz tone moves off 300 Hz.
+        assert not np.allclose(warped[:len(voiced)], voiced[:len(warped)], atol=1e-2)
+    same = augment_speech_warped(fe.cfg, voiced, np.random.default_rng(0), strength=0.0)
+    np.testing.assert_array_equal(same[0], voiced)
+    np.testing.assert_array_equal(same[1], voiced)
 
 
 def test_augment_is_deterministic_and_changes_the_signal(fe):

@@ -52,6 +52,24 @@ def cache_in(folder: Path, lines: list) -> BankCache:
     return BankCache(folder, lines.append)
 
 
+def test_warped_targets_are_cached_with_their_bank_under_a_key_of_their_own(data, tmp_path, made):
+    front_end = AudioFrontEnd(AudioConfig())
+    cache = cache_in(tmp_path / "cache", [])
+
+    def warped():
+        return banks.recording_bank(data, "speech", "train", front_end, 1, progress=False, limit=LIMIT,
+                                    cache=cache, warped_targets=True)
+
+    plain = bank(data, cache)
+    first = warped()
+    assert len(made) == 2, "a bank with targets is not the bank without them"
+    second = warped()
+    assert len(made) == 2, "the second bank with targets should have been read, not made"
+    assert second.targets is not None and torch.equal(first.targets, second.targets)
+    assert torch.equal(first.items, second.items) and torch.equal(first.items, plain.items)
+    assert bank(data, cache).targets is None and len(made) == 2, "the plain bank is still cached as it was"
+
+
 def test_a_second_bank_is_read_from_the_cache_and_equals_the_first(data, tmp_path, made):
     lines = []
     first = bank(data, cache_in(tmp_path / "cache", lines))

@@ -104,3 +104,44 @@ def test_a_batch_holds_the_originals_only_when_asked(synthetic_data):
     rows = pairs.index["speech"]
     assert torch.equal(batch[clean_key("speech")], banks["speech"].items[banks["speech"].clean[rows]])
     assert set(PairedDataset(banks, seed=1).batch(pairs, slice(0, 40))) == {"farsi", "speech", "label"}
+
+
+def test_warped_targets_keep_a_copy_s_speed_pitch_and_place_and_drop_its_noise(synthetic_data):
+    from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
+    from mvae.data.paired import PairedDataset, clean_key
+    from mvae.signals.audio import AudioFrontEnd
+
+    front_end = AudioFrontEnd(AudioConfig())
+    plain = load_banks(synthetic_data, "train", front_end, ("speech",), aug_copies=2, progress=False)["speech"]
+    warped = load_banks(synthetic_data, "train", front_end, ("speech",), aug_copies=2, progress=False,
+                        warped_targets=True)["speech"]
+    assert plain.targets is None and torch.equal(plain.items, warped.items), "the inputs are the same copies"
+    originals = warped.clean == np.arange(len(warped.labels))
+    # An original is its own target; a copy's target is neither the copy (its noise is gone) nor the original.
+    assert torch.equal(warped.targets[originals], warped.items[originals])
+    copies = ~originals
+    target, copy, original = warped.targets[copies], warped.items[copies], warped.items[warped.clean[copies]]
+    # Where the target is loud the copy's noise barely shows, so there the target is the copy; the unmoved
+    # original is not (the synthetic clips are tones: a speed, pitch or place change moves their loud bins).
+    loud = target > target.amax(dim=(1, 2), keepdim=True) - 3.0
+    assert (loud.sum(dim=(1, 2)) > 0).all()
+
+    def near(x):
+        return ((x - target).abs() * loud).sum(dim=(1, 2)) / loud.sum(dim=(1, 2))
+
+    assert (near(copy) < near(original)).all(), (near(copy), near(original))
+    assert near(copy).median() < 0.1 and near(original).median() > 1.0, (near(copy), near(original))
+    # Where the target is quiet, the copy carries its noise and the target does not.
+    quiet = target < target.amin(dim=(1, 2), keepdim=True) + 1.0
+    assert ((copy - target) * quiet).sum(dim=(1, 2)).gt(0).all()
+
+    dataset = PairedDataset({"speech": warped}, seed=1, clean_targets=True)
+    pairs = dataset.epoch_pairs(0, 40)
+    batch = dataset.batch(pairs, slice(0, 40))
+    assert torch.equal(batch[clean_key("speech")], warped.targets[pairs.index["speech"]])
+
+
+def test_a_bank_refuses_targets_of_another_shape():
+    with pytest.raises(ValueError, match="targets of shape"):
+        Bank(torch.zeros(4, 2, 3), np.zeros(4, np.int64), np.arange(4), torch.zeros(4, 3, 2))

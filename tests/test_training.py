@@ -8,6 +8,7 @@ import json
 import shlex
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -270,3 +271,35 @@ def test_clean_targets_reach_the_objective_and_nothing_else(synthetic_data, tmp_
     data = load_training_data(synthetic_data, SMALL, cfg, progress=False)
     Trainer(SMALL, cfg, data, tmp_path, device="cpu", progress=False).fit()
     assert seen and all(targets == {"speech"} and clean_key("speech") not in keys for keys, targets in seen)
+
+
+def test_warped_targets_are_what_training_batches_reconstruct(synthetic_data, tmp_path):
+    from mvae.data.paired import clean_key
+
+    cfg = replace(SHORT, epochs=1, pairs_per_epoch=128, clean_targets=True, warped_targets=True, eval_pairs=64)
+    data = load_training_data(synthetic_data, SMALL, cfg, progress=False)
+    bank = data.train.banks["speech"]
+    assert bank.targets is not None and data.test.banks["speech"].targets is None
+    seen, batch = [], data.train.batch
+
+    def recorded(pairs, rows, *args, **kwargs):
+        out = batch(pairs, rows, *args, **kwargs)
+        seen.append((out[clean_key("speech")], pairs.index["speech"][rows]))
+        return out
+
+    data.train.batch = recorded
+    Trainer(SMALL, cfg, data, tmp_path, device="cpu", progress=False).fit()
+    assert seen
+    for targets, rows in seen:
+        assert torch.equal(targets, bank.targets[rows])
+    rows = np.concatenate([r for _, r in seen])
+    copies = bank.clean[rows] != rows
+    assert 0 < copies.mean() < 1 and not torch.equal(bank.targets[rows[copies]], bank.items[rows[copies]])
+
+
+def test_warped_targets_need_clean_targets():
+    from mvae.config import train_config_from_dict
+
+    with pytest.raises(ValueError, match="warped_targets .* needs clean_targets true"):
+        train_config_from_dict({"warped_targets": True})
+    assert train_config_from_dict({"warped_targets": True, "clean_targets": True}).warped_targets

@@ -89,33 +89,39 @@ class BankCache:
     def path(self, name: str, key: str) -> Path | None:
         return None if self.folder is None else Path(self.folder) / SUBFOLDER / f"{name}-{key[:32]}{SUFFIX}"
 
-    def load(self, name: str, key: str, labels: np.ndarray, item_shape: tuple[int, ...]) -> np.ndarray | None:
-        """The items stored under `key`, or None: absent, unreadable, or not what the key promises (`labels`,
-        in order, and float32 items of `item_shape`, all finite)."""
+    def load(self, name: str, key: str, labels: np.ndarray, item_shape: tuple[int, ...],
+             arrays: tuple[str, ...] = ("items",)) -> tuple[np.ndarray, ...] | None:
+        """The `arrays` (items, and targets where the bank has them) stored under `key`, or None: absent,
+        unreadable, or not what the key promises (`labels`, in order, and float32 arrays of `item_shape`,
+        all finite)."""
         path = self.path(name, key)
         if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                stored_key, items, stored_labels = str(data["key"]), data["items"], data["labels"]
+                stored_key, stored_labels = str(data["key"]), data["labels"]
+                found = tuple(data[a] for a in arrays)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             self.say(f"  the cached bank {path} cannot be read ({type(exc).__name__}); making it again")
             return None
-        if (stored_key != key or items.dtype != np.float32 or items.shape != (len(labels), *item_shape)
-                or not np.array_equal(stored_labels, labels) or not np.isfinite(items).all()):
+        if (stored_key != key or not np.array_equal(stored_labels, labels)
+                or any(a.dtype != np.float32 or a.shape != (len(labels), *item_shape) or not np.isfinite(a).all()
+                       for a in found)):
             self.say(f"  the cached bank {path} is not the one this run needs; making it again")
             return None
-        return items
+        return found
 
-    def store(self, name: str, key: str, items: np.ndarray, labels: np.ndarray) -> Path | None:
+    def store(self, name: str, key: str, items: np.ndarray, labels: np.ndarray,
+              targets: np.ndarray | None = None) -> Path | None:
         """Writes the bank; a cache that cannot be written (a full disk, a read-only home) costs the next run
         the time again, not this run its result."""
         path = self.path(name, key)
         if path is None:
             return None
         buf = io.BytesIO()
+        extra = {} if targets is None else {"targets": np.ascontiguousarray(targets, np.float32)}
         np.savez(buf, key=np.array(key), items=np.ascontiguousarray(items, np.float32),
-                 labels=np.asarray(labels, np.int64))
+                 labels=np.asarray(labels, np.int64), **extra)
         try:
             atomic_write(path, buf.getvalue())
         except OSError as exc:

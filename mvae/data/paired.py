@@ -17,12 +17,22 @@ class Bank:
     items: torch.Tensor  # (N, *shape) float32: images in [0, 1], speech as raw log-mel
     labels: np.ndarray  # (N,) int64
     clean: np.ndarray | None = None  # (N,) the row of the unaugmented item each row was made from (None: itself)
+    # (N, *shape) what a decoder reconstructs for each row when it is not the row's unaugmented item: the
+    # augmented copy without its noise (mvae.signals.augment.augment_speech_warped). None: `clean` says.
+    targets: torch.Tensor | None = None
 
     def __post_init__(self):
         if len(self.items) != len(self.labels):
             raise ValueError(f"{len(self.items)} items but {len(self.labels)} labels")
         if self.clean is not None and len(self.clean) != len(self.labels):
             raise ValueError(f"{len(self.clean)} clean rows for {len(self.labels)} items")
+        if self.targets is not None and self.targets.shape != self.items.shape:
+            raise ValueError(f"targets of shape {tuple(self.targets.shape)} for items of shape "
+                             f"{tuple(self.items.shape)}")
+
+    def target_rows(self, rows) -> torch.Tensor:
+        """What a decoder reconstructs for these rows under clean targets."""
+        return self.targets[rows] if self.targets is not None else self.items[self.clean[rows]]
 
 
 def clean_key(name: str) -> str:
@@ -41,8 +51,8 @@ class Pairs:
 
 class PairedDataset:
     """Pairs items across modalities by label; the pairing is a pure function of (seed, epoch). With
-    `clean_targets`, a batch also holds, under clean_key(name), the unaugmented original of each item of a
-    bank that has augmented copies."""
+    `clean_targets`, a batch also holds, under clean_key(name), the target of each item of a bank that has
+    augmented copies: the unaugmented original, or the bank's own target for it (Bank.targets)."""
 
     def __init__(self, banks: dict[str, Bank], seed: int = 0, clean_targets: bool = False):
         self.banks = banks
@@ -93,7 +103,7 @@ class PairedDataset:
     def batch(self, pairs: Pairs, rows: slice | np.ndarray, device=None) -> dict[str, torch.Tensor]:
         out = {name: self.banks[name].items[pairs.index[name][rows]] for name in self.banks}
         if self.clean_targets:
-            out.update({clean_key(name): bank.items[bank.clean[pairs.index[name][rows]]]
+            out.update({clean_key(name): bank.target_rows(pairs.index[name][rows])
                         for name, bank in self.banks.items() if bank.clean is not None})
         out[LABEL] = torch.as_tensor(pairs.labels[rows])
         return {k: v.to(device) for k, v in out.items()} if device is not None else out

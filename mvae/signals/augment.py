@@ -76,11 +76,19 @@ def change_speed_pitch(wave: np.ndarray, speed: float = 1.0, semitones: float = 
 
 def augment_speech(cfg: AudioConfig, wave: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """A plausible new speaker and room: speed, pitch, additive noise and level. strength=0 is the identity."""
+    return augment_speech_warped(cfg, wave, rng, strength)[0]
+
+
+def augment_speech_warped(cfg: AudioConfig, wave: np.ndarray, rng: np.random.Generator,
+                          strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(`augment_speech`'s copy, the same copy before its noise and level change), from the same draws: the
+    second is what a decoder can be asked to reconstruct from the first, its speed and pitch being there to
+    hear and its noise being of no voice."""
     speed = 1 + rng.uniform(-cfg.aug_speed, cfg.aug_speed) * strength
     semitones = rng.uniform(-cfg.aug_pitch_semitones, cfg.aug_pitch_semitones) * strength
     snr_db = rng.uniform(*cfg.aug_snr_db)
     gain_db = rng.uniform(-cfg.aug_gain_db, cfg.aug_gain_db) * strength
-    wave = change_speed_pitch(wave, speed, semitones)
-    noise_rms = strength * np.sqrt(np.mean(wave.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
-    wave = wave + noise_rms * rng.standard_normal(len(wave))
-    return (wave * 10 ** (gain_db / 20)).astype(np.float32)
+    warped = change_speed_pitch(wave, speed, semitones)
+    noise_rms = strength * np.sqrt(np.mean(warped.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
+    noisy = warped + noise_rms * rng.standard_normal(len(warped))
+    return (noisy * 10 ** (gain_db / 20)).astype(np.float32), np.asarray(warped, dtype=np.float32)

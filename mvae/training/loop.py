@@ -110,7 +110,7 @@ def load_training_data(data_dir, model_cfg: ModelConfig, train_cfg: TrainConfig,
     kwargs = dict(front_end=front_end, modalities=model_cfg.modalities, aug_copies=train_cfg.speech_aug_copies,
                   aug_strength=train_cfg.aug_strength, seed=train_cfg.seed, progress=progress, limit=limit,
                   cache=cache)
-    train = load_banks(data_dir, "train", **kwargs)
+    train = load_banks(data_dir, "train", **kwargs, warped_targets=train_cfg.warped_targets)
     test = load_banks(data_dir, "test", **kwargs)
     return TrainingData(PairedDataset(train, train_cfg.seed, train_cfg.clean_targets),
                         PairedDataset(test, train_cfg.seed))
