@@ -6,9 +6,11 @@ only the speech style drawn (from the prior, or from the heard voice's posterior
 and with both drawn (temperature 1, what the bar reads). Every draw uses the same noise, so the four columns
 differ only in what is drawn. Each decoded log-mel goes through Griffin-Lim, as the evaluator's, and is read
 by every speech judge; the last row is each judge's reading of the same real recordings through the same
-vocoder, the reference of an intelligibility ratio.
+vocoder, the reference of an intelligibility ratio. With --draws K every drawn column is the mean reading of
+K draws; with --each-once the pairs hold every test recording once, as the evaluator's own-voice direction
+and its reference do.
 
-    python -m benchmarks.speech_draws checkpoints/default --data-dir DATA_DIR
+    python -m benchmarks.speech_draws checkpoints/default --data-dir DATA_DIR [--draws 5 --each-once]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mvae.data.banks import load_banks
 from mvae.data.paired import Bank, PairedDataset
 from mvae.data.sources import resolve_data_dir
 from mvae.errors import run_cli
+from mvae.evaluation.coherence import each_once
 from mvae.evaluation.judges import DEFAULT_JUDGES, accuracy, load_judges, resynthesised
 from mvae.kinds import kind
 from mvae.model.model import MVAE
@@ -50,9 +53,11 @@ def drawn_latents(model: MVAE, sources: dict, target: str, generator: torch.Gene
 
 
 @torch.no_grad()
-def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, seed: int = 0) -> dict:
-    """"source->target" -> draw -> judge -> the share of the batch the judge reads as its label; and
-    "real (vocoded)" -> judge -> its reading of the batch's own recordings through the vocoder."""
+def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, seed: int = 0,
+             draws: int = 1) -> dict:
+    """"source->target" -> draw -> judge -> the share of the batch the judge reads as its label (the mean over
+    `draws` draws of the noise; the means are read once); and "real (vocoded)" -> judge -> its reading of the
+    batch's own recordings through the vocoder."""
     model.eval()
     labels = np.asarray(batch[LABEL])
     out: dict = {}
@@ -60,20 +65,30 @@ def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, s
         readers = [j for j in registry.modality(target).reads if j in judges]
         for source in (LABEL, *model.input_names):
             generator = torch.Generator().manual_seed(seed)  # the same noise for every source
-            latents = drawn_latents(model, {source: torch.as_tensor(batch[source])}, target, generator)
-            for draw, z in latents.items():
-                made = resynthesised(Bank(model.outputs(z, [target])[target], labels), front_end)
-                out.setdefault(f"{source}->{target}", {})[draw] = {j: accuracy(judges[j], made) for j in readers}
+            read: dict[str, list] = {}
+            for k in range(draws):
+                latents = drawn_latents(model, {source: torch.as_tensor(batch[source])}, target, generator)
+                for draw, z in latents.items():
+                    if k and draw == "means":
+                        continue
+                    made = resynthesised(Bank(model.outputs(z, [target])[target], labels), front_end)
+                    read.setdefault(draw, []).append({j: accuracy(judges[j], made) for j in readers})
+            out[f"{source}->{target}"] = {draw: {j: float(np.mean([r[j] for r in rows])) for j in readers}
+                                          for draw, rows in read.items()}
         real = resynthesised(Bank(torch.as_tensor(batch[target]), labels), front_end)
         out[f"real {target} (vocoded)"] = {"": {j: accuracy(judges[j], real) for j in readers}}
     return out
 
 
-def test_batch(model: MVAE, data_dir, front_end: AudioFrontEnd, pairs: int, seed: int) -> dict:
-    """`pairs` test pairs drawn as the evaluator draws its speech pairs."""
+def test_batch(model: MVAE, data_dir, front_end: AudioFrontEnd, pairs: int, seed: int,
+               once: str | None = None) -> dict:
+    """`pairs` test pairs drawn as the evaluator draws its speech pairs; with `once` (a modality) at most one
+    pair per item of its bank, as the evaluator decodes each test recording once in its own voice."""
     test = PairedDataset(load_banks(data_dir, "test", front_end, model.input_names, progress=False))
     covering = test.covering_pairs()
-    return test.batch(covering, np.random.default_rng(seed).permutation(len(covering))[:pairs])
+    order = np.random.default_rng(seed).permutation(len(covering))
+    rows = order[:pairs] if once is None else each_once(covering.index[once], order, pairs)
+    return test.batch(covering, rows)
 
 
 def table(found: dict) -> str:
@@ -92,14 +107,20 @@ def main(argv=None) -> int:
     p.add_argument("--judges", default=str(DEFAULT_JUDGES), help="folder of the judges")
     p.add_argument("--pairs", type=int, default=500, help="test pairs each direction is generated from")
     p.add_argument("--seed", type=int, default=0, help="which test pairs, and the draws' noise")
+    p.add_argument("--draws", type=int, default=1, help="draws of the noise each drawn column is the mean of")
+    p.add_argument("--each-once", action="store_true",
+                   help="every test recording once (at most --pairs), as the evaluator's own-voice direction")
     args = p.parse_args(argv)
+    if args.draws < 1 or args.pairs < 1:
+        p.error("--draws and --pairs must be at least 1")
 
     def body():
         model, _ = checkpoint.load_model(args.checkpoint)
         front_end = AudioFrontEnd(model.cfg.audio)
         judges, _ = load_judges(args.judges)
-        batch = test_batch(model, resolve_data_dir(args.data_dir), front_end, args.pairs, args.seed)
-        print(table(readings(model, judges, batch, front_end, args.seed)))
+        once = next((t for t in model.input_names if kind(t).vocoded), None) if args.each_once else None
+        batch = test_batch(model, resolve_data_dir(args.data_dir), front_end, args.pairs, args.seed, once)
+        print(table(readings(model, judges, batch, front_end, args.seed, args.draws)))
         return 0
 
     return run_cli(body)

@@ -52,3 +52,45 @@ def test_every_source_and_draw_is_read_by_every_speech_judge(monkeypatch):
         assert all(row == pytest.approx({"speech": 0.1, "speech_synthetic": 0.0}) for row in by.values()), direction
     assert "| speech->speech | both drawn | 10.0 % | 0.0 % |" in speech_draws.table(found)
     assert np.isclose(found["real speech (vocoded)"][""]["speech"], 0.1)
+
+
+def test_more_draws_average_the_drawn_columns_and_read_the_means_once(monkeypatch):
+    model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
+    labels = torch.arange(20) % 10
+    batch["label"] = labels
+    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+
+    class Alternates:
+        """Right on its even-numbered readings, wrong on the others."""
+
+        calls = 0
+
+        def predict(self, x):
+            self.calls += 1
+            return labels if self.calls % 2 else (labels + 1) % 10
+
+    judge = Alternates()
+    found = speech_draws.readings(model, {"speech": judge}, batch, None, draws=2)
+    sources = [d for d in found if "->" in d]
+    # Each source: the means once, then the three drawn columns twice; then the real recordings once.
+    assert judge.calls == len(sources) * 7 + 1
+    for i, direction in enumerate(sources):
+        assert found[direction]["means"]["speech"] == (1.0 if i % 2 == 0 else 0.0), direction
+        for draw in ("shared drawn", "style drawn", "both drawn"):
+            assert found[direction][draw]["speech"] == pytest.approx(0.5), (direction, draw)
+
+
+def test_each_once_decodes_every_test_recording_once(synthetic_data):
+    from mvae.config import AudioConfig
+    from mvae.data.banks import load_banks
+    from mvae.signals.audio import AudioFrontEnd
+
+    model, _ = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED)
+    front_end = AudioFrontEnd(AudioConfig())
+    speech = load_banks(synthetic_data, "test", front_end, ("speech",), progress=False)["speech"]
+    every = speech_draws.test_batch(model, synthetic_data, front_end, 10_000, seed=3, once="speech")
+    assert len(every["speech"]) == len(speech.labels)
+    rows = [int(np.flatnonzero((speech.items == x).all(dim=(1, 2)))[0]) for x in every["speech"]]
+    assert sorted(rows) == list(range(len(speech.labels)))
+    some = speech_draws.test_batch(model, synthetic_data, front_end, 5, seed=3, once="speech")
+    assert len(some["speech"]) == 5
