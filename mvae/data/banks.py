@@ -72,24 +72,24 @@ def recording_bank(data_dir, name: str, split: str, front_end: AudioFrontEnd, au
     # shipped speech bank keeps the key, and so the cache, it had before there was a registry).
     stored_as = f"{name}{split}"
     key = None
+    keep_targets = warped_targets and aug_copies > 0
     if cache is not None:
         cfg = front_end.cfg
         # A bank without targets keeps the key it had before there were any.
-        warped = {"warped_targets": True} if warped_targets and aug_copies else {}
+        warped = {"warped_targets": True} if keep_targets else {}
         key = cache_key({"split": split, "audio": to_dict(cfg), "copies": aug_copies, "strength": aug_strength,
                          "seed": seed, "recordings": recordings_fingerprint([r.path for r in found],
                                                                             Path(data_dir)), **warped})
         # The labels a bank of these recordings holds, in order: a cached file must hold exactly these.
         expected = np.repeat(np.asarray([r.digit for r in found], np.int64), 1 + aug_copies)
         cached = cache.load(stored_as, key, expected, (cfg.n_mels, cfg.n_frames),
-                            ("items", "targets") if warped else ("items",))
+                            ("items", "targets") if keep_targets else ("items",))
         if cached is not None:
             cache.say(f"{what}: read from the cache {cache.path(stored_as, key)}")
-            targets = torch.from_numpy(cached[1]) if warped else None
+            targets = torch.from_numpy(cached[1]) if keep_targets else None
             return Bank(torch.from_numpy(cached[0]), expected, originals(len(found), aug_copies), targets)
         skip = " (--speech-aug-copies 0 skips the copies)" if aug_copies else ""
         cache.say(f"{what}: precomputing{skip}")
-    keep_targets = warped_targets and aug_copies > 0
     waves, targets, labels = _speech_waves(data_dir, name, found, front_end, aug_copies, aug_strength, seed,
                                            progress, split, keep_targets)
     log_mels = _log_mels(front_end, waves)
