@@ -54,22 +54,23 @@ def drawn_latents(model: MVAE, sources: dict, target: str, generator: torch.Gene
 
 @torch.no_grad()
 def readings(model: MVAE, judges: dict, batch: dict, front_end: AudioFrontEnd, seed: int = 0,
-             draws: int = 1) -> dict:
+             draws: int = 1, sources: tuple[str, ...] | None = None, columns: tuple[str, ...] = tuple(DRAWS)) -> dict:
     """"source->target" -> draw -> judge -> the share of the batch the judge reads as its label (the mean over
     `draws` draws of the noise; the means are read once); and "real (vocoded)" -> judge -> its reading of the
-    batch's own recordings through the vocoder."""
+    batch's own recordings through the vocoder. `sources` (default: the label and every input) and `columns`
+    (default: every draw of DRAWS) narrow what is decoded."""
     model.eval()
     labels = np.asarray(batch[LABEL])
     out: dict = {}
     for target in (t for t in model.input_names if kind(t).vocoded and t in model.style_names):
         readers = [j for j in registry.modality(target).reads if j in judges]
-        for source in (LABEL, *model.input_names):
+        for source in sources or (LABEL, *model.input_names):
             generator = torch.Generator().manual_seed(seed)  # the same noise for every source
             read: dict[str, list] = {}
             for k in range(draws):
                 latents = drawn_latents(model, {source: torch.as_tensor(batch[source])}, target, generator)
                 for draw, z in latents.items():
-                    if k and draw == "means":
+                    if draw not in columns or (k and draw == "means"):
                         continue
                     made = resynthesised(Bank(model.outputs(z, [target])[target], labels), front_end)
                     read.setdefault(draw, []).append({j: accuracy(judges[j], made) for j in readers})

@@ -58,10 +58,12 @@ def test_empty_canvas_and_silence_are_refused(shipped_pipeline):
         shipped_pipeline.predict({"speech": wav_bytes(np.zeros((88200, 2), np.float32), 44100)})
 
 
-# The bar test scores fewer speech targets than the evaluator's default (each costs a Griffin-Lim
-# resynthesis) and only at the bar's temperature, to keep CI within a few minutes; everything else is
-# computed as the evaluator does.
-SHIPPED_TEST_SPEECH_PAIRS = 200
+# The bar test scores the evaluator's 500 speech pairs, but only at the bar's temperature (the means cost a
+# second Griffin-Lim pass), so its draws of the noise are not the table's; everything else is computed as the
+# evaluator does. Fewer pairs would save minutes, but a direction into speech 3 points over its bar then
+# falls under it by chance (Kannada -> speech read 89 % on the first 200 of the 500 pairs the table reads at
+# 93 %), and every line the model meets is held.
+SHIPPED_TEST_SPEECH_PAIRS = 500
 
 
 @pytest.mark.slow
@@ -89,7 +91,7 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     assert shipped.get("judges_id") == judges_id(), "eval.json was judged by other judges: re-run the evaluator"
 
     def speech_tolerance(value, key):
-        # A reading of 200 clips against one of the table's clips: 3.5 standard errors of the difference of two
+        # A reading of its clips against one of the table's draws: 3.5 standard errors of the difference of two
         # proportions, so that the 20 such figures (two judges, ten directions) rarely stray past it by chance.
         # A proportion near 0 or 1 is taken as 0.05 or 0.95, so that the margin never closes. The table hears
         # each test recording once in its own voice, however many pairs it draws for the other directions.
@@ -100,9 +102,10 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
         return 3.5 * (p * (1 - p) * (1 / SHIPPED_TEST_SPEECH_PAIRS + 1 / table)) ** 0.5
 
     def tolerance(section, key):
-        # Speech targets are scored on fewer samples here than in eval.json, and the label's digits are
-        # drawn after them from the same random stream: allow their sampling error (about 2.5 standard
-        # errors of 200 and of 2,000 draws). Everything else is computed exactly as in eval.json.
+        # Speech targets are scored on other draws of the noise here than in eval.json, and the label's digits
+        # are drawn after them from the same random stream: allow their sampling error (about 2.5 standard
+        # errors of 200 and of 2,000 draws, so loose for 500). Everything else is computed exactly as in
+        # eval.json.
         return 0.08 if key.endswith("speech") else 0.03 if section in ("label_coherence",
                                                                        "reconstruction_coherence") else 0.005
 
@@ -140,6 +143,37 @@ def test_shipped_checkpoint_meets_the_bar_and_its_report(real_data):
     for script, halftone in report["halftone"].items():
         assert abs(shipped["halftone"][script]["ratio"] - halftone["ratio"]) < 0.005, \
             f"eval.json halftone/{script} is stale"
+
+
+# Draws of temperature 1 a heard digit's own voice is the mean of: one draw of 300 recordings moves its ratio by
+# about 0.05, three by about 0.03.
+OWN_VOICE_DRAWS = 3
+
+
+@pytest.mark.slow
+def test_a_heard_digit_keeps_its_digit_in_its_own_voice_for_a_listener_who_never_heard_fsdd(real_data):
+    """Every FSDD test recording decoded again in its own voice (its shared latent and its voice's style from its
+    own posterior) and read after Griffin-Lim by the judge that never heard FSDD: at the means and at
+    temperature 1 (the mean of OWN_VOICE_DRAWS draws, so that one draw's luck decides nothing), at least the
+    bar's share of what that judge reads on the same recordings through the same vocoder."""
+    from benchmarks import speech_draws
+    from mvae import checkpoint
+    from mvae.evaluation.bar import BAR
+    from mvae.evaluation.judges import load_judges
+    from mvae.inference import DEFAULT_CHECKPOINT
+    from mvae.signals.audio import AudioFrontEnd
+
+    model, _ = checkpoint.load_model(DEFAULT_CHECKPOINT)
+    front_end = AudioFrontEnd(model.cfg.audio)
+    judges, _ = load_judges()
+    batch = speech_draws.test_batch(model, real_data, front_end, pairs=10_000, seed=0, once="speech")
+    assert len(batch["speech"]) == 300, "every FSDD test recording once"
+    found = speech_draws.readings(model, {"speech_synthetic": judges["speech_synthetic"]}, batch, front_end,
+                                  draws=OWN_VOICE_DRAWS, sources=("speech",), columns=("means", "both drawn"))
+    real = found["real speech (vocoded)"][""]["speech_synthetic"]
+    ratios = {draw: read["speech_synthetic"] / real for draw, read in found["speech->speech"].items()}
+    short = {draw: round(r, 3) for draw, r in ratios.items() if r < BAR["intelligibility_ratio_min"]}
+    assert not short, f"a heard digit in its own voice reads under {BAR['intelligibility_ratio_min']} of real: {short}"
 
 
 def test_shipped_checkpoint_was_trained_by_the_recipe_train_py_defaults_to():

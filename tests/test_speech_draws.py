@@ -80,6 +80,27 @@ def test_more_draws_average_the_drawn_columns_and_read_the_means_once(monkeypatc
             assert found[direction][draw]["speech"] == pytest.approx(0.5), (direction, draw)
 
 
+def test_sources_and_columns_narrow_what_is_decoded(monkeypatch):
+    model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
+    batch["label"] = torch.arange(20) % 10
+    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+
+    class Counts:
+        calls = 0
+
+        def predict(self, x):
+            self.calls += 1
+            return torch.zeros(len(x), dtype=torch.long)
+
+    judge = Counts()
+    found = speech_draws.readings(model, {"speech": judge}, batch, None, draws=3, sources=("speech",),
+                                  columns=("means", "both drawn"))
+    assert list(found) == ["speech->speech", "real speech (vocoded)"]
+    assert list(found["speech->speech"]) == ["means", "both drawn"]
+    # The means once, both drawn three times, the real recordings once.
+    assert judge.calls == 1 + 3 + 1
+
+
 def test_each_once_decodes_every_test_recording_once(synthetic_data):
     from mvae.config import AudioConfig
     from mvae.data.banks import load_banks

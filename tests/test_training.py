@@ -126,7 +126,7 @@ def test_help_documents_every_flag_with_its_help_and_the_recipes_default(capsys,
 # The shipped model's command, as the README gives it: train.py with no flags must train this.
 SHIPPED_FLAGS = ("--architecture conv-mlp --conv-channels 16 --image-conv-extra 1 --image-conv-batchnorm true "
                  "--hidden 256 --latent-dim 16 --style-dim 16 --cross-style own --swap-weight 200 --image-decoder conv "
-                 "--decoded-subsets 2 --style-kl-weights speech=0.5 --epochs 12 --lr-schedule cosine "
+                 "--decoded-subsets 2 --style-kl-weights speech=0.35 --epochs 14 --beta 0.5 --lr-schedule cosine "
                  "--clean-targets true --save-dtype float16 "
                  "--num-threads 2").split()
 
@@ -140,7 +140,8 @@ def test_train_py_with_no_flags_trains_the_shipped_recipe():
     assert bare.save_dtype == spelled_out.save_dtype == "float16"
     model_cfg, train_cfg = train.build_configs(bare)
     assert (model_cfg.architecture, model_cfg.style_dim, model_cfg.image_decoder, model_cfg.decoded_subsets,
-            model_cfg.style_kl_weights["speech"], train_cfg.epochs) == ("conv-mlp", 16, "conv", 2, 0.5, 12)
+            model_cfg.style_kl_weights["speech"], train_cfg.epochs, train_cfg.beta) == \
+        ("conv-mlp", 16, "conv", 2, 0.35, 14, 0.5)
     # The dataclass defaults stay the plain model that older checkpoints and the tests are made with.
     assert ModelConfig().architecture == "mlp" and ModelConfig().style_dim == 0 and TrainConfig().epochs == 10
 
