@@ -156,9 +156,9 @@ def test_a_heard_digit_keeps_its_digit_in_its_own_voice_for_a_listener_who_never
     own posterior) and read after Griffin-Lim by the judge that never heard FSDD: at the means and at
     temperature 1 (the mean of OWN_VOICE_DRAWS draws, so that one draw's luck decides nothing), at least the
     bar's share of what that judge reads on the same recordings through the same vocoder."""
-    from benchmarks import speech_draws
     from mvae import checkpoint
     from mvae.evaluation.bar import BAR
+    from mvae.evaluation.draws import readings, test_batch
     from mvae.evaluation.judges import load_judges
     from mvae.inference import DEFAULT_CHECKPOINT
     from mvae.signals.audio import AudioFrontEnd
@@ -166,10 +166,10 @@ def test_a_heard_digit_keeps_its_digit_in_its_own_voice_for_a_listener_who_never
     model, _ = checkpoint.load_model(DEFAULT_CHECKPOINT)
     front_end = AudioFrontEnd(model.cfg.audio)
     judges, _ = load_judges()
-    batch = speech_draws.test_batch(model, real_data, front_end, pairs=10_000, seed=0, once="speech")
+    batch = test_batch(model, real_data, front_end, pairs=10_000, seed=0, once="speech")
     assert len(batch["speech"]) == 300, "every FSDD test recording once"
-    found = speech_draws.readings(model, {"speech_synthetic": judges["speech_synthetic"]}, batch, front_end,
-                                  draws=OWN_VOICE_DRAWS, sources=("speech",), columns=("means", "both drawn"))
+    found = readings(model, {"speech_synthetic": judges["speech_synthetic"]}, batch, front_end,
+                     draws=OWN_VOICE_DRAWS, sources=("speech",), columns=("means", "both drawn"))
     real = found["real speech (vocoded)"][""]["speech_synthetic"]
     ratios = {draw: read["speech_synthetic"] / real for draw, read in found["speech->speech"].items()}
     short = {draw: round(r, 3) for draw, r in ratios.items() if r < BAR["intelligibility_ratio_min"]}

@@ -1,10 +1,12 @@
-"""benchmarks.speech_draws: which part of the latent each of its four decodings draws, and what it reads."""
+"""mvae.evaluation.draws and benchmarks.speech_draws: which part of the latent each of the four decodings
+draws, and what it reads."""
 
 import numpy as np
 import pytest
 import torch
 
 from benchmarks import speech_draws
+from mvae.evaluation import draws
 from tests.helpers import tiny_model_and_batch
 
 SHARED, STYLE = 4, 3
@@ -13,7 +15,7 @@ SHARED, STYLE = 4, 3
 def test_each_draw_moves_only_its_part_of_the_latent_by_the_same_noise():
     model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED)
     model.eval()
-    latents = speech_draws.drawn_latents(model, {"farsi": batch["farsi"]}, "speech",
+    latents = draws.drawn_latents(model, {"farsi": batch["farsi"]}, "speech",
                                          torch.Generator().manual_seed(0))
     mu, _ = model.full_posterior({"farsi": batch["farsi"]})
     layout = model.latent_layout()
@@ -33,7 +35,7 @@ def test_each_draw_moves_only_its_part_of_the_latent_by_the_same_noise():
 def test_every_source_and_draw_is_read_by_every_speech_judge(monkeypatch):
     model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
     batch["label"] = torch.arange(20) % 10
-    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+    monkeypatch.setattr(draws, "resynthesised", lambda bank, front_end: bank)
 
     class Says:
         def __init__(self, digit):
@@ -42,12 +44,12 @@ def test_every_source_and_draw_is_read_by_every_speech_judge(monkeypatch):
         def predict(self, x):
             return torch.full((len(x),), self.digit)
 
-    found = speech_draws.readings(model, {"speech": Says(3), "speech_synthetic": Says(11), "farsi": Says(3)},
+    found = draws.readings(model, {"speech": Says(3), "speech_synthetic": Says(11), "farsi": Says(3)},
                                   batch, None)
     assert list(found) == ["label->speech", "farsi->speech", "kannada->speech", "speech->speech",
                            "real speech (vocoded)"]
     for direction, by in found.items():
-        assert list(by) == (list(speech_draws.DRAWS) if "->" in direction else [""])
+        assert list(by) == (list(draws.DRAWS) if "->" in direction else [""])
         # A judge that always says 3 is right on the two 3s of twenty labels; one that says 11, never.
         assert all(row == pytest.approx({"speech": 0.1, "speech_synthetic": 0.0}) for row in by.values()), direction
     assert "| speech->speech | both drawn | 10.0 % | 0.0 % |" in speech_draws.table(found)
@@ -58,7 +60,7 @@ def test_more_draws_average_the_drawn_columns_and_read_the_means_once(monkeypatc
     model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
     labels = torch.arange(20) % 10
     batch["label"] = labels
-    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+    monkeypatch.setattr(draws, "resynthesised", lambda bank, front_end: bank)
 
     class Alternates:
         """Right on its even-numbered readings, wrong on the others."""
@@ -70,7 +72,7 @@ def test_more_draws_average_the_drawn_columns_and_read_the_means_once(monkeypatc
             return labels if self.calls % 2 else (labels + 1) % 10
 
     judge = Alternates()
-    found = speech_draws.readings(model, {"speech": judge}, batch, None, draws=2)
+    found = draws.readings(model, {"speech": judge}, batch, None, draws=2)
     sources = [d for d in found if "->" in d]
     # Each source: the means once, then the three drawn columns twice; then the real recordings once.
     assert judge.calls == len(sources) * 7 + 1
@@ -83,7 +85,7 @@ def test_more_draws_average_the_drawn_columns_and_read_the_means_once(monkeypatc
 def test_sources_and_columns_narrow_what_is_decoded(monkeypatch):
     model, batch = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED, batch_size=20)
     batch["label"] = torch.arange(20) % 10
-    monkeypatch.setattr(speech_draws, "resynthesised", lambda bank, front_end: bank)
+    monkeypatch.setattr(draws, "resynthesised", lambda bank, front_end: bank)
 
     class Counts:
         calls = 0
@@ -93,7 +95,7 @@ def test_sources_and_columns_narrow_what_is_decoded(monkeypatch):
             return torch.zeros(len(x), dtype=torch.long)
 
     judge = Counts()
-    found = speech_draws.readings(model, {"speech": judge}, batch, None, draws=3, sources=("speech",),
+    found = draws.readings(model, {"speech": judge}, batch, None, draws=3, sources=("speech",),
                                   columns=("means", "both drawn"))
     assert list(found) == ["speech->speech", "real speech (vocoded)"]
     assert list(found["speech->speech"]) == ["means", "both drawn"]
@@ -109,9 +111,9 @@ def test_each_once_decodes_every_test_recording_once(synthetic_data):
     model, _ = tiny_model_and_batch(style_dim=STYLE, latent_dim=SHARED)
     front_end = AudioFrontEnd(AudioConfig())
     speech = load_banks(synthetic_data, "test", front_end, ("speech",), progress=False)["speech"]
-    every = speech_draws.test_batch(model, synthetic_data, front_end, 10_000, seed=3, once="speech")
+    every = draws.test_batch(model, synthetic_data, front_end, 10_000, seed=3, once="speech")
     assert len(every["speech"]) == len(speech.labels)
     rows = [int(np.flatnonzero((speech.items == x).all(dim=(1, 2)))[0]) for x in every["speech"]]
     assert sorted(rows) == list(range(len(speech.labels)))
-    some = speech_draws.test_batch(model, synthetic_data, front_end, 5, seed=3, once="speech")
+    some = draws.test_batch(model, synthetic_data, front_end, 5, seed=3, once="speech")
     assert len(some["speech"]) == 5
